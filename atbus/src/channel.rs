@@ -1,0 +1,113 @@
+//! The channel handle: create, open, unlink, and hand out writers and the reader.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::reader::Reader;
+use crate::ring;
+use crate::segment::{self, Segment};
+use crate::stats::Stats;
+use crate::writer::Writer;
+
+/// A channel: one mapped segment. Cheap to clone; writers and the reader keep the
+/// mapping alive after the channel handle is dropped.
+///
+/// ```
+/// # let name = format!("/atbus-doc-channel-{}", std::process::id());
+/// use atbus::{Channel, Config, Error};
+/// let config = Config { node_size: 256, ..Config::default() };
+/// let channel = Channel::create(&name, 1 << 20, &config)?;
+/// assert_eq!(channel.node_size(), 256);
+/// assert!(matches!(Channel::create(&name, 1 << 20, &config), Err(Error::AlreadyExists { .. })));
+/// let again = Channel::open(&name)?;
+/// assert_eq!(again.node_count(), channel.node_count());
+/// Channel::unlink(&name)?;
+/// assert!(matches!(Channel::open(&name), Err(Error::NotFound { .. })));
+/// # Ok::<(), atbus::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Channel {
+    seg: Arc<Segment>,
+}
+
+impl Channel {
+    /// Creates channel `name` of `size` bytes (including the header and node heads).
+    ///
+    /// `name` is a POSIX shared-memory name (`"/orders"`: one leading slash, no other) or
+    /// a file path (e.g. on tmpfs or hugetlbfs). The memory is reserved and pre-faulted
+    /// now, so a too-small `/dev/shm` fails here with [`Error::NoSpace`](crate::Error)
+    /// rather than with SIGBUS later. Fails with `AlreadyExists` if the name is taken.
+    pub fn create(name: &str, size: usize, config: &Config) -> Result<Channel> {
+        Ok(Channel {
+            seg: Arc::new(Segment::create(name, size, config)?),
+        })
+    }
+
+    /// Opens an existing channel, validating its header against the object's real size.
+    /// Waits up to 200 ms for a creator that is still initialising it, then fails with
+    /// `NotInitialized`.
+    pub fn open(name: &str) -> Result<Channel> {
+        Ok(Channel {
+            seg: Arc::new(Segment::open(name)?),
+        })
+    }
+
+    /// Removes channel `name`. Processes that have it open keep working on the old
+    /// memory; the name can be created anew at once.
+    pub fn unlink(name: &str) -> Result<()> {
+        segment::unlink(name)
+    }
+
+    /// A new writer handle.
+    pub fn writer(&self) -> Writer {
+        Writer::new(self.seg.clone())
+    }
+
+    /// Takes the reader role. `ReaderBusy` if a live process holds it; the role of a
+    /// process that no longer exists is taken over.
+    pub fn reader(&self) -> Result<Reader> {
+        Reader::new(self.seg.clone())
+    }
+
+    /// A snapshot of the shared counters.
+    pub fn stats(&self) -> Stats {
+        Stats::read(self.seg.header())
+    }
+
+    /// The name the channel was opened by.
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// Bytes per node.
+    pub fn node_size(&self) -> usize {
+        self.seg.geometry().node_size
+    }
+
+    /// Nodes in the ring.
+    pub fn node_count(&self) -> u64 {
+        self.seg.geometry().node_count
+    }
+
+    /// The largest message this channel accepts: half the usable ring, so a message
+    /// always fits after the padding at the end of the ring.
+    pub fn max_message_len(&self) -> usize {
+        ring::max_payload(&self.seg)
+    }
+
+    /// The torn-block timeout the channel was created with.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.seg.settings().timeout
+    }
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("name", &self.name())
+            .field("node_size", &self.node_size())
+            .field("node_count", &self.node_count())
+            .finish()
+    }
+}

@@ -1,0 +1,255 @@
+//! A read-only view of a channel for tools (atbus-dump): header, cursors, reader owner,
+//! counters, node heads and raw data, taken without the reader role.
+//!
+//! The segment is mapped `PROT_READ`, so nothing done through an [`Inspector`] can write
+//! to it. Writers and the reader may run at full speed meanwhile: each value is read
+//! atomically, but a set of values is not one consistent snapshot.
+
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::layout::{NodeState, BLOCK_HEADER_SIZE, FLAG_PADDING, FLAG_START, FLAG_WRITTEN};
+use crate::process;
+use crate::reader::split_owner;
+use crate::ring;
+use crate::segment::Segment;
+use crate::stats::Stats;
+use crate::sync::atomic::Ordering;
+
+/// A read-only view of a channel.
+///
+/// ```
+/// # let name = format!("/atbus-doc-inspect-{}", std::process::id());
+/// let channel = atbus::Channel::create(&name, 1 << 20, &atbus::Config::default())?;
+/// channel.writer().send(b"hi")?;
+/// let view = atbus::Inspector::open(&name)?;
+/// let cursors = view.cursors();
+/// assert_eq!(cursors.write - cursors.read, 1);
+/// let node = view.node(0).unwrap();
+/// assert!(node.start && node.written);
+/// assert_eq!(view.block_header(0).unwrap().len, 2);
+/// # atbus::Channel::unlink(&name)?;
+/// # Ok::<(), atbus::Error>(())
+/// ```
+pub struct Inspector {
+    seg: Segment,
+}
+
+/// Static facts about a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Channel name.
+    pub name: String,
+    /// Layout version.
+    pub version: u32,
+    /// Bytes of the object.
+    pub size: u64,
+    /// Bytes per node.
+    pub node_size: usize,
+    /// Nodes in the ring.
+    pub node_count: u64,
+    /// Offset of the data area.
+    pub data_offset: usize,
+    /// Largest message accepted.
+    pub max_message_len: usize,
+    /// Torn-block timeout.
+    pub timeout: Duration,
+    /// Failed claim CASes before a writer yields.
+    pub write_retries: u32,
+    /// Nodes writers always leave free.
+    pub protect_nodes: u64,
+    /// Whether blocks of dead writers are skipped at once.
+    pub detect_dead_writers: bool,
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub created_unix_ns: u64,
+}
+
+/// The cursors, read one after the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursors {
+    /// Released read position.
+    pub read: u64,
+    /// Next position to claim.
+    pub write: u64,
+    /// Operation sequence.
+    pub op_seq: u64,
+    /// Nodes between the cursors (saturating; the cursors may be read mid-update).
+    pub used_nodes: u64,
+    /// Nodes writers may still claim.
+    pub free_nodes: u64,
+}
+
+/// The process holding the reader role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReaderOwner {
+    /// Its pid.
+    pub pid: u32,
+    /// Low 32 bits of its start time (clock ticks after boot).
+    pub start_time: u32,
+    /// Whether that very process still exists.
+    pub alive: bool,
+}
+
+/// One node head, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeView {
+    /// Node index.
+    pub index: u64,
+    /// The raw head word.
+    pub raw: u64,
+    /// START flag.
+    pub start: bool,
+    /// WRITTEN flag.
+    pub written: bool,
+    /// PADDING flag.
+    pub padding: bool,
+    /// No flag: the node is free, and `tag` is the position it may next be claimed at.
+    pub free: bool,
+    /// The block's operation sequence (56 bits) when flagged, else the free position.
+    pub tag: u64,
+}
+
+/// A block header as found in the data area (untrusted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHeaderView {
+    /// Payload length.
+    pub len: u32,
+    /// crc32 of the payload.
+    pub crc: u32,
+    /// Operation sequence.
+    pub seq: u64,
+    /// Writer process id.
+    pub writer_pid: u32,
+}
+
+impl Inspector {
+    /// Maps channel `name` read-only and validates it like `Channel::open`.
+    pub fn open(name: &str) -> Result<Inspector> {
+        Ok(Inspector {
+            seg: Segment::open_read_only(name)?,
+        })
+    }
+
+    /// Static facts.
+    pub fn info(&self) -> SegmentInfo {
+        let g = self.seg.geometry();
+        let s = self.seg.settings();
+        let h = self.seg.header();
+        SegmentInfo {
+            name: self.seg.name().into(),
+            version: h.version.load(Ordering::Relaxed),
+            size: self.seg.mapped_len() as u64,
+            node_size: g.node_size,
+            node_count: g.node_count,
+            data_offset: g.data_offset,
+            max_message_len: ring::max_payload(&self.seg),
+            timeout: s.timeout,
+            write_retries: s.write_retries,
+            protect_nodes: s.protect_nodes,
+            detect_dead_writers: s.detect_dead_writers,
+            created_unix_ns: h.created_unix_ns.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Every counter.
+    pub fn stats(&self) -> Stats {
+        Stats::read(self.seg.header())
+    }
+
+    /// The cursors.
+    pub fn cursors(&self) -> Cursors {
+        let h = self.seg.header();
+        let read = h.read_cursor.load(Ordering::Relaxed);
+        let write = h.write_cursor.load(Ordering::Relaxed);
+        let op_seq = h.op_seq.load(Ordering::Relaxed);
+        let count = self.seg.geometry().node_count;
+        let used = write.saturating_sub(read).min(count);
+        let capacity = count - 1 - self.seg.settings().protect_nodes;
+        Cursors {
+            read,
+            write,
+            op_seq,
+            used_nodes: used,
+            free_nodes: capacity.saturating_sub(used),
+        }
+    }
+
+    /// The reader-role holder, if any.
+    pub fn reader_owner(&self) -> Option<ReaderOwner> {
+        let word = self.seg.header().reader.owner.load(Ordering::Relaxed);
+        if word == 0 {
+            return None;
+        }
+        let (pid, start_time) = split_owner(word);
+        Some(ReaderOwner {
+            pid,
+            start_time,
+            alive: process::is_same_alive(pid, start_time),
+        })
+    }
+
+    /// Node `index`'s head, or `None` past the end of the ring.
+    pub fn node(&self, index: u64) -> Option<NodeView> {
+        if index >= self.seg.geometry().node_count {
+            return None;
+        }
+        let state = NodeState(self.seg.head(index).load(Ordering::Acquire));
+        let flags = state.flags();
+        Some(NodeView {
+            index,
+            raw: state.0,
+            start: flags & FLAG_START != 0,
+            written: flags & FLAG_WRITTEN != 0,
+            padding: flags & FLAG_PADDING != 0,
+            free: flags == 0,
+            tag: state.tag(),
+        })
+    }
+
+    /// The block header at the start of node `index` (meaningful on a START node).
+    pub fn block_header(&self, index: u64) -> Option<BlockHeaderView> {
+        if index >= self.seg.geometry().node_count {
+            return None;
+        }
+        let bh = self.seg.block_header(index);
+        Some(BlockHeaderView {
+            len: bh.len.load(Ordering::Relaxed),
+            crc: bh.crc.load(Ordering::Relaxed),
+            seq: bh.seq.load(Ordering::Acquire),
+            writer_pid: bh.writer_pid.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Up to `len` raw bytes of the data area from the start of node `index`, clipped
+    /// to the end of the ring.
+    pub fn node_bytes(&self, index: u64, len: usize) -> Vec<u8> {
+        let g = self.seg.geometry();
+        if index >= g.node_count {
+            return Vec::new();
+        }
+        let avail = (g.node_count - index) as usize * g.node_size;
+        let len = len.min(avail);
+        let mut out = vec![0u8; len];
+        // SAFETY: node_ptr(index) is in the data area and `len` is clipped to the bytes
+        // left before its end; `out` is ours. Writers may change the bytes as we copy:
+        // the result is a possibly inconsistent snapshot, as documented.
+        unsafe { crate::copy::copy_bytes(self.seg.node_ptr(index), out.as_mut_ptr(), len) };
+        out
+    }
+
+    /// Payload bytes of the block starting at node `index`, if `len` fits in the ring.
+    pub fn payload(&self, index: u64, len: usize) -> Option<Vec<u8>> {
+        let g = self.seg.geometry();
+        let nodes = g.nodes_for(len);
+        if !self.seg.block_in_bounds(index, nodes) {
+            return None;
+        }
+        let bytes = self.node_bytes(index, BLOCK_HEADER_SIZE + len);
+        Some(bytes[BLOCK_HEADER_SIZE..].to_vec())
+    }
+
+    /// Nodes a block of `len` payload bytes occupies in this channel.
+    pub fn nodes_for(&self, len: usize) -> u64 {
+        self.seg.geometry().nodes_for(len)
+    }
+}

@@ -1,0 +1,420 @@
+//! The segment layout: every offset, size and bit of the shared memory, in one place.
+//!
+//! A segment is one shared-memory object of fixed size, laid out as:
+//!
+//! | offset                    | size                     | what                                       |
+//! |---------------------------|--------------------------|--------------------------------------------|
+//! | 0                         | 4096                     | [`Header`]                                 |
+//! | 4096                      | `node_count * 8`         | node-head array, one [`NodeState`] word per node |
+//! | `data_offset` (4 KiB aligned) | `node_count * node_size` | data area: the nodes                   |
+//! | …                         | up to the object's size  | unused tail (rounding)                     |
+//!
+//! The header (all fields are atomics, little-endian on the only platform we build for):
+//!
+//! | offset | field             | type | meaning                                                   |
+//! |--------|-------------------|------|-----------------------------------------------------------|
+//! | 0      | magic             | u64  | [`MAGIC`]; written last, with release ordering            |
+//! | 8      | version           | u32  | [`VERSION`]                                               |
+//! | 12     | abi_tag           | u32  | [`ABI_TAG`]: endianness and word size                     |
+//! | 16     | header_size       | u32  | 4096                                                      |
+//! | 20     | node_size         | u32  | bytes per node, a power of two in 64..=65536              |
+//! | 24     | node_count        | u64  | nodes in the ring                                         |
+//! | 32     | total_size        | u64  | size of the object at creation                            |
+//! | 40     | heads_offset      | u64  | 4096                                                      |
+//! | 48     | data_offset       | u64  | start of the data area                                    |
+//! | 56     | timeout_ns        | u64  | torn-block timeout                                        |
+//! | 64     | write_retries     | u32  | failed claim CASes before a writer yields the CPU         |
+//! | 68     | flags             | u32  | [`FLAG_DETECT_DEAD_WRITERS`]                              |
+//! | 72     | protect_nodes     | u64  | nodes writers always leave free                           |
+//! | 80     | created_unix_ns   | u64  | wall-clock creation time, for operators                   |
+//! | 128    | read_cursor       | u64  | next position the reader will consume (reader writes)     |
+//! | 256    | write_cursor      | u64  | next position a writer will claim (writers CAS)           |
+//! | 384    | op_seq            | u64  | operation sequence: one per claimed block                 |
+//! | 512    | reader_owner      | u64  | `pid | (start_time as u32) << 32` of the reader, 0 = none |
+//! | 520    | reader_takeovers  | u64  | times the role was taken from a dead owner                |
+//! | 640    | writer counters   | 8×u64| [`WriterCounters`], shared by all writers                 |
+//! | 768    | reader counters   | 16×u64 | [`ReaderCounters`], written only by the reader          |
+//!
+//! Each of read cursor, write cursor, operation sequence, reader record, writer counters
+//! and reader counters sits on its own 128-byte line (the x86-64 prefetcher pulls pairs
+//! of 64-byte lines), so the reader's and the writers' hot fields never share a line.
+//!
+//! Cursors are absolute node *positions* that only grow; a position `p` lives at node
+//! index `p % node_count`, and lap `p / node_count`.
+//!
+//! A block is the nodes of one message: a [`BlockHeader`] at the start of its first node's
+//! data, then the payload. A block never wraps past the end of the ring; a writer that
+//! would cross the end claims the tail as a padding block in the same CAS.
+//! Payloads start 32 bytes into a node, so they are 32-byte aligned (see `copy`).
+
+use crate::sync::atomic::{AtomicU32, AtomicU64};
+
+/// `b"ATBUSv01"` read as a little-endian u64.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"ATBUSv01");
+/// Layout version; bumped on any incompatible change of this file.
+pub const VERSION: u32 = 1;
+/// Endianness and word size of the creator: `0xA7B0` then 0x01 for little endian, then
+/// the pointer width in bytes.
+pub const ABI_TAG: u32 = 0xA7B0_0000
+    | (if cfg!(target_endian = "little") {
+        0x0100
+    } else {
+        0x0200
+    })
+    | (std::mem::size_of::<usize>() as u32);
+/// Size of the header area.
+pub const HEADER_SIZE: usize = 4096;
+/// Alignment of the data area (and of the end of the head array).
+pub const PAGE: usize = 4096;
+/// Bytes of one node head.
+pub const HEAD_SIZE: usize = 8;
+/// Bytes of the block header at the start of each block.
+pub const BLOCK_HEADER_SIZE: usize = 32;
+/// Smallest and largest node size accepted.
+pub const MIN_NODE_SIZE: usize = 64;
+/// Largest node size accepted.
+pub const MAX_NODE_SIZE: usize = 65536;
+/// Header flag: skip blocks of writers whose process no longer exists without waiting.
+pub const FLAG_DETECT_DEAD_WRITERS: u32 = 1;
+
+/// An atomic padded to 128 bytes so it owns a pair of cache lines.
+#[repr(C, align(128))]
+pub struct Padded<T>(pub T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Counters bumped by writers (`fetch_add`, relaxed: they are statistics, not sync).
+#[repr(C)]
+pub struct WriterCounters {
+    /// Messages whose block was published.
+    pub messages_sent: AtomicU64,
+    /// Payload bytes of those messages.
+    pub bytes_sent: AtomicU64,
+    /// `send` calls that returned `Full`.
+    pub full: AtomicU64,
+    /// Claim CASes that lost to another writer and were retried.
+    pub write_retries: AtomicU64,
+    /// Padding blocks claimed at the end of the ring.
+    pub padding_blocks: AtomicU64,
+    /// Sends that found their block already skipped by the reader (writer stalled past the
+    /// timeout): the message was not delivered and the caller got `Error::Abandoned`.
+    pub abandoned: AtomicU64,
+    _reserved: [AtomicU64; 2],
+}
+
+/// Counters written only by the reader that holds the role (load + store, no RMW).
+#[repr(C)]
+pub struct ReaderCounters {
+    /// Messages delivered.
+    pub messages_received: AtomicU64,
+    /// Payload bytes delivered.
+    pub bytes_received: AtomicU64,
+    /// Torn blocks skipped after the timeout (writer stalled or died mid-write).
+    pub timeout_blocks: AtomicU64,
+    /// Torn blocks skipped at once because their writer process no longer exists.
+    pub dead_writer_blocks: AtomicU64,
+    /// Nodes skipped without delivering their bytes, whatever the reason.
+    pub bad_nodes: AtomicU64,
+    /// Published blocks that failed a check and were skipped (sum of the next two).
+    pub bad_blocks: AtomicU64,
+    /// Blocks whose payload crc32 did not match.
+    pub crc_failures: AtomicU64,
+    /// Blocks whose length, node count or sequence did not check out.
+    pub check_failures: AtomicU64,
+    /// Padding blocks skipped at the end of the ring.
+    pub padding_blocks: AtomicU64,
+    /// Nodes a previous (dead) reader had consumed but not yet released.
+    pub handover_nodes: AtomicU64,
+    _reserved: [AtomicU64; 6],
+}
+
+/// The 4 KiB segment header. Every field is an atomic: other processes may write any of
+/// them at any time, so the header is only ever read through atomic loads.
+#[repr(C)]
+pub struct Header {
+    /// [`MAGIC`], stored last with release ordering.
+    pub magic: AtomicU64,
+    /// [`VERSION`].
+    pub version: AtomicU32,
+    /// [`ABI_TAG`].
+    pub abi_tag: AtomicU32,
+    /// [`HEADER_SIZE`].
+    pub header_size: AtomicU32,
+    /// Bytes per node.
+    pub node_size: AtomicU32,
+    /// Nodes in the ring.
+    pub node_count: AtomicU64,
+    /// Size of the object at creation.
+    pub total_size: AtomicU64,
+    /// Offset of the node-head array.
+    pub heads_offset: AtomicU64,
+    /// Offset of the data area.
+    pub data_offset: AtomicU64,
+    /// Torn-block timeout in nanoseconds.
+    pub timeout_ns: AtomicU64,
+    /// Failed claim CASes before a writer yields.
+    pub write_retries: AtomicU32,
+    /// [`FLAG_DETECT_DEAD_WRITERS`] or 0.
+    pub flags: AtomicU32,
+    /// Nodes writers always leave free.
+    pub protect_nodes: AtomicU64,
+    /// Creation time, ns since the Unix epoch.
+    pub created_unix_ns: AtomicU64,
+    _pad0: [u8; 128 - 88],
+    /// Released read position (reader stores, writers load).
+    pub read_cursor: Padded<AtomicU64>,
+    /// Next position to claim (writers CAS).
+    pub write_cursor: Padded<AtomicU64>,
+    /// Operation sequence, one per claimed block.
+    pub op_seq: Padded<AtomicU64>,
+    /// The reader-role record.
+    pub reader: Padded<ReaderRecord>,
+    /// Counters shared by writers.
+    pub writer_counters: Padded<WriterCounters>,
+    /// Counters written by the reader.
+    pub reader_counters: Padded<ReaderCounters>,
+    _pad1: [u8; HEADER_SIZE - 896],
+}
+
+/// Who holds the reader role.
+#[repr(C)]
+pub struct ReaderRecord {
+    /// `pid | (start_time_ticks as u32) << 32`, or 0 when nobody holds the role.
+    pub owner: AtomicU64,
+    /// Times the role was taken over from an owner that no longer exists.
+    pub takeovers: AtomicU64,
+}
+
+// The layout is data: these assertions are the table above.
+#[cfg(not(loom))]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<Header>() == HEADER_SIZE);
+    assert!(offset_of!(Header, version) == 8);
+    assert!(offset_of!(Header, node_size) == 20);
+    assert!(offset_of!(Header, node_count) == 24);
+    assert!(offset_of!(Header, data_offset) == 48);
+    assert!(offset_of!(Header, timeout_ns) == 56);
+    assert!(offset_of!(Header, protect_nodes) == 72);
+    assert!(offset_of!(Header, created_unix_ns) == 80);
+    assert!(offset_of!(Header, read_cursor) == 128);
+    assert!(offset_of!(Header, write_cursor) == 256);
+    assert!(offset_of!(Header, op_seq) == 384);
+    assert!(offset_of!(Header, reader) == 512);
+    assert!(offset_of!(Header, writer_counters) == 640);
+    assert!(offset_of!(Header, reader_counters) == 768);
+    assert!(size_of::<WriterCounters>() <= 128);
+    assert!(size_of::<ReaderCounters>() <= 128);
+    assert!(size_of::<AtomicU64>() == HEAD_SIZE);
+    assert!(size_of::<BlockHeader>() == BLOCK_HEADER_SIZE);
+};
+
+/// The block header at the start of each block's first node. Written by the claiming
+/// writer with atomic stores (`seq` last, release) after its START flag is set; read by
+/// the reader with atomic loads. Untrusted: every field is checked before use.
+#[repr(C)]
+pub struct BlockHeader {
+    /// Payload length in bytes.
+    pub len: AtomicU32,
+    /// crc32 (IEEE, crc32fast) of the payload.
+    pub crc: AtomicU32,
+    /// Operation sequence of the block; equals the sequence in its node head.
+    pub seq: AtomicU64,
+    /// Process id of the writer, for dead-writer detection.
+    pub writer_pid: AtomicU32,
+    _reserved0: AtomicU32,
+    _reserved1: AtomicU64,
+}
+
+/// Mask of the 56-bit tag in a node head word.
+pub const TAG_MASK: u64 = (1 << 56) - 1;
+/// Node-head flag: first node of a block (set when the writer starts writing it).
+pub const FLAG_START: u8 = 0x01;
+/// Node-head flag: the block's bytes are all in (set last, with release ordering).
+pub const FLAG_WRITTEN: u8 = 0x02;
+/// Node-head flag: a padding block from here to the end of the ring.
+pub const FLAG_PADDING: u8 = 0x04;
+
+/// A decoded node-head word: `flags << 56 | tag`.
+///
+/// * `flags == 0`: the node is free, and `tag` is the position it may next be claimed at
+///   (`position % 2^56`). Tagging free nodes with their position means a writer that was
+///   skipped as stalled cannot later mark a node it no longer owns: its compare-exchange
+///   expects the old position and fails.
+/// * `START` (with or without `WRITTEN`), or `PADDING | WRITTEN`: `tag` is the block's
+///   operation sequence (`seq % 2^56`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct NodeState(pub u64);
+
+impl NodeState {
+    /// The free state for a node that may next be claimed at `position`.
+    pub const fn free(position: u64) -> Self {
+        NodeState(position & TAG_MASK)
+    }
+    /// A block's head with these flags and sequence.
+    pub const fn block(flags: u8, seq: u64) -> Self {
+        NodeState(((flags as u64) << 56) | (seq & TAG_MASK))
+    }
+    /// The flag bits.
+    pub const fn flags(self) -> u8 {
+        (self.0 >> 56) as u8
+    }
+    /// The tag: a position for free nodes, a sequence otherwise.
+    pub const fn tag(self) -> u64 {
+        self.0 & TAG_MASK
+    }
+    /// True for a free node that may be claimed at `position`.
+    pub const fn is_free_for(self, position: u64) -> bool {
+        self.0 == position & TAG_MASK
+    }
+    /// True for a published (START | WRITTEN) block head.
+    pub const fn is_written_block(self) -> bool {
+        self.flags() == FLAG_START | FLAG_WRITTEN
+    }
+    /// True for a published padding block.
+    pub const fn is_padding(self) -> bool {
+        self.flags() == FLAG_PADDING | FLAG_WRITTEN
+    }
+    /// True for a block whose writer has set START but not yet WRITTEN.
+    pub const fn is_started(self) -> bool {
+        self.flags() == FLAG_START
+    }
+}
+
+/// The sizes of one segment, computed once at create or open and never re-read from
+/// shared memory afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Bytes per node.
+    pub node_size: usize,
+    /// Nodes in the ring.
+    pub node_count: u64,
+    /// Offset of the data area.
+    pub data_offset: usize,
+    /// Bytes the layout needs (header + heads + data), at most the object's size.
+    pub used_size: usize,
+}
+
+impl Geometry {
+    /// The largest ring of `node_size` nodes that fits in `size` bytes, or `None` when
+    /// fewer than 2 nodes fit.
+    pub fn for_size(size: usize, node_size: usize) -> Option<Geometry> {
+        // Estimate without the rounding of the head array, then step down until it fits
+        // (at most a page's worth of nodes).
+        let avail = size.checked_sub(HEADER_SIZE)?;
+        let mut count = (avail / (node_size + HEAD_SIZE)) as u64;
+        while count >= 2 {
+            let g = Self::with_count(node_size, count)?;
+            if g.used_size <= size {
+                return Some(g);
+            }
+            count -= 1;
+        }
+        None
+    }
+
+    /// The geometry of a ring of `node_count` nodes of `node_size` bytes.
+    pub fn with_count(node_size: usize, node_count: u64) -> Option<Geometry> {
+        let count = usize::try_from(node_count).ok()?;
+        let heads_end = HEADER_SIZE.checked_add(count.checked_mul(HEAD_SIZE)?)?;
+        let data_offset = heads_end.checked_next_multiple_of(PAGE)?;
+        let used_size = data_offset.checked_add(count.checked_mul(node_size)?)?;
+        Some(Geometry {
+            node_size,
+            node_count,
+            data_offset,
+            used_size,
+        })
+    }
+
+    /// Nodes a block of `len` payload bytes occupies.
+    pub fn nodes_for(&self, len: usize) -> u64 {
+        (BLOCK_HEADER_SIZE + len).div_ceil(self.node_size) as u64
+    }
+
+    /// Node index of a position.
+    pub fn index(&self, position: u64) -> u64 {
+        position % self.node_count
+    }
+}
+
+/// True when `n` is an accepted node size.
+pub fn valid_node_size(n: usize) -> bool {
+    n.is_power_of_two() && (MIN_NODE_SIZE..=MAX_NODE_SIZE).contains(&n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_fits_the_requested_size() {
+        for size in [16 << 10, 64 << 10, 1 << 20, 16 << 20, (16 << 20) + 1234] {
+            for node in [64, 128, 256, 4096] {
+                if let Some(g) = Geometry::for_size(size, node) {
+                    assert!(g.used_size <= size, "{size} {node}");
+                    assert_eq!(g.data_offset % PAGE, 0);
+                    assert!(g.data_offset >= HEADER_SIZE + g.node_count as usize * HEAD_SIZE);
+                    // One more node would not fit.
+                    let more = Geometry::with_count(node, g.node_count + 1).unwrap();
+                    assert!(more.used_size > size, "{size} {node}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sixteen_mib_of_128_byte_nodes() {
+        let g = Geometry::for_size(16 << 20, 128).unwrap();
+        // 4096 + 123_328 * 8 rounds up to 991_232; plus 123_328 * 128 is exactly 16 MiB.
+        assert_eq!(g.node_count, 123_328);
+        assert_eq!(g.used_size, 16 << 20);
+        assert_eq!(
+            g.data_offset,
+            (4096 + 8 * g.node_count as usize).next_multiple_of(4096)
+        );
+        assert!(g.used_size <= 16 << 20);
+    }
+
+    #[test]
+    fn too_small_sizes_have_no_geometry() {
+        assert!(Geometry::for_size(0, 128).is_none());
+        assert!(Geometry::for_size(8192, 128).is_none());
+        assert!(Geometry::for_size(8192 + 2 * 128, 128).is_some());
+    }
+
+    #[test]
+    fn nodes_for_counts_the_block_header() {
+        let g = Geometry::with_count(128, 16).unwrap();
+        assert_eq!(g.nodes_for(0), 1);
+        assert_eq!(g.nodes_for(96), 1);
+        assert_eq!(g.nodes_for(97), 2);
+        assert_eq!(g.nodes_for(224), 2);
+        assert_eq!(g.nodes_for(225), 3);
+    }
+
+    #[test]
+    fn node_state_round_trips() {
+        let s = NodeState::block(FLAG_START | FLAG_WRITTEN, 0x0123_4567_89ab_cdef);
+        assert!(s.is_written_block());
+        assert_eq!(s.tag(), 0x0023_4567_89ab_cdef);
+        assert!(NodeState::free(5).is_free_for(5));
+        assert!(!NodeState::free(5).is_free_for(6));
+        assert!(NodeState::free(5).is_free_for(5 + (1 << 56)));
+        assert!(!NodeState::free(3).is_started());
+        assert!(NodeState::block(FLAG_PADDING | FLAG_WRITTEN, 1).is_padding());
+    }
+
+    #[test]
+    fn node_sizes() {
+        assert!(valid_node_size(128));
+        assert!(!valid_node_size(100));
+        assert!(!valid_node_size(32));
+        assert!(!valid_node_size(1 << 17));
+    }
+}

@@ -1,0 +1,632 @@
+//! The ring protocol, top to bottom: claim, write, publish (writers); check, skip,
+//! consume, release (the reader). `writer.rs` and `reader.rs` are thin handles over this.
+//!
+//! # States of a node head (see [`NodeState`])
+//!
+//! ```text
+//!            writer CAS                  writer CAS (release)
+//!  free(p) ───────────────▶ START|seq ─────────────────────▶ START|WRITTEN|seq
+//!     ▲                         │                                   │
+//!     │  reader, after timeout  │                                   │ reader consumes
+//!     └──── CAS to free(p+N) ◀──┘                                   │ (store)
+//!                                                                   ▼
+//!                                                              free(p+N)
+//! ```
+//!
+//! `p` is the absolute position, `N` the node count. Every transition out of a state
+//! that two parties may race on (a writer finishing, the reader giving up on it) is a
+//! compare-exchange, so exactly one of them wins: either the reader sees WRITTEN and
+//! delivers, or the writer's publish fails and it reports [`Error::Abandoned`]. A writer
+//! never reports success for a message the reader skipped.
+//!
+//! # Torn blocks
+//! A claimed node that is not yet START (the claim-then-flag window), or START but not
+//! WRITTEN, is "writer still writing": the reader returns `Empty`. When it first sees
+//! such a node at position `p` it notes the time `T0` and the write cursor `W0`: every
+//! position below `W0` was claimed before `T0`. Once `T0 + timeout` passes, every
+//! not-written node below `W0` has been claimed for longer than the timeout, so the
+//! reader skips them one by one without waiting again: the rest of a torn block, and any
+//! other block claimed before `T0` and still unwritten (libatbus waited a timeout per
+//! node here). A block whose header names a writer process that no longer exists is
+//! skipped at once, all its nodes in one step.
+
+use std::time::{Duration, Instant};
+
+use crate::copy::copy_bytes;
+use crate::error::{Error, Result};
+use crate::layout::{
+    NodeState, BLOCK_HEADER_SIZE, FLAG_PADDING, FLAG_START, FLAG_WRITTEN, TAG_MASK,
+};
+use crate::process;
+use crate::segment::Segment;
+use crate::sync::atomic::{AtomicU64, Ordering};
+
+/// The largest payload a ring accepts: a block of at most half the usable nodes, so that
+/// a block plus the padding before it always fits in an empty ring.
+pub(crate) fn max_payload(seg: &Segment) -> usize {
+    let geo = seg.geometry();
+    let usable = geo.node_count - 1 - seg.settings().protect_nodes;
+    let nodes = (usable / 2).max(1) as usize;
+    (nodes * geo.node_size)
+        .saturating_sub(BLOCK_HEADER_SIZE)
+        .min(u32::MAX as usize)
+}
+
+// ---------------------------------------------------------------------------------------
+// Fault injection: lets a test stop a writer between the steps of `send`.
+
+/// A point inside `send` where a test can stop the writer.
+#[cfg(feature = "fault-injection")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The write cursor has moved; no flag is set yet.
+    AfterClaim,
+    /// The first node is START; the block header and payload are not written.
+    AfterStart,
+    /// Half the payload is written.
+    MidPayload,
+    /// Everything is written; WRITTEN is not set yet.
+    BeforePublish,
+}
+
+#[cfg(feature = "fault-injection")]
+static FAULT_HOOK: std::sync::OnceLock<fn(Step)> = std::sync::OnceLock::new();
+
+/// Installs the process-wide hook called at each [`Step`] (once per process).
+#[cfg(feature = "fault-injection")]
+pub fn set_fault_hook(hook: fn(Step)) {
+    let _ = FAULT_HOOK.set(hook);
+}
+
+#[cfg(feature = "fault-injection")]
+macro_rules! fault_point {
+    ($step:ident) => {
+        if let Some(hook) = FAULT_HOOK.get() {
+            hook(Step::$step)
+        }
+    };
+}
+#[cfg(not(feature = "fault-injection"))]
+macro_rules! fault_point {
+    ($step:ident) => {};
+}
+
+// ---------------------------------------------------------------------------------------
+// Writers: claim, write, publish.
+
+/// Sends one message. `cached_read` is the writer handle's copy of the read cursor.
+pub(crate) fn send(seg: &Segment, cached_read: &AtomicU64, pid: u32, data: &[u8]) -> Result<()> {
+    let geo = seg.geometry();
+    let h = seg.header();
+    let max = max_payload(seg);
+    if data.len() > max {
+        return Err(Error::TooLarge {
+            len: data.len(),
+            max,
+        });
+    }
+    let nodes = geo.nodes_for(data.len());
+    // Checksum before claiming: a writer preempted here holds no claim.
+    let crc = crc32fast::hash(data);
+
+    // Claim.
+    let (pad_at, pos) = claim(seg, cached_read, nodes)?;
+    // Relaxed: the sequence only has to be unique; it orders nothing.
+    let seq = h.op_seq.fetch_add(1, Ordering::Relaxed);
+    let abandoned = || {
+        h.writer_counters.abandoned.fetch_add(1, Ordering::Relaxed);
+        Err(Error::Abandoned { seq })
+    };
+    if let Some(pad) = pad_at {
+        // The padding block carries no data, so publishing it is one CAS. Release is not
+        // needed (nothing to publish), relaxed suffices; the CAS fails only if the reader
+        // already skipped these nodes as torn, in which case our block is gone too.
+        let head = seg.head(geo.index(pad));
+        let padding = NodeState::block(FLAG_PADDING | FLAG_WRITTEN, seq);
+        if head
+            .compare_exchange(
+                NodeState::free(pad).0,
+                padding.0,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return abandoned();
+        }
+        h.writer_counters
+            .padding_blocks
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    fault_point!(AfterClaim);
+
+    // Write: START first, so a stalled writer that the reader skipped can never mark
+    // these nodes again (the CAS expects the free state tagged with our position).
+    let index = geo.index(pos);
+    let head = seg.head(index);
+    let started = NodeState::block(FLAG_START, seq);
+    // Relaxed: the reader learns nothing from START but "claimed and in progress"; the
+    // bytes are published by the release CAS below.
+    if head
+        .compare_exchange(
+            NodeState::free(pos).0,
+            started.0,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        )
+        .is_err()
+    {
+        return abandoned();
+    }
+    fault_point!(AfterStart);
+    let bh = seg.block_header(index);
+    bh.len.store(data.len() as u32, Ordering::Relaxed);
+    bh.crc.store(crc, Ordering::Relaxed);
+    bh.writer_pid.store(pid, Ordering::Relaxed);
+    // Release: a reader that reads this seq (acquire) also sees len and writer_pid; it
+    // uses them to skip the block at once if we die.
+    bh.seq.store(seq, Ordering::Release);
+    let payload = seg.node_ptr(index).wrapping_add(BLOCK_HEADER_SIZE);
+    let half = data.len() / 2;
+    // SAFETY: the block lies inside the data area: claim() keeps index + nodes <= count,
+    // and nodes covers BLOCK_HEADER_SIZE + len bytes. We own these bytes: our claim is
+    // live (START CAS succeeded), so no other writer writes them and the reader reads
+    // them only after WRITTEN. `data` is a distinct, caller-owned slice.
+    unsafe { copy_bytes(data.as_ptr(), payload, half) };
+    fault_point!(MidPayload);
+    // SAFETY: as above, for the second half.
+    unsafe {
+        copy_bytes(
+            data.as_ptr().add(half),
+            payload.add(half),
+            data.len() - half,
+        )
+    };
+    fault_point!(BeforePublish);
+
+    // Publish. Release: pairs with the reader's acquire load of the head, so it sees
+    // every byte above. Fails only if the reader gave up on us (timeout) meanwhile.
+    if head
+        .compare_exchange(
+            started.0,
+            NodeState::block(FLAG_START | FLAG_WRITTEN, seq).0,
+            Ordering::Release,
+            Ordering::Relaxed,
+        )
+        .is_err()
+    {
+        return abandoned();
+    }
+    let c = &h.writer_counters;
+    c.messages_sent.fetch_add(1, Ordering::Relaxed);
+    c.bytes_sent.fetch_add(data.len() as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Moves the write cursor past `nodes` free nodes (plus padding to the end of the ring
+/// when the block would not fit before it). Returns the padding position, if any, and
+/// the block's position. `Full` when the reader has not released enough nodes.
+fn claim(seg: &Segment, cached_read: &AtomicU64, nodes: u64) -> Result<(Option<u64>, u64)> {
+    let geo = seg.geometry();
+    let h = seg.header();
+    let count = geo.node_count;
+    // One node always stays free (the gap), plus the protect area.
+    let capacity = count - 1 - seg.settings().protect_nodes;
+    let retries_before_yield = seg.settings().write_retries.max(1);
+    let mut failures = 0u32;
+    // Relaxed: the cursor value is only a guess for the CAS, which re-checks it.
+    let mut w = h.write_cursor.load(Ordering::Relaxed);
+    loop {
+        let index = w % count;
+        let pad = if index + nodes > count {
+            count - index
+        } else {
+            0
+        };
+        let end = w.wrapping_add(pad + nodes);
+        // Acquire (here and on the refresh below): the reader's release of the cursor
+        // happens-before our writes to the nodes it released. The cache is shared by the
+        // threads using this handle, so it is stored with release and loaded with acquire
+        // to carry that edge from the thread that refreshed it.
+        let mut r = cached_read.load(Ordering::Acquire);
+        if end.wrapping_sub(r) > capacity {
+            r = h.read_cursor.load(Ordering::Acquire);
+            cached_read.store(r, Ordering::Release);
+            if end.wrapping_sub(r) > capacity {
+                h.writer_counters.full.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::Full);
+            }
+        }
+        // Strong CAS (never `weak`: libatbus lost messages to spurious failures mixed
+        // with retries). Relaxed: uniqueness of the claim comes from atomicity alone;
+        // the reader only compares the cursor with its own position.
+        match h
+            .write_cursor
+            .compare_exchange(w, end, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => return Ok(((pad > 0).then_some(w), w + pad)),
+            Err(current) => {
+                w = current;
+                failures += 1;
+                h.writer_counters
+                    .write_retries
+                    .fetch_add(1, Ordering::Relaxed);
+                if failures % retries_before_yield == 0 {
+                    // Another writer won; on an oversubscribed host let it run.
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The reader: check, skip, consume, release.
+
+/// How often (in empty polls) the reader looks at the write cursor when the next node is
+/// free, to notice a writer stuck between its claim and its START flag.
+const CURSOR_CHECK_EVERY: u32 = 64;
+/// How long a block must wait before the reader asks whether its writer still exists.
+const LIVENESS_GRACE: Duration = Duration::from_millis(1);
+/// How often, after that, it asks again.
+const LIVENESS_EVERY: Duration = Duration::from_millis(1);
+
+/// The reader's own state; lives in the reader's process, never in shared memory.
+pub(crate) struct ReadState {
+    /// Next position to read.
+    pos: u64,
+    /// Last value stored to the shared read cursor.
+    published: u64,
+    /// Publish the read cursor after this many nodes (and whenever the ring is empty).
+    release_every: u64,
+    /// Write cursor as last read (a lower bound of the real one).
+    cached_write: u64,
+    /// The torn-block wait in progress.
+    wait: Option<Wait>,
+    /// End of the last node skipped, to count runs of skipped nodes as one torn block.
+    skipped_to: u64,
+    idle_polls: u32,
+    max_payload: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Wait {
+    /// When the reader first found an unwritten node.
+    since: Instant,
+    /// The write cursor then: every position below was claimed before `since`.
+    horizon: u64,
+    /// When to next ask whether the block's writer exists.
+    next_liveness: Instant,
+}
+
+/// A published block that passed its header checks, ready to copy.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ready {
+    pos: u64,
+    index: u64,
+    nodes: u64,
+    /// Payload length.
+    pub len: usize,
+    crc: u32,
+}
+
+/// Why nodes were skipped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    Timeout,
+    DeadWriter,
+}
+
+impl ReadState {
+    pub(crate) fn new(seg: &Segment) -> ReadState {
+        // Acquire: start where the previous reader released, seeing its resets.
+        let pos = seg.header().read_cursor.load(Ordering::Acquire);
+        ReadState {
+            pos,
+            published: pos,
+            release_every: (seg.geometry().node_count / 16).max(1),
+            cached_write: pos,
+            wait: None,
+            skipped_to: pos,
+            idle_polls: 0,
+            max_payload: max_payload(seg),
+        }
+    }
+
+    /// Finds the next deliverable block, skipping (and counting) whatever must be
+    /// skipped on the way. `Empty` when nothing is ready yet.
+    pub(crate) fn poll(&mut self, seg: &Segment, now: fn() -> Instant) -> Result<Ready> {
+        let count = seg.geometry().node_count;
+        let rc = &seg.header().reader_counters;
+        loop {
+            let pos = self.pos;
+            let index = pos % count;
+            // Acquire: pairs with the writer's release CAS that set WRITTEN.
+            let state = NodeState(seg.head(index).load(Ordering::Acquire));
+
+            if state.is_written_block() {
+                match self.check(seg, pos, index, state) {
+                    Some(ready) => return Ok(ready),
+                    None => {
+                        bump(&rc.check_failures, 1);
+                        bump(&rc.bad_blocks, 1);
+                        // The length is not to be trusted: drop the first node only; the
+                        // rest, untouched by the writer, go through the timeout path.
+                        self.skip_nodes(seg, pos, 1, state);
+                        continue;
+                    }
+                }
+            }
+            if state.is_padding() && self.padding_fits(seg, pos, index) {
+                let nodes = count - index;
+                self.skip_nodes(seg, pos, nodes, state);
+                bump(&rc.padding_blocks, 1);
+                continue;
+            }
+            if state.is_free_for(pos.wrapping_add(count)) {
+                // A previous reader consumed this node but died before releasing it.
+                bump(&rc.handover_nodes, 1);
+                self.pos += 1;
+                continue;
+            }
+
+            // Not ready: free (empty, or claimed and not yet started), started, garbage.
+            let waiting = matches!(self.wait, Some(w) if pos < w.horizon);
+            if state.is_free_for(pos) && !waiting {
+                self.idle_polls = self.idle_polls.wrapping_add(1);
+                if self.idle_polls % CURSOR_CHECK_EVERY != 0 {
+                    self.release(seg);
+                    return Err(Error::Empty);
+                }
+            }
+            let w = self.write_cursor(seg);
+            let claimed = w.wrapping_sub(pos);
+            if claimed == 0 {
+                self.release(seg);
+                return Err(Error::Empty);
+            }
+            if claimed > count {
+                return Err(Error::Corrupt {
+                    name: seg.name().into(),
+                    reason: format!(
+                        "write cursor {w} is not within one ring ({count} nodes) ahead of \
+                         the read position {pos}"
+                    ),
+                });
+            }
+            let t = now();
+            let timeout = seg.settings().timeout;
+            match &mut self.wait {
+                Some(wait) if pos < wait.horizon => {
+                    if t.saturating_duration_since(wait.since) >= timeout {
+                        self.skip_torn(seg, pos, state, Skip::Timeout);
+                        continue;
+                    }
+                    if seg.settings().detect_dead_writers
+                        && state.is_started()
+                        && t >= wait.next_liveness
+                    {
+                        wait.next_liveness = t + LIVENESS_EVERY;
+                        if let Some(nodes) = self.dead_writer_nodes(seg, pos, index, state, w) {
+                            self.skip_torn(seg, pos, state, Skip::DeadWriter);
+                            if nodes > 1 {
+                                let first = NodeState::free(pos + 1);
+                                self.skip_nodes(seg, pos + 1, nodes - 1, first);
+                            }
+                            continue;
+                        }
+                    }
+                }
+                _ => {
+                    self.wait = Some(Wait {
+                        since: t,
+                        horizon: w,
+                        next_liveness: t + LIVENESS_GRACE,
+                    })
+                }
+            }
+            self.release(seg);
+            return Err(Error::Empty);
+        }
+    }
+
+    /// Checks a published block's header; `None` if it does not check out.
+    fn check(&mut self, seg: &Segment, pos: u64, index: u64, state: NodeState) -> Option<Ready> {
+        let bh = seg.block_header(index);
+        // Relaxed: the head's acquire load already synchronised with the publish CAS,
+        // which follows the header stores.
+        let seq = bh.seq.load(Ordering::Relaxed);
+        let len = bh.len.load(Ordering::Relaxed) as usize;
+        let crc = bh.crc.load(Ordering::Relaxed);
+        if seq & TAG_MASK != state.tag() || len > self.max_payload {
+            return None;
+        }
+        let nodes = seg.geometry().nodes_for(len);
+        if !seg.block_in_bounds(index, nodes) {
+            return None;
+        }
+        if pos + nodes > self.cached_write && pos + nodes > self.write_cursor(seg) {
+            return None;
+        }
+        Some(Ready {
+            pos,
+            index,
+            nodes,
+            len,
+            crc,
+        })
+    }
+
+    /// A padding block must run to the end of the ring inside the claimed region.
+    fn padding_fits(&mut self, seg: &Segment, pos: u64, index: u64) -> bool {
+        let end = pos + (seg.geometry().node_count - index);
+        end <= self.cached_write || end <= self.write_cursor(seg)
+    }
+
+    /// If the block at `pos` names a writer process that no longer exists, the number of
+    /// nodes to skip (its whole block when its length is credible, else 1).
+    fn dead_writer_nodes(
+        &self,
+        seg: &Segment,
+        pos: u64,
+        index: u64,
+        state: NodeState,
+        write_cursor: u64,
+    ) -> Option<u64> {
+        let bh = seg.block_header(index);
+        // Acquire: pairs with the writer's release store of seq; len and pid are then
+        // the ones this writer stored. A mismatch means the header is not written yet.
+        if bh.seq.load(Ordering::Acquire) & TAG_MASK != state.tag() {
+            return None;
+        }
+        let pid = bh.writer_pid.load(Ordering::Relaxed);
+        if pid == 0 || process::is_alive(pid) {
+            return None;
+        }
+        let len = bh.len.load(Ordering::Relaxed) as usize;
+        let nodes = seg.geometry().nodes_for(len);
+        let credible = len <= self.max_payload
+            && seg.block_in_bounds(index, nodes)
+            && pos + nodes <= write_cursor;
+        Some(if credible { nodes } else { 1 })
+    }
+
+    /// Skips one unwritten node at `pos` whose head reads `state`, counting a torn block
+    /// when the node starts one.
+    fn skip_torn(&mut self, seg: &Segment, pos: u64, state: NodeState, why: Skip) {
+        let rc = &seg.header().reader_counters;
+        let count = seg.geometry().node_count;
+        // AcqRel/Acquire: if the writer won the race and published, we must see its bytes
+        // when we come back round to deliver the block.
+        let head = seg.head(pos % count);
+        if head
+            .compare_exchange(
+                state.0,
+                NodeState::free(pos + count).0,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return; // the node changed under us: look again
+        }
+        let starts_block = state.is_started() || self.skipped_to != pos;
+        if starts_block {
+            match why {
+                Skip::Timeout => bump(&rc.timeout_blocks, 1),
+                Skip::DeadWriter => bump(&rc.dead_writer_blocks, 1),
+            }
+        }
+        bump(&rc.bad_nodes, 1);
+        self.pos = pos + 1;
+        self.skipped_to = self.pos;
+    }
+
+    /// Skips `nodes` nodes from `pos` (whose first head reads `first`): each moves to the
+    /// free state of the next lap. Stops early at a node that is not in the expected
+    /// state (the rest then goes through the normal checks).
+    fn skip_nodes(&mut self, seg: &Segment, pos: u64, nodes: u64, first: NodeState) {
+        let rc = &seg.header().reader_counters;
+        let count = seg.geometry().node_count;
+        let mut skipped = 0;
+        for q in pos..pos + nodes {
+            let expected = if q == pos { first } else { NodeState::free(q) };
+            // Relaxed: nodes skipped here are released by the read cursor's release store.
+            let ok = seg
+                .head(q % count)
+                .compare_exchange(
+                    expected.0,
+                    NodeState::free(q + count).0,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok();
+            if !ok {
+                break;
+            }
+            skipped += 1;
+        }
+        if !first.is_padding() {
+            bump(&rc.bad_nodes, skipped);
+        }
+        self.pos = pos + skipped;
+        self.skipped_to = self.pos;
+    }
+
+    /// Copies the payload of `ready` into `buf` (which must be at least `ready.len`
+    /// bytes), verifies it and consumes the block. `false` when the crc did not match:
+    /// the block is skipped and counted, and `buf` holds garbage.
+    pub(crate) fn take(&mut self, seg: &Segment, ready: Ready, buf: &mut [u8]) -> bool {
+        assert!(buf.len() >= ready.len);
+        let src = seg.node_ptr(ready.index).wrapping_add(BLOCK_HEADER_SIZE);
+        // SAFETY: check() verified index + nodes <= count and nodes covers the header and
+        // len payload bytes, so the source lies in the data area; buf holds len bytes and
+        // is our own memory. A stalled writer may still scribble on the source; the crc
+        // below is computed on our copy, so what we deliver is what we checked.
+        unsafe { copy_bytes(src, buf.as_mut_ptr(), ready.len) };
+        let ok = crc32fast::hash(&buf[..ready.len]) == ready.crc;
+        let rc = &seg.header().reader_counters;
+        if !ok {
+            bump(&rc.crc_failures, 1);
+            bump(&rc.bad_blocks, 1);
+        } else {
+            bump(&rc.messages_received, 1);
+            bump(&rc.bytes_received, ready.len as u64);
+        }
+        self.consume(seg, ready, ok);
+        ok
+    }
+
+    /// Frees a block's nodes for the next lap and moves past it.
+    fn consume(&mut self, seg: &Segment, ready: Ready, delivered: bool) {
+        let count = seg.geometry().node_count;
+        // Interior nodes first, the first node last: a reader that dies in between leaves
+        // the block whole for its successor, which delivers it again (at most this one).
+        // Relaxed: published to writers by the release store of the read cursor.
+        for q in ready.pos + 1..ready.pos + ready.nodes {
+            seg.head(q % count)
+                .store(NodeState::free(q + count).0, Ordering::Relaxed);
+        }
+        seg.head(ready.index)
+            .store(NodeState::free(ready.pos + count).0, Ordering::Relaxed);
+        if !delivered {
+            bump(&seg.header().reader_counters.bad_nodes, ready.nodes);
+        }
+        self.pos = ready.pos + ready.nodes;
+        self.wait = self.wait.filter(|w| self.pos < w.horizon);
+        if self.pos - self.published >= self.release_every {
+            self.release(seg);
+        }
+    }
+
+    /// Publishes the read position, handing consumed nodes back to writers.
+    pub(crate) fn release(&mut self, seg: &Segment) {
+        if self.pos != self.published {
+            // Release: our reads of consumed data and resets of their heads happen-before
+            // any writer that acquires this value writes those nodes.
+            seg.header().read_cursor.store(self.pos, Ordering::Release);
+            self.published = self.pos;
+        }
+    }
+
+    fn write_cursor(&mut self, seg: &Segment) -> u64 {
+        // Relaxed: the cursor only tells whether nodes are claimed; node contents are
+        // synchronised through the heads.
+        self.cached_write = seg.header().write_cursor.load(Ordering::Relaxed);
+        self.cached_write
+    }
+
+    /// The next position this reader will read.
+    pub(crate) fn position(&self) -> u64 {
+        self.pos
+    }
+}
+
+/// Adds to a counter that only the reader writes: a load and a store, no locked RMW.
+#[inline]
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}

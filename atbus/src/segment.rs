@@ -1,0 +1,484 @@
+//! The mapping: create, open, validate and unlink a segment, and hand out typed views of
+//! its header, node heads and data area. This module and `copy` hold the crate's unsafe
+//! code; the ring protocol above is written against the views.
+//!
+//! The size of a segment is fixed at creation. It is mapped once, for the life of the
+//! handle, and never resized or remapped: a pointer into it stays valid as long as the
+//! `Segment` lives.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use memmap2::{MmapOptions, MmapRaw};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::layout::{self, BlockHeader, Geometry, Header, NodeState, HEADER_SIZE};
+use crate::sync::atomic::{AtomicU64, Ordering};
+
+/// How long `open` waits for a creator that is still initialising a segment.
+pub const INIT_WAIT: Duration = Duration::from_millis(200);
+
+/// Where a channel lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A POSIX shared-memory object (`shm_open`), named like `/orders`.
+    Shm(CString),
+    /// A file, on tmpfs or hugetlbfs for speed.
+    File(PathBuf),
+}
+
+impl Location {
+    /// Parses a channel name: one leading slash and no other is a shared-memory name;
+    /// anything else is a file path.
+    pub fn parse(name: &str) -> Result<Location> {
+        let invalid = |reason| Error::InvalidName {
+            name: name.into(),
+            reason,
+        };
+        if name.is_empty() {
+            return Err(invalid("the name is empty"));
+        }
+        if name.contains('\0') {
+            return Err(invalid("the name contains a NUL byte"));
+        }
+        if let Some(rest) = name.strip_prefix('/') {
+            if !rest.contains('/') {
+                if rest.is_empty() || rest == "." || rest == ".." {
+                    return Err(invalid("a shared-memory name needs a name after the slash"));
+                }
+                if name.len() > 255 {
+                    return Err(invalid("a shared-memory name is at most 255 bytes"));
+                }
+                return Ok(Location::Shm(CString::new(name).expect("checked for NUL")));
+            }
+        }
+        if name.ends_with('/') {
+            return Err(invalid("a file path must name a file, not a directory"));
+        }
+        Ok(Location::File(PathBuf::from(name)))
+    }
+
+    fn open(&self, name: &str, create: Option<u32>, write: bool) -> Result<File> {
+        let op = if create.is_some() { "create" } else { "open" };
+        match self {
+            Location::Shm(cname) => {
+                let mut flags = if write {
+                    OFlag::O_RDWR
+                } else {
+                    OFlag::O_RDONLY
+                };
+                if create.is_some() {
+                    flags |= OFlag::O_CREAT | OFlag::O_EXCL;
+                }
+                let mode = Mode::from_bits_truncate(create.unwrap_or(0) as libc::mode_t);
+                let fd: OwnedFd = nix::sys::mman::shm_open(cname.as_c_str(), flags, mode)
+                    .map_err(|e| Error::io(op, name, e.into()))?;
+                Ok(File::from(fd))
+            }
+            Location::File(path) => {
+                let mut o = OpenOptions::new();
+                o.read(true).write(write);
+                if let Some(mode) = create {
+                    o.create_new(true).mode(mode);
+                }
+                o.open(path).map_err(|e| Error::io(op, name, e))
+            }
+        }
+    }
+
+    /// Removes the name. Processes that have the segment mapped keep using it.
+    pub fn unlink(&self, name: &str) -> Result<()> {
+        match self {
+            Location::Shm(cname) => nix::sys::mman::shm_unlink(cname.as_c_str())
+                .map_err(|e| Error::io("unlink", name, e.into())),
+            Location::File(path) => {
+                std::fs::remove_file(path).map_err(|e| Error::io("unlink", name, e))
+            }
+        }
+    }
+}
+
+/// The settings a segment was created with, read from its header once at open.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub timeout: Duration,
+    pub write_retries: u32,
+    pub protect_nodes: u64,
+    pub detect_dead_writers: bool,
+}
+
+/// A mapped, validated segment.
+pub struct Segment {
+    name: String,
+    map: MmapRaw,
+    geo: Geometry,
+    settings: Settings,
+}
+
+// SAFETY: the mapping is shared memory that other processes mutate anyway; every access
+// to it goes through atomics or raw-pointer copies whose soundness is argued where they
+// happen, never through `&mut`. Sharing the handle between threads adds nothing new.
+unsafe impl Send for Segment {}
+// SAFETY: as above.
+unsafe impl Sync for Segment {}
+
+impl Segment {
+    /// Creates a new segment of `size` bytes. Fails if the name exists.
+    pub fn create(name: &str, size: usize, config: &Config) -> Result<Segment> {
+        config.validate()?;
+        let loc = Location::parse(name)?;
+        let geo =
+            Geometry::for_size(size, config.node_size).ok_or_else(|| Error::InvalidConfig {
+                reason: format!(
+                    "a channel of {size} bytes holds fewer than 2 nodes of {} bytes; \
+                     ask for at least {} bytes",
+                    config.node_size,
+                    HEADER_SIZE + layout::PAGE + 2 * (config.node_size + layout::HEAD_SIZE)
+                ),
+            })?;
+        let protect_nodes = config.protect_bytes.div_ceil(config.node_size) as u64;
+        if protect_nodes + 2 > geo.node_count {
+            return Err(Error::InvalidConfig {
+                reason: format!(
+                    "protect area of {} bytes leaves no room in a ring of {} nodes",
+                    config.protect_bytes, geo.node_count
+                ),
+            });
+        }
+        let file = loc.open(name, Some(config.mode), true)?;
+        let seg = Self::init(name, &file, size, geo, protect_nodes, config);
+        if seg.is_err() {
+            // Leave nothing half-made behind.
+            let _ = loc.unlink(name);
+        }
+        seg
+    }
+
+    fn init(
+        name: &str,
+        file: &File,
+        size: usize,
+        geo: Geometry,
+        protect_nodes: u64,
+        config: &Config,
+    ) -> Result<Segment> {
+        // The mode passed to open is filtered by the umask; set it exactly.
+        file.set_permissions(std::fs::Permissions::from_mode(config.mode))
+            .map_err(|e| Error::io("chmod", name, e))?;
+        file.set_len(size as u64)
+            .map_err(|e| Error::io("resize", name, e))?;
+        // Reserve the memory now, so a too-small /dev/shm fails here and not with SIGBUS
+        // on some later write.
+        match nix::fcntl::posix_fallocate(file.as_raw_fd(), 0, size as libc::off_t) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::ENOSPC) => {
+                return Err(Error::NoSpace {
+                    name: name.into(),
+                    size: size as u64,
+                })
+            }
+            // Some file systems cannot reserve; pre-faulting below still catches most.
+            Err(nix::errno::Errno::EOPNOTSUPP) | Err(nix::errno::Errno::EINVAL) => {}
+            Err(e) => return Err(Error::io("reserve memory for", name, e.into())),
+        }
+        let map = MmapOptions::new()
+            .len(size)
+            .populate()
+            .map_raw(file)
+            .map_err(|e| Error::io("map", name, e))?;
+        let seg = Segment {
+            name: name.into(),
+            map,
+            geo,
+            settings: Settings {
+                timeout: config.timeout,
+                write_retries: config.write_retries,
+                protect_nodes,
+                detect_dead_writers: config.detect_dead_writers,
+            },
+        };
+        let h = seg.header();
+        // Relaxed stores: nothing is published until the release store of the magic.
+        let r = Ordering::Relaxed;
+        h.version.store(layout::VERSION, r);
+        h.abi_tag.store(layout::ABI_TAG, r);
+        h.header_size.store(HEADER_SIZE as u32, r);
+        h.node_size.store(geo.node_size as u32, r);
+        h.node_count.store(geo.node_count, r);
+        h.total_size.store(size as u64, r);
+        h.heads_offset.store(HEADER_SIZE as u64, r);
+        h.data_offset.store(geo.data_offset as u64, r);
+        h.timeout_ns.store(config.timeout.as_nanos() as u64, r);
+        h.write_retries.store(config.write_retries, r);
+        h.flags.store(
+            if config.detect_dead_writers {
+                layout::FLAG_DETECT_DEAD_WRITERS
+            } else {
+                0
+            },
+            r,
+        );
+        h.protect_nodes.store(protect_nodes, r);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        h.created_unix_ns.store(now, r);
+        for (i, head) in seg.heads().iter().enumerate() {
+            head.store(NodeState::free(i as u64).0, r);
+        }
+        // Release: a process that sees the magic (acquire) sees every store above.
+        h.magic.store(layout::MAGIC, Ordering::Release);
+        Ok(seg)
+    }
+
+    /// Opens an existing segment read-write, validating it completely.
+    pub fn open(name: &str) -> Result<Segment> {
+        Self::open_with(name, true)
+    }
+
+    /// Opens an existing segment read-only: the mapping is `PROT_READ`, so nothing done
+    /// through it can write to the segment.
+    pub fn open_read_only(name: &str) -> Result<Segment> {
+        Self::open_with(name, false)
+    }
+
+    fn open_with(name: &str, write: bool) -> Result<Segment> {
+        let loc = Location::parse(name)?;
+        let file = loc.open(name, None, write)?;
+        let actual = file
+            .metadata()
+            .map_err(|e| Error::io("stat", name, e))?
+            .len();
+        if actual < HEADER_SIZE as u64 {
+            return Err(Error::Truncated {
+                name: name.into(),
+                actual,
+                expected: HEADER_SIZE as u64,
+            });
+        }
+        let len = usize::try_from(actual).map_err(|_| Error::Truncated {
+            name: name.into(),
+            actual,
+            expected: usize::MAX as u64,
+        })?;
+        let mut opts = MmapOptions::new();
+        opts.len(len);
+        let map = if write {
+            opts.populate().map_raw(&file)
+        } else {
+            opts.map_raw_read_only(&file)
+        }
+        .map_err(|e| Error::io("map", name, e))?;
+        // SAFETY: the mapping is at least HEADER_SIZE bytes (checked above) and page
+        // aligned; `Header` is all atomics, valid for any bit pattern, so a shared
+        // reference to it is sound even though other processes write it concurrently.
+        let h = unsafe { &*(map.as_ptr() as *const Header) };
+        let deadline = Instant::now() + INIT_WAIT;
+        let magic = loop {
+            // Acquire: pairs with the creator's release store of the magic, so the
+            // fields read below are the ones it wrote before.
+            let m = h.magic.load(Ordering::Acquire);
+            if m != 0 || Instant::now() >= deadline {
+                break m;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let incompatible = |reason: String| Error::Incompatible {
+            name: name.into(),
+            reason,
+        };
+        let corrupt = |reason: String| Error::Corrupt {
+            name: name.into(),
+            reason,
+        };
+        if magic == 0 {
+            return Err(Error::NotInitialized { name: name.into() });
+        }
+        if magic != layout::MAGIC {
+            return Err(Error::NotAtbus { name: name.into() });
+        }
+        let r = Ordering::Relaxed;
+        let version = h.version.load(r);
+        if version != layout::VERSION {
+            return Err(incompatible(format!(
+                "layout version {version}, this build reads version {}",
+                layout::VERSION
+            )));
+        }
+        let tag = h.abi_tag.load(r);
+        if tag != layout::ABI_TAG {
+            return Err(incompatible(format!(
+                "endianness/word-size tag {tag:#x}, this build is {:#x}",
+                layout::ABI_TAG
+            )));
+        }
+        let header_size = h.header_size.load(r);
+        if header_size as usize != HEADER_SIZE {
+            return Err(corrupt(format!(
+                "header size {header_size}, expected {HEADER_SIZE}"
+            )));
+        }
+        let node_size = h.node_size.load(r) as usize;
+        if !layout::valid_node_size(node_size) {
+            return Err(corrupt(format!(
+                "node size {node_size} is not a power of two in 64..=65536"
+            )));
+        }
+        let node_count = h.node_count.load(r);
+        if node_count < 2 {
+            return Err(corrupt(format!("node count {node_count} is below 2")));
+        }
+        let total = h.total_size.load(r);
+        let geo = Geometry::with_count(node_size, node_count)
+            .filter(|g| g.used_size as u64 <= total)
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "{node_count} nodes of {node_size} bytes do not fit in the {total} bytes \
+                     the header declares"
+                ))
+            })?;
+        if total > actual {
+            return Err(Error::Truncated {
+                name: name.into(),
+                actual,
+                expected: total,
+            });
+        }
+        let heads = h.heads_offset.load(r);
+        let data = h.data_offset.load(r);
+        if heads != HEADER_SIZE as u64 || data != geo.data_offset as u64 {
+            return Err(corrupt(format!(
+                "areas at {heads}/{data}, the layout puts them at {HEADER_SIZE}/{}",
+                geo.data_offset
+            )));
+        }
+        let protect_nodes = h.protect_nodes.load(r);
+        if protect_nodes.saturating_add(2) > node_count {
+            return Err(corrupt(format!(
+                "protect area of {protect_nodes} nodes leaves no room in {node_count} nodes"
+            )));
+        }
+        let settings = Settings {
+            timeout: Duration::from_nanos(h.timeout_ns.load(r)),
+            write_retries: h.write_retries.load(r),
+            protect_nodes,
+            detect_dead_writers: h.flags.load(r) & layout::FLAG_DETECT_DEAD_WRITERS != 0,
+        };
+        Ok(Segment {
+            name: name.into(),
+            map,
+            geo,
+            settings,
+        })
+    }
+
+    /// The channel name this segment was opened by.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The validated sizes.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    /// The settings read at open.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Bytes mapped (the object's size at open).
+    pub fn mapped_len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The header.
+    pub fn header(&self) -> &Header {
+        // SAFETY: every mapping is at least HEADER_SIZE bytes (checked at create/open),
+        // page aligned (so aligned for Header), and lives as long as `self`. Header is
+        // all atomics: any bit pattern is valid and concurrent writes by other
+        // processes are atomic writes, so a shared reference is sound.
+        unsafe { &*(self.map.as_ptr() as *const Header) }
+    }
+
+    /// The node-head array, one atomic word per node.
+    pub fn heads(&self) -> &[AtomicU64] {
+        // SAFETY: validated geometry puts `node_count` 8-byte heads at offset 4096, inside
+        // the mapping (used_size <= total <= mapped length), 8-byte aligned. AtomicU64
+        // has the size and alignment of u64 and is valid for any bit pattern.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().add(HEADER_SIZE) as *const AtomicU64,
+                self.geo.node_count as usize,
+            )
+        }
+    }
+
+    /// The head of node `index`.
+    #[inline]
+    pub fn head(&self, index: u64) -> &AtomicU64 {
+        &self.heads()[index as usize]
+    }
+
+    /// Pointer to the first byte of node `index`'s data. Panics if `index` is out of
+    /// range (callers reduce positions modulo the node count first).
+    #[inline]
+    pub fn node_ptr(&self, index: u64) -> *mut u8 {
+        assert!(index < self.geo.node_count, "node index out of range");
+        let offset = self.geo.data_offset + index as usize * self.geo.node_size;
+        // SAFETY: index < node_count, so offset + node_size <= used_size <= mapped
+        // length: the pointer stays inside the mapping.
+        unsafe { self.map.as_mut_ptr().add(offset) }
+    }
+
+    /// The block header at the start of node `index`.
+    #[inline]
+    pub fn block_header(&self, index: u64) -> &BlockHeader {
+        // SAFETY: node_ptr is in bounds and node-size aligned (>= 64), so 32 bytes of
+        // BlockHeader fit and are aligned. BlockHeader is all atomics, valid for any bits.
+        unsafe { &*(self.node_ptr(index) as *const BlockHeader) }
+    }
+
+    /// Whether a block of `nodes` nodes starting at node `index` ends inside the ring.
+    pub fn block_in_bounds(&self, index: u64, nodes: u64) -> bool {
+        index < self.geo.node_count && nodes <= self.geo.node_count - index
+    }
+}
+
+/// Removes a channel by name.
+pub fn unlink(name: &str) -> Result<()> {
+    Location::parse(name)?.unlink(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_parsed() {
+        assert!(matches!(Location::parse("/orders"), Ok(Location::Shm(_))));
+        assert!(matches!(
+            Location::parse("/dev/shm/orders"),
+            Ok(Location::File(_))
+        ));
+        assert!(matches!(Location::parse("ring.bus"), Ok(Location::File(_))));
+        for bad in ["", "/", "/..", "a\0b", "/tmp/dir/"] {
+            assert!(
+                matches!(Location::parse(bad), Err(Error::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+        let long = format!("/{}", "x".repeat(255));
+        assert!(matches!(
+            Location::parse(&long),
+            Err(Error::InvalidName { .. })
+        ));
+    }
+}

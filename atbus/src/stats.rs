@@ -1,0 +1,88 @@
+//! A snapshot of a channel's shared counters.
+
+use crate::layout::Header;
+use crate::sync::atomic::Ordering;
+
+/// Every counter of a channel, read at one moment (each counter atomically; the set is
+/// not one atomic snapshot while the channel is in use).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Messages writers published.
+    pub messages_sent: u64,
+    /// Payload bytes writers published.
+    pub bytes_sent: u64,
+    /// `send` calls that returned `Full`.
+    pub full: u64,
+    /// Claim compare-exchanges lost to another writer and retried.
+    pub write_retries: u64,
+    /// Sends that failed with `Abandoned` (their writer stalled past the timeout).
+    pub abandoned: u64,
+    /// Padding blocks claimed at the end of the ring.
+    pub padding_claims: u64,
+    /// Messages the reader delivered.
+    pub messages_received: u64,
+    /// Payload bytes the reader delivered.
+    pub bytes_received: u64,
+    /// Torn blocks skipped after the timeout.
+    pub timeout_blocks: u64,
+    /// Torn blocks skipped at once because their writer process was gone.
+    pub dead_writer_blocks: u64,
+    /// Nodes skipped without delivery, for any reason but padding.
+    pub bad_nodes: u64,
+    /// Published blocks that failed a check (crc or header) and were skipped.
+    pub bad_blocks: u64,
+    /// Blocks whose crc32 did not match their payload.
+    pub crc_failures: u64,
+    /// Blocks whose length, node count or sequence did not check out.
+    pub check_failures: u64,
+    /// Padding blocks the reader skipped.
+    pub padding_blocks: u64,
+    /// Nodes a dead reader had consumed but not released, skipped by its successor.
+    pub handover_nodes: u64,
+    /// Times the reader role was taken over from a dead owner.
+    pub reader_takeovers: u64,
+    /// The shared read cursor (released position).
+    pub read_cursor: u64,
+    /// The write cursor (next position to claim).
+    pub write_cursor: u64,
+    /// The operation sequence (blocks claimed so far).
+    pub op_seq: u64,
+}
+
+impl Stats {
+    pub(crate) fn read(h: &Header) -> Stats {
+        let r = Ordering::Relaxed;
+        let w = &h.writer_counters;
+        let rc = &h.reader_counters;
+        Stats {
+            messages_sent: w.messages_sent.load(r),
+            bytes_sent: w.bytes_sent.load(r),
+            full: w.full.load(r),
+            write_retries: w.write_retries.load(r),
+            abandoned: w.abandoned.load(r),
+            padding_claims: w.padding_blocks.load(r),
+            messages_received: rc.messages_received.load(r),
+            bytes_received: rc.bytes_received.load(r),
+            timeout_blocks: rc.timeout_blocks.load(r),
+            dead_writer_blocks: rc.dead_writer_blocks.load(r),
+            bad_nodes: rc.bad_nodes.load(r),
+            bad_blocks: rc.bad_blocks.load(r),
+            crc_failures: rc.crc_failures.load(r),
+            check_failures: rc.check_failures.load(r),
+            padding_blocks: rc.padding_blocks.load(r),
+            handover_nodes: rc.handover_nodes.load(r),
+            reader_takeovers: h.reader.takeovers.load(r),
+            read_cursor: h.read_cursor.load(r),
+            write_cursor: h.write_cursor.load(r),
+            op_seq: h.op_seq.load(r),
+        }
+    }
+
+    /// Messages published but not (yet) delivered, skipped or abandoned — an estimate
+    /// while the channel is busy.
+    pub fn in_flight(&self) -> u64 {
+        self.messages_sent
+            .saturating_sub(self.messages_received + self.bad_blocks)
+    }
+}

@@ -1,0 +1,406 @@
+//! Single-process behaviour of the ring: round trips, full and too-large messages,
+//! padding and wrap-around, buffer sizes, the reader role, and corrupt segments.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use atbus::{Channel, Config, Error};
+
+/// A channel name unique to this process and test, unlinked on drop.
+struct Named(String);
+
+impl Named {
+    fn new(tag: &str) -> Named {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let name = format!("/atbus-t-{}-{tag}-{n}", std::process::id());
+        let _ = Channel::unlink(&name);
+        Named(name)
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = Channel::unlink(&self.0);
+    }
+}
+
+/// Deterministic payload for message `i` of a given length.
+fn payload(i: u64, len: usize) -> Vec<u8> {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ len as u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn tiny(nodes: u64) -> usize {
+    // Header + one page of heads + data.
+    4096 + 4096 + nodes as usize * 128
+}
+
+#[test]
+fn every_size_round_trips_byte_for_byte() {
+    let name = Named::new("sizes");
+    let ch = Channel::create(&name.0, 1 << 20, &Config::default()).unwrap();
+    let w = ch.writer();
+    let mut r = ch.reader().unwrap();
+    let mut buf = vec![0u8; 70_000];
+    for (i, len) in [0usize, 1, 95, 96, 97, 128, 4095, 4096, 4097, 65_536]
+        .into_iter()
+        .enumerate()
+    {
+        let msg = payload(i as u64, len);
+        w.send(&msg).unwrap();
+        let n = r.try_recv(&mut buf).unwrap();
+        assert_eq!(n, len);
+        assert_eq!(&buf[..n], &msg[..], "message of {len} bytes");
+    }
+    assert!(matches!(r.try_recv(&mut buf), Err(Error::Empty)));
+    let s = ch.stats();
+    assert_eq!(s.messages_sent, 10);
+    assert_eq!(s.messages_received, 10);
+    assert_eq!(s.bytes_sent, s.bytes_received);
+    assert_eq!(s.bad_nodes + s.bad_blocks + s.timeout_blocks, 0);
+}
+
+#[test]
+fn full_ring_refuses_then_accepts_after_the_reader_releases() {
+    let name = Named::new("full");
+    let ch = Channel::create(&name.0, tiny(8), &Config::default()).unwrap();
+    assert!(ch.node_count() >= 8);
+    let w = ch.writer();
+    let mut sent = 0u64;
+    loop {
+        match w.send(&payload(sent, 50)) {
+            Ok(()) => sent += 1,
+            Err(Error::Full) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // One node stays free as the gap.
+    assert_eq!(sent, ch.node_count() - 1);
+    assert_eq!(ch.stats().full, 1);
+    let mut r = ch.reader().unwrap();
+    let mut buf = [0u8; 128];
+    for i in 0..sent {
+        let n = r.try_recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &payload(i, 50)[..]);
+    }
+    assert!(matches!(r.try_recv(&mut buf), Err(Error::Empty)));
+    // The empty poll released everything.
+    w.send(b"again").unwrap();
+    assert_eq!(r.try_recv_vec().unwrap(), b"again");
+}
+
+#[test]
+fn too_large_is_refused_at_once_and_the_largest_fits() {
+    let name = Named::new("large");
+    let ch = Channel::create(&name.0, tiny(16), &Config::default()).unwrap();
+    let w = ch.writer();
+    let max = ch.max_message_len();
+    assert_eq!(max, ((ch.node_count() as usize - 1) / 2) * 128 - 32);
+    match w.send(&vec![1u8; max + 1]) {
+        Err(Error::TooLarge { len, max: m }) => assert_eq!((len, m), (max + 1, max)),
+        other => panic!("{other:?}"),
+    }
+    let mut r = ch.reader().unwrap();
+    // The largest message fits at every alignment of the write cursor.
+    for i in 0..3 * ch.node_count() {
+        let msg = payload(i, max);
+        w.send(&msg).unwrap();
+        assert_eq!(r.try_recv_vec().unwrap(), msg);
+        w.send(b"x").unwrap();
+        assert_eq!(r.try_recv_vec().unwrap(), b"x");
+    }
+    assert_eq!(ch.stats().bad_nodes, 0);
+}
+
+#[test]
+fn blocks_never_wrap_padding_is_skipped_and_tiny_rings_wrap_many_times() {
+    let name = Named::new("wrap");
+    let ch = Channel::create(&name.0, tiny(13), &Config::default()).unwrap();
+    let w = ch.writer();
+    let mut r = ch.reader().unwrap();
+    let max = ch.max_message_len();
+    let mut buf = vec![0u8; max];
+    let mut seq = 0u64;
+    let mut delivered = 0u64;
+    let mut rng = 12345u64;
+    // About 200 laps of a 13-node ring, with sizes that keep forcing padding.
+    while ch.stats().write_cursor < 200 * ch.node_count() {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let len = (rng >> 33) as usize % (max + 1);
+        match w.send(&payload(seq, len)) {
+            Ok(()) => seq += 1,
+            Err(Error::Full) => {}
+            Err(e) => panic!("{e}"),
+        }
+        // Read every other round so the ring is sometimes full.
+        if rng & 1 == 0 {
+            while let Ok(n) = r.try_recv(&mut buf) {
+                assert_eq!(&buf[..n], &payload(delivered, n)[..]);
+                delivered += 1;
+            }
+        }
+    }
+    while let Ok(n) = r.try_recv(&mut buf) {
+        assert_eq!(&buf[..n], &payload(delivered, n)[..]);
+        delivered += 1;
+    }
+    assert_eq!(delivered, seq);
+    let s = ch.stats();
+    assert!(s.padding_blocks > 10, "{s:?}");
+    assert_eq!(s.padding_blocks, s.padding_claims);
+    assert_eq!(s.bad_nodes + s.bad_blocks, 0, "{s:?}");
+}
+
+#[test]
+fn buffer_too_small_keeps_the_message() {
+    let name = Named::new("small");
+    let ch = Channel::create(&name.0, 1 << 20, &Config::default()).unwrap();
+    let w = ch.writer();
+    let mut r = ch.reader().unwrap();
+    let msg = payload(7, 300);
+    w.send(&msg).unwrap();
+    let mut small = [0u8; 100];
+    assert!(matches!(
+        r.try_recv(&mut small),
+        Err(Error::BufferTooSmall { needed: 300 })
+    ));
+    assert!(matches!(
+        r.try_recv(&mut small),
+        Err(Error::BufferTooSmall { needed: 300 })
+    ));
+    let mut big = [0u8; 300];
+    assert_eq!(r.try_recv(&mut big).unwrap(), 300);
+    assert_eq!(&big[..], &msg[..]);
+    let got = {
+        w.send(b"closure").unwrap();
+        r.try_recv_with(|m| m.to_vec()).unwrap()
+    };
+    assert_eq!(got, b"closure");
+}
+
+#[test]
+fn second_reader_is_refused_until_the_first_is_dropped() {
+    let name = Named::new("role");
+    let ch = Channel::create(&name.0, 1 << 20, &Config::default()).unwrap();
+    let r1 = ch.reader().unwrap();
+    let other = Channel::open(&name.0).unwrap();
+    match other.reader() {
+        Err(Error::ReaderBusy { pid }) => assert_eq!(pid, std::process::id()),
+        other => panic!("{other:?}"),
+    }
+    drop(r1);
+    let _r2 = other.reader().unwrap();
+}
+
+#[test]
+fn per_writer_order_holds_with_four_writer_threads() {
+    const WRITERS: u64 = 4;
+    const PER_WRITER: u64 = 250_000;
+    let name = Named::new("threads");
+    let ch = Channel::create(&name.0, 4 << 20, &Config::default()).unwrap();
+    let mut reader = ch.reader().unwrap();
+    let handles: Vec<_> = (0..WRITERS)
+        .map(|id| {
+            let w = ch.writer();
+            std::thread::spawn(move || {
+                let mut backoff = atbus::Backoff::new();
+                let mut msg = Vec::with_capacity(2048);
+                for seq in 0..PER_WRITER {
+                    fill(&mut msg, id, seq);
+                    loop {
+                        match w.send(&msg) {
+                            Ok(()) => break,
+                            Err(Error::Full) => backoff.snooze(),
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    backoff.reset();
+                }
+            })
+        })
+        .collect();
+    let mut next = [0u64; WRITERS as usize];
+    let mut buf = vec![0u8; 4096];
+    let mut expect = Vec::with_capacity(2048);
+    let mut got = 0;
+    let mut backoff = atbus::Backoff::new();
+    while got < WRITERS * PER_WRITER {
+        match reader.try_recv(&mut buf) {
+            Ok(n) => {
+                backoff.reset();
+                let id = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                let seq = u64::from_le_bytes(buf[8..16].try_into().unwrap());
+                assert!(id < WRITERS, "writer id {id}");
+                assert_eq!(seq, next[id as usize], "writer {id} out of order");
+                fill(&mut expect, id, seq);
+                assert_eq!(&buf[..n], &expect[..], "writer {id} message {seq}");
+                next[id as usize] += 1;
+                got += 1;
+            }
+            Err(Error::Empty) => backoff.snooze(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    let s = ch.stats();
+    assert_eq!(s.messages_received, WRITERS * PER_WRITER);
+    assert_eq!(s.bad_nodes + s.bad_blocks + s.abandoned, 0, "{s:?}");
+}
+
+/// Message `seq` of writer `id`: id, seq, then 0..2032 bytes derived from both.
+fn fill(msg: &mut Vec<u8>, id: u64, seq: u64) {
+    msg.clear();
+    msg.extend_from_slice(&id.to_le_bytes());
+    msg.extend_from_slice(&seq.to_le_bytes());
+    let len = ((id * 7919 + seq * 104_729) % 2033) as usize;
+    msg.extend(payload(id << 40 | seq, len));
+}
+
+#[test]
+fn invalid_names_and_configs_are_refused() {
+    for bad in ["", "/", "x\0y"] {
+        assert!(matches!(
+            Channel::create(bad, 1 << 20, &Config::default()),
+            Err(Error::InvalidName { .. })
+        ));
+    }
+    let name = Named::new("cfg");
+    let bad_node = Config {
+        node_size: 100,
+        ..Config::default()
+    };
+    let e = Channel::create(&name.0, 1 << 20, &bad_node).unwrap_err();
+    assert!(e.to_string().contains("node size 100"), "{e}");
+    assert!(matches!(
+        Channel::create(&name.0, 4096, &Config::default()),
+        Err(Error::InvalidConfig { .. })
+    ));
+    assert!(matches!(
+        Channel::open(&name.0),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[test]
+fn created_with_mode_0600_by_default() {
+    use std::os::unix::fs::PermissionsExt;
+    let name = Named::new("mode");
+    Channel::create(&name.0, 1 << 20, &Config::default()).unwrap();
+    let path = format!("/dev/shm{}", name.0);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let name2 = Named::new("mode2");
+    let cfg = Config {
+        mode: 0o640,
+        ..Config::default()
+    };
+    Channel::create(&name2.0, 1 << 20, &cfg).unwrap();
+    let path = format!("/dev/shm{}", name2.0);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+}
+
+mod corrupt {
+    use super::*;
+    use std::io::{Seek, SeekFrom, Write};
+
+    fn file(tag: &str) -> String {
+        let dir = std::env::temp_dir();
+        format!(
+            "{}/atbus-corrupt-{}-{tag}",
+            dir.display(),
+            std::process::id()
+        )
+    }
+
+    #[test]
+    fn file_paths_work_like_shm_names() {
+        let path = file("ok");
+        let _ = std::fs::remove_file(&path);
+        let ch = Channel::create(&path, 1 << 20, &Config::default()).unwrap();
+        ch.writer().send(b"on a file").unwrap();
+        let mut r = Channel::open(&path).unwrap().reader().unwrap();
+        assert_eq!(r.try_recv_vec().unwrap(), b"on a file");
+        Channel::unlink(&path).unwrap();
+    }
+
+    #[test]
+    fn truncated_segment_is_a_typed_error() {
+        let path = file("trunc");
+        let _ = std::fs::remove_file(&path);
+        Channel::create(&path, 1 << 20, &Config::default()).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(65536)
+            .unwrap();
+        let e = Channel::open(&path).unwrap_err();
+        match &e {
+            Error::Truncated {
+                actual, expected, ..
+            } => assert_eq!((*actual, *expected), (65536, 1 << 20)),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            e.to_string()
+                .contains("is 65536 bytes, header says 1048576"),
+            "{e}"
+        );
+        std::fs::write(&path, [0u8; 100]).unwrap();
+        assert!(matches!(
+            Channel::open(&path),
+            Err(Error::Truncated { actual: 100, .. })
+        ));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn garbage_is_not_atbus_and_zeros_are_not_initialised() {
+        let path = file("garbage");
+        std::fs::write(&path, vec![0xA5u8; 1 << 16]).unwrap();
+        assert!(matches!(Channel::open(&path), Err(Error::NotAtbus { .. })));
+        std::fs::write(&path, vec![0u8; 1 << 16]).unwrap();
+        assert!(matches!(
+            Channel::open(&path),
+            Err(Error::NotInitialized { .. })
+        ));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn other_versions_and_bad_geometry_are_refused() {
+        let path = file("version");
+        let _ = std::fs::remove_file(&path);
+        Channel::create(&path, 1 << 20, &Config::default()).unwrap();
+        let patch = |offset: u64, bytes: &[u8]| {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.seek(SeekFrom::Start(offset)).unwrap();
+            f.write_all(bytes).unwrap();
+        };
+        patch(8, &2u32.to_le_bytes());
+        assert!(matches!(
+            Channel::open(&path),
+            Err(Error::Incompatible { .. })
+        ));
+        patch(8, &1u32.to_le_bytes());
+        Channel::open(&path).unwrap();
+        patch(20, &100u32.to_le_bytes()); // node size
+        assert!(matches!(Channel::open(&path), Err(Error::Corrupt { .. })));
+        patch(20, &128u32.to_le_bytes());
+        patch(24, &u64::MAX.to_le_bytes()); // node count
+        assert!(matches!(Channel::open(&path), Err(Error::Corrupt { .. })));
+        std::fs::remove_file(&path).unwrap();
+    }
+}
