@@ -1,0 +1,667 @@
+//! `check`: walk the blocks between the cursors, without consuming them, and report
+//! every anomaly.
+//!
+//! A busy channel changes while we look, so each finding is verified before it is
+//! reported:
+//! * an unfinished block (START without WRITTEN, or claimed nodes not flagged yet) is
+//!   looked at again after `--settle`; if its heads changed, it was merely in progress;
+//! * a finding the reader moved past during the check is dropped (the reader dealt with
+//!   it, and the nodes may since hold a newer block);
+//! * a published block is checked on a copy and its head re-read afterwards: if the head
+//!   changed, the reader consumed the block under us and the copy proves nothing.
+//!
+//! An unfinished block whose writer process is alive is reported as in progress, never as
+//! an anomaly: the writer may just be descheduled, and the reader's timeout is the judge.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use atbus::layout::{NodeState, TAG_MASK};
+use atbus::Inspector;
+
+use crate::units::format_duration;
+use crate::{print_json, Outcome};
+
+/// What a finding is.
+#[derive(Serialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// START without WRITTEN, and the writer named in the block header no longer exists.
+    Torn,
+    /// Unfinished and unchanged during the settle time, with no writer to ask: START set
+    /// but no block header yet, or nodes claimed (below the write cursor) never flagged.
+    Stuck,
+    /// START without WRITTEN and the writer process is alive: not an anomaly.
+    InProgress,
+    /// A block header whose length is impossible (too large, past the end of the ring or
+    /// past the write cursor).
+    BadLength,
+    /// A published block whose header sequence differs from its node head's.
+    BadHeader,
+    /// A published block whose payload does not match the crc32 in its header.
+    CrcMismatch,
+    /// A node head in a state no atbus process leaves it in at that place.
+    Orphan,
+}
+
+impl Kind {
+    fn is_anomaly(self) -> bool {
+        self != Kind::InProgress
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Torn => "torn block",
+            Kind::Stuck => "stuck block",
+            Kind::InProgress => "in progress",
+            Kind::BadLength => "bad length",
+            Kind::BadHeader => "bad header",
+            Kind::CrcMismatch => "crc mismatch",
+            Kind::Orphan => "orphan node",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Serialize, Clone, Debug)]
+pub struct Finding {
+    pub kind: Kind,
+    /// Absolute position of the first node.
+    pub position: u64,
+    /// Node index of the first node.
+    pub index: u64,
+    /// Nodes the finding covers.
+    pub nodes: u64,
+    /// Operation sequence from the node head (flagged nodes only).
+    pub seq: Option<u64>,
+    /// Payload length from the block header (when the header is written).
+    pub len: Option<u32>,
+    /// crc32 in the block header (crc mismatches).
+    pub crc_header: Option<u32>,
+    /// crc32 of the payload copy (crc mismatches).
+    pub crc_payload: Option<u32>,
+    /// Writer process id from the block header (when the header is written).
+    pub writer_pid: Option<u32>,
+    /// Whether that process exists (not a zombie).
+    pub writer_alive: Option<bool>,
+    /// Its state letter from /proc (R running, S sleeping, T stopped, ...).
+    pub writer_state: Option<String>,
+    /// Blocks claimed after this one: how far behind the newest claim it is.
+    pub blocks_since: Option<u64>,
+    /// Nanoseconds the finding was watched without change (unfinished blocks).
+    pub unchanged_for_ns: Option<u64>,
+    /// What it means, in words.
+    pub detail: String,
+    /// Raw head words of the nodes, to tell whether they changed.
+    #[serde(skip)]
+    heads: Vec<u64>,
+}
+
+/// The `check --json` document.
+#[derive(Serialize)]
+pub struct CheckReport {
+    pub name: String,
+    pub node_count: u64,
+    /// Cursors when the walk started.
+    pub read_cursor: u64,
+    pub write_cursor: u64,
+    /// Cursors when the check ended.
+    pub read_cursor_after: u64,
+    pub write_cursor_after: u64,
+    /// Nodes walked between the cursors.
+    pub nodes_walked: u64,
+    /// Published blocks whose header and crc32 checked out.
+    pub blocks_ok: u64,
+    /// Their payload bytes.
+    pub bytes_ok: u64,
+    pub padding_blocks: u64,
+    /// Nodes the reader consumed but has not released to writers yet (normal).
+    pub consumed_unreleased_nodes: u64,
+    /// Findings dropped because the channel moved on (block completed, or consumed).
+    pub changed_during_check: u64,
+    pub anomalies: Vec<Finding>,
+    pub in_progress: Vec<Finding>,
+    /// True when there is no anomaly (exit code 0).
+    pub clean: bool,
+}
+
+struct Walker<'a> {
+    view: &'a Inspector,
+    n: u64,
+    max_len: usize,
+    write: u64,
+    op_seq: u64,
+    detect_dead: bool,
+    timeout: Duration,
+    findings: Vec<Finding>,
+    blocks_ok: u64,
+    bytes_ok: u64,
+    padding: u64,
+    consumed: u64,
+    changed: u64,
+}
+
+fn head(view: &Inspector, index: u64) -> NodeState {
+    NodeState(view.node(index).map_or(0, |v| v.raw))
+}
+
+impl Walker<'_> {
+    fn finding(&self, kind: Kind, position: u64, nodes: u64, detail: String) -> Finding {
+        let index = position % self.n;
+        let heads = (0..nodes)
+            .map(|k| head(self.view, (index + k) % self.n).0)
+            .collect();
+        let state = head(self.view, index);
+        Finding {
+            kind,
+            position,
+            index,
+            nodes,
+            seq: (state.flags() != 0).then_some(state.tag()),
+            len: None,
+            crc_header: None,
+            crc_payload: None,
+            writer_pid: None,
+            writer_alive: None,
+            writer_state: None,
+            blocks_since: None,
+            unchanged_for_ns: None,
+            detail,
+            heads,
+        }
+    }
+
+    /// Blocks claimed after the block with 56-bit sequence tag `tag`.
+    fn blocks_since(&self, tag: u64) -> u64 {
+        (self.op_seq & TAG_MASK).wrapping_sub(tag + 1) & TAG_MASK
+    }
+
+    /// How many consecutive nodes from `p` (below the write cursor) are claimed but not
+    /// flagged: free and tagged with their own position.
+    fn unflagged_run(&self, p: u64) -> u64 {
+        let mut q = p;
+        while q < self.write && head(self.view, q % self.n).is_free_for(q) {
+            q += 1;
+            if q % self.n == 0 {
+                break; // blocks never wrap
+            }
+        }
+        q - p
+    }
+
+    /// Examines the block or node at `p`; returns the position after it.
+    fn step(&mut self, p: u64) -> u64 {
+        let i = p % self.n;
+        let s = head(self.view, i);
+        if s.is_written_block() {
+            return self.published(p, i, s);
+        }
+        if s.is_padding() {
+            let nodes = self.n - i;
+            if p + nodes > self.write {
+                let f = self.finding(
+                    Kind::Orphan,
+                    p,
+                    1,
+                    format!(
+                        "padding block to the end of the ring ({nodes} nodes) runs past the \
+                         write cursor {}",
+                        self.write
+                    ),
+                );
+                self.findings.push(f);
+                return p + 1;
+            }
+            self.padding += 1;
+            return p + nodes;
+        }
+        if s.is_started() {
+            return self.started(p, i, s);
+        }
+        if s.flags() == 0 {
+            if s.is_free_for(p) {
+                let run = self.unflagged_run(p);
+                let f = self.finding(
+                    Kind::Stuck,
+                    p,
+                    run,
+                    format!(
+                        "{run} node(s) claimed (below the write cursor) but never flagged \
+                         START: the writer is between its claim and its first flag, or died \
+                         there; no block header names it"
+                    ),
+                );
+                self.findings.push(f);
+                return p + run;
+            }
+            if s.is_free_for(p + self.n) {
+                // Consumed by the reader, not yet handed back (it releases in batches).
+                self.consumed += 1;
+                return p + 1;
+            }
+            let f = self.finding(
+                Kind::Orphan,
+                p,
+                1,
+                format!(
+                    "free node tagged for position {}, expected {p} (claimed) or {} \
+                     (consumed)",
+                    s.tag(),
+                    p + self.n
+                ),
+            );
+            self.findings.push(f);
+            return p + 1;
+        }
+        let f = self.finding(
+            Kind::Orphan,
+            p,
+            1,
+            format!(
+                "head {:#018x} has flags {:#04x}, a state no atbus process writes",
+                s.0,
+                s.flags()
+            ),
+        );
+        self.findings.push(f);
+        p + 1
+    }
+
+    /// Nodes of a block of `len` bytes at `p`, or why the length is impossible.
+    fn block_nodes(&self, p: u64, i: u64, len: u32) -> Result<u64, String> {
+        let len = len as usize;
+        if len > self.max_len {
+            return Err(format!(
+                "length {len} exceeds the largest message this channel takes ({})",
+                self.max_len
+            ));
+        }
+        let nodes = self.view.nodes_for(len);
+        if i + nodes > self.n {
+            return Err(format!(
+                "length {len} needs {nodes} nodes, past the end of the ring (node {i} of {})",
+                self.n
+            ));
+        }
+        if p + nodes > self.write {
+            return Err(format!(
+                "length {len} needs {nodes} nodes, past the write cursor {}",
+                self.write
+            ));
+        }
+        Ok(nodes)
+    }
+
+    fn published(&mut self, p: u64, i: u64, s: NodeState) -> u64 {
+        let Some(bh) = self.view.block_header(i) else {
+            return p + 1;
+        };
+        if bh.seq & TAG_MASK != s.tag() {
+            let f = self.finding(
+                Kind::BadHeader,
+                p,
+                1,
+                format!(
+                    "published block: header sequence {} differs from the head's {}",
+                    bh.seq,
+                    s.tag()
+                ),
+            );
+            self.findings.push(f);
+            return p + 1;
+        }
+        let nodes = match self.block_nodes(p, i, bh.len) {
+            Ok(nodes) => nodes,
+            Err(why) => {
+                let mut f = self.finding(Kind::BadLength, p, 1, format!("published block: {why}"));
+                f.len = Some(bh.len);
+                f.writer_pid = Some(bh.writer_pid);
+                self.findings.push(f);
+                return p + 1;
+            }
+        };
+        let Some(payload) = self.view.payload(i, bh.len as usize) else {
+            return p + 1;
+        };
+        let crc = crc32fast::hash(&payload);
+        // If the head changed, the reader consumed the block while we copied it.
+        if head(self.view, i) != s {
+            self.changed += 1;
+            return p + nodes;
+        }
+        if crc != bh.crc {
+            let mut f = self.finding(
+                Kind::CrcMismatch,
+                p,
+                nodes,
+                format!(
+                    "published block of {} bytes: payload crc32 {crc:#010x}, header says \
+                     {:#010x} (a writer stalled past the timeout may have written into \
+                     reused nodes); the reader will skip it and count crc_failures",
+                    bh.len, bh.crc
+                ),
+            );
+            f.len = Some(bh.len);
+            f.crc_header = Some(bh.crc);
+            f.crc_payload = Some(crc);
+            f.writer_pid = Some(bh.writer_pid);
+            self.findings.push(f);
+        } else {
+            self.blocks_ok += 1;
+            self.bytes_ok += u64::from(bh.len);
+        }
+        self.interior(p, nodes);
+        p + nodes
+    }
+
+    /// The nodes after a block's first must be free, tagged with their own position.
+    fn interior(&mut self, p: u64, nodes: u64) {
+        for q in p + 1..p + nodes {
+            let s = head(self.view, q % self.n);
+            if !s.is_free_for(q) && !s.is_free_for(q + self.n) {
+                let f = self.finding(
+                    Kind::Orphan,
+                    q,
+                    1,
+                    format!(
+                        "node inside the block at position {p} has head {:#018x}: blocks \
+                         overlap",
+                        s.0
+                    ),
+                );
+                self.findings.push(f);
+            }
+        }
+    }
+
+    fn started(&mut self, p: u64, i: u64, s: NodeState) -> u64 {
+        let since = self.blocks_since(s.tag());
+        let bh = self.view.block_header(i);
+        let header_written = bh.is_some_and(|bh| bh.seq & TAG_MASK == s.tag());
+        let Some(bh) = bh.filter(|_| header_written) else {
+            // START is set, the header is not: the writer stopped right after flagging.
+            let run = 1 + self.unflagged_run(p + 1);
+            let mut f = self.finding(
+                Kind::Stuck,
+                p,
+                run,
+                format!(
+                    "START without WRITTEN and no block header yet (it still holds an older \
+                     block's): the writer stopped or died right after flagging, and is \
+                     unknown; {run} node(s) to the next block; claimed {since} block(s) ago"
+                ),
+            );
+            f.blocks_since = Some(since);
+            self.findings.push(f);
+            return p + run;
+        };
+        let (nodes, len_problem) = match self.block_nodes(p, i, bh.len) {
+            Ok(nodes) => (nodes, None),
+            Err(why) => (1 + self.unflagged_run(p + 1), Some(why)),
+        };
+        let stat = atbus::process::stat(bh.writer_pid);
+        let alive = atbus::process::is_alive(bh.writer_pid);
+        let state = stat.map(|s| (s.state as char).to_string());
+        let (kind, detail) = if let Some(why) = len_problem {
+            (Kind::BadLength, format!("unfinished block: {why}"))
+        } else if !alive {
+            let skip = if self.detect_dead {
+                "the reader skips it at once (dead-writer detection is on)".to_string()
+            } else {
+                format!(
+                    "the reader skips it after the timeout ({}; dead-writer detection is off)",
+                    format_duration(self.timeout)
+                )
+            };
+            (
+                Kind::Torn,
+                format!(
+                    "START without WRITTEN; writer pid {} is dead{}; {} bytes in {nodes} \
+                     node(s), claimed {since} block(s) ago; {skip}",
+                    bh.writer_pid,
+                    if stat.is_some() {
+                        " (zombie)"
+                    } else {
+                        " (no such process)"
+                    },
+                    bh.len
+                ),
+            )
+        } else {
+            let how = match state.as_deref() {
+                Some("T") | Some("t") => {
+                    "stopped (SIGSTOP or a debugger): it cannot finish until resumed, and the \
+                     reader skips the block once the timeout passes"
+                }
+                Some("R") => "running",
+                Some("S") | Some("D") => "sleeping",
+                _ => "alive",
+            };
+            (
+                Kind::InProgress,
+                format!(
+                    "START without WRITTEN; writer pid {} is alive, {how}; {} bytes in \
+                     {nodes} node(s), claimed {since} block(s) ago (timeout {})",
+                    bh.writer_pid,
+                    bh.len,
+                    format_duration(self.timeout)
+                ),
+            )
+        };
+        let mut f = self.finding(kind, p, nodes, detail);
+        f.len = Some(bh.len);
+        f.writer_pid = Some(bh.writer_pid);
+        f.writer_alive = Some(alive);
+        f.writer_state = state;
+        f.blocks_since = Some(since);
+        self.findings.push(f);
+        p + nodes
+    }
+
+    /// Free nodes (from the write cursor to a lap past the read cursor) must be tagged
+    /// with the position they will next be claimed at.
+    fn free_region(&mut self, read: u64) {
+        for q in self.write..read + self.n {
+            let s = head(self.view, q % self.n);
+            if s.is_free_for(q) {
+                continue;
+            }
+            // Claimed since we read the write cursor?
+            let now = self.view.cursors().write;
+            if q < now {
+                continue;
+            }
+            let f = self.finding(
+                Kind::Orphan,
+                q,
+                1,
+                format!(
+                    "node beyond the write cursor has head {:#018x}; a free node here must \
+                     be tagged {}",
+                    s.0,
+                    q & TAG_MASK
+                ),
+            );
+            self.findings.push(f);
+        }
+    }
+}
+
+fn heads_now(view: &Inspector, f: &Finding, n: u64) -> Vec<u64> {
+    (0..f.nodes)
+        .map(|k| head(view, (f.index + k) % n).0)
+        .collect()
+}
+
+pub fn run(out: &mut impl Write, name: &str, settle: Duration, json: bool) -> Outcome {
+    let view = Inspector::open(name)?;
+    let info = view.info();
+    let n = info.node_count;
+    let c0 = view.cursors();
+    let (read, write) = (c0.read, c0.write);
+    let mut w = Walker {
+        view: &view,
+        n,
+        max_len: info.max_message_len,
+        write,
+        op_seq: c0.op_seq,
+        detect_dead: info.detect_dead_writers,
+        timeout: info.timeout,
+        findings: Vec::new(),
+        blocks_ok: 0,
+        bytes_ok: 0,
+        padding: 0,
+        consumed: 0,
+        changed: 0,
+    };
+    let end = if write < read || write - read > n {
+        let f = w.finding(
+            Kind::Orphan,
+            read,
+            0,
+            format!(
+                "the write cursor {write} is not within one ring ({n} nodes) ahead of the \
+                 read cursor {read}: the header is corrupt"
+            ),
+        );
+        w.findings.push(f);
+        read
+    } else {
+        write
+    };
+    let mut p = read;
+    while p < end {
+        p = w.step(p);
+    }
+    if end == write {
+        w.free_region(read);
+    }
+
+    // Give unfinished blocks a chance to show they are merely in progress.
+    let unfinished = |f: &Finding| matches!(f.kind, Kind::Stuck | Kind::InProgress);
+    if w.findings.iter().any(unfinished) && !settle.is_zero() {
+        std::thread::sleep(settle);
+        let mut kept = Vec::new();
+        for mut f in std::mem::take(&mut w.findings) {
+            if unfinished(&f) {
+                if heads_now(&view, &f, n) != f.heads {
+                    w.changed += 1;
+                    continue;
+                }
+                f.unchanged_for_ns = Some(settle.as_nanos() as u64);
+                f.detail
+                    .push_str(&format!("; unchanged for {}", format_duration(settle)));
+            }
+            kept.push(f);
+        }
+        w.findings = kept;
+    }
+    // Drop what the reader moved past meanwhile: it dealt with it.
+    let c1 = view.cursors();
+    let before = w.findings.len();
+    w.findings
+        .retain(|f| f.position + f.nodes.max(1) > c1.read || f.position >= write);
+    w.changed += (before - w.findings.len()) as u64;
+
+    let (anomalies, in_progress): (Vec<_>, Vec<_>) =
+        w.findings.into_iter().partition(|f| f.kind.is_anomaly());
+    let report = CheckReport {
+        name: info.name.clone(),
+        node_count: n,
+        read_cursor: read,
+        write_cursor: write,
+        read_cursor_after: c1.read,
+        write_cursor_after: c1.write,
+        nodes_walked: end - read,
+        blocks_ok: w.blocks_ok,
+        bytes_ok: w.bytes_ok,
+        padding_blocks: w.padding,
+        consumed_unreleased_nodes: w.consumed,
+        changed_during_check: w.changed,
+        clean: anomalies.is_empty(),
+        anomalies,
+        in_progress,
+    };
+    let code = if report.clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    if json {
+        print_json(out, &report)?;
+    } else {
+        print_text(out, &report)?;
+    }
+    Ok(code)
+}
+
+fn print_text(out: &mut impl Write, r: &CheckReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "check {}: read={} (node {}) write={} (node {}), {} nodes between the cursors",
+        r.name,
+        r.read_cursor,
+        r.read_cursor % r.node_count,
+        r.write_cursor,
+        r.write_cursor % r.node_count,
+        r.nodes_walked
+    )?;
+    writeln!(
+        out,
+        "  {} published block(s) ok ({} bytes, crc32 verified on a copy), {} padding \
+         block(s), {} node(s) consumed and not yet released by the reader",
+        r.blocks_ok, r.bytes_ok, r.padding_blocks, r.consumed_unreleased_nodes
+    )?;
+    for f in r.anomalies.iter().chain(&r.in_progress) {
+        let tag = if f.kind.is_anomaly() {
+            "ANOMALY"
+        } else {
+            "note   "
+        };
+        let seq = f.seq.map(|s| format!(" seq {s}")).unwrap_or_default();
+        writeln!(
+            out,
+            "  {tag} {} at position {} (node {}){seq}: {}",
+            f.kind.label(),
+            f.position,
+            f.index,
+            f.detail
+        )?;
+    }
+    if r.read_cursor != r.read_cursor_after
+        || r.write_cursor != r.write_cursor_after
+        || r.changed_during_check > 0
+    {
+        writeln!(
+            out,
+            "  the channel is live: during the check the read cursor moved {} -> {} and the \
+             write cursor {} -> {}; {} finding(s) resolved themselves meanwhile (blocks \
+             completed or consumed) and are not reported",
+            r.read_cursor,
+            r.read_cursor_after,
+            r.write_cursor,
+            r.write_cursor_after,
+            r.changed_during_check
+        )?;
+    }
+    let n = r.anomalies.len();
+    if n == 0 {
+        writeln!(
+            out,
+            "clean: no anomaly{}",
+            if r.in_progress.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} block(s) in progress by live writers)",
+                    r.in_progress.len()
+                )
+            }
+        )
+    } else {
+        writeln!(out, "{n} anomal{} found", if n == 1 { "y" } else { "ies" })
+    }
+}

@@ -1,0 +1,129 @@
+//! `list`: the atbus channels in a directory (by default /dev/shm).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use atbus::Inspector;
+
+use crate::show::{describe_reader, fill_percent, reader_json, ReaderJson};
+use crate::units::format_size;
+use crate::{print_json, Failure, Outcome};
+
+/// One channel in `list --json`.
+#[derive(Serialize)]
+struct Entry {
+    /// The name to pass to the other commands.
+    name: String,
+    /// Bytes of the object.
+    size: u64,
+    node_size: Option<usize>,
+    node_count: Option<u64>,
+    used_nodes: Option<u64>,
+    fill_percent: Option<f64>,
+    reader: Option<ReaderJson>,
+    /// Set when the object has the atbus magic but does not open (e.g. corrupt).
+    error: Option<String>,
+}
+
+/// True when the file starts with the atbus magic.
+fn has_magic(path: &Path) -> bool {
+    let mut magic = [0u8; 8];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && u64::from_le_bytes(magic) == atbus::layout::MAGIC
+}
+
+pub fn run(out: &mut impl Write, dir: &Path, json: bool) -> Outcome {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Failure::Message(format!("cannot list {}: {e}", dir.display())))?;
+    let shm = dir == Path::new("/dev/shm");
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() || !has_magic(&path) {
+            continue;
+        }
+        let name = match (shm, entry.file_name().to_str()) {
+            (true, Some(file)) => format!("/{file}"),
+            _ => path.display().to_string(),
+        };
+        let mut e = Entry {
+            name,
+            size: meta.len(),
+            node_size: None,
+            node_count: None,
+            used_nodes: None,
+            fill_percent: None,
+            reader: None,
+            error: None,
+        };
+        match Inspector::open(&e.name) {
+            Ok(view) => {
+                let info = view.info();
+                let c = view.cursors();
+                e.node_size = Some(info.node_size);
+                e.node_count = Some(info.node_count);
+                e.used_nodes = Some(c.used_nodes);
+                e.fill_percent = Some(fill_percent(&info, &c));
+                e.reader = reader_json(view.reader_owner());
+            }
+            // Unreadable to us (permissions): skip it, as for any file we cannot read.
+            Err(atbus::Error::PermissionDenied { .. }) | Err(atbus::Error::NotFound { .. }) => {
+                continue
+            }
+            Err(err) => e.error = Some(err.to_string()),
+        }
+        found.push(e);
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    if json {
+        print_json(out, &found)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if found.is_empty() {
+        writeln!(out, "no atbus channels in {}", dir.display())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<32} {:>10} {:>18} {:>7}  READER",
+        "NAME", "SIZE", "NODES", "FILL"
+    )?;
+    for e in &found {
+        match &e.error {
+            Some(err) => writeln!(
+                out,
+                "{:<32} {:>10}  unreadable: {err}",
+                e.name,
+                format_size(e.size)
+            )?,
+            None => {
+                let reader =
+                    describe_reader(e.reader.as_ref().map(|r| atbus::inspect::ReaderOwner {
+                        pid: r.pid,
+                        start_time: r.start_time,
+                        alive: r.alive,
+                    }));
+                writeln!(
+                    out,
+                    "{:<32} {:>10} {:>18} {:>6.1}%  {reader}",
+                    e.name,
+                    format_size(e.size),
+                    format!(
+                        "{} x {}",
+                        e.node_count.unwrap_or(0),
+                        e.node_size.unwrap_or(0)
+                    ),
+                    e.fill_percent.unwrap_or(0.0)
+                )?
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
