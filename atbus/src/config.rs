@@ -38,6 +38,12 @@ pub struct Config {
     /// Skip a torn block at once when its writer's process no longer exists. Needs all
     /// processes in one pid namespace. Default true.
     pub detect_dead_writers: bool,
+    /// Compute a crc32 of every payload (writers) and check it (the reader). Default true.
+    ///
+    /// Turning it off saves ~0.7 us per 16 KiB on each side, but then a writer that
+    /// stalled past the timeout and woke to scribble on reused nodes can get damaged
+    /// bytes delivered: only for channels whose writers never stall that long.
+    pub checksums: bool,
 }
 
 /// Default torn-block timeout.
@@ -52,6 +58,7 @@ impl Default for Config {
             protect_bytes: 0,
             mode: 0o600,
             detect_dead_writers: true,
+            checksums: true,
         }
     }
 }

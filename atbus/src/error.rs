@@ -106,6 +106,10 @@ pub enum Error {
         /// Its process id.
         pid: u32,
     },
+    /// A message read in place failed its crc32 check after the closure saw it: a writer
+    /// that had stalled past the timeout wrote into its nodes. The message is lost
+    /// (counted in `crc_failures`); undo whatever the closure did with it.
+    Damaged,
     /// This writer stalled past the torn-block timeout while writing; the reader skipped
     /// its block, so the message was not delivered.
     Abandoned {
@@ -202,6 +206,12 @@ impl fmt::Display for Error {
             Error::ReaderBusy { pid } => write!(
                 f,
                 "the reader role is held by live process {pid}: a channel has one reader"
+            ),
+            Error::Damaged => write!(
+                f,
+                "message changed while it was read in place (a writer stalled past the \
+                 timeout wrote into it): discard what was done with it; it is counted as a \
+                 crc failure"
             ),
             Error::Abandoned { seq } => write!(
                 f,

@@ -188,6 +188,11 @@ impl Inspector {
         })
     }
 
+    /// True while a blocking reader is asleep on the channel's futex (or about to be).
+    pub fn reader_sleeping(&self) -> bool {
+        self.seg.header().wake.sleeping.load(Ordering::Relaxed) != 0
+    }
+
     /// Node `index`'s head, or `None` past the end of the ring.
     pub fn node(&self, index: u64) -> Option<NodeView> {
         if index >= self.seg.geometry().node_count {

@@ -24,7 +24,7 @@
 //! | 48     | data_offset       | u64  | start of the data area                                    |
 //! | 56     | timeout_ns        | u64  | torn-block timeout                                        |
 //! | 64     | write_retries     | u32  | failed claim CASes before a writer yields the CPU         |
-//! | 68     | flags             | u32  | [`FLAG_DETECT_DEAD_WRITERS`]                              |
+//! | 68     | flags             | u32  | [`FLAG_DETECT_DEAD_WRITERS`], [`FLAG_NO_CHECKSUM`]        |
 //! | 72     | protect_nodes     | u64  | nodes writers always leave free                           |
 //! | 80     | created_unix_ns   | u64  | wall-clock creation time, for operators                   |
 //! | 128    | read_cursor       | u64  | next position the reader will consume (reader writes)     |
@@ -34,6 +34,8 @@
 //! | 520    | reader_takeovers  | u64  | times the role was taken from a dead owner                |
 //! | 640    | writer counters   | 8×u64| [`WriterCounters`], shared by all writers                 |
 //! | 768    | reader counters   | 16×u64 | [`ReaderCounters`], written only by the reader          |
+//! | 896    | wake.sleeping     | u32  | 1 while a blocking reader sleeps                          |
+//! | 900    | wake.seq          | u32  | futex word writers bump to wake the reader                |
 //!
 //! Each of read cursor, write cursor, operation sequence, reader record, writer counters
 //! and reader counters sits on its own 128-byte line (the x86-64 prefetcher pulls pairs
@@ -76,6 +78,8 @@ pub const MIN_NODE_SIZE: usize = 64;
 pub const MAX_NODE_SIZE: usize = 65536;
 /// Header flag: skip blocks of writers whose process no longer exists without waiting.
 pub const FLAG_DETECT_DEAD_WRITERS: u32 = 1;
+/// Header flag: writers do not compute, and the reader does not check, payload crc32s.
+pub const FLAG_NO_CHECKSUM: u32 = 2;
 
 /// An atomic padded to 128 bytes so it owns a pair of cache lines.
 #[repr(C, align(128))]
@@ -104,7 +108,9 @@ pub struct WriterCounters {
     /// Sends that found their block already skipped by the reader (writer stalled past the
     /// timeout): the message was not delivered and the caller got `Error::Abandoned`.
     pub abandoned: AtomicU64,
-    _reserved: [AtomicU64; 2],
+    /// Futex wake-ups writers issued to a sleeping reader.
+    pub wakeups: AtomicU64,
+    _reserved: [AtomicU64; 1],
 }
 
 /// Counters written only by the reader that holds the role (load + store, no RMW).
@@ -130,7 +136,11 @@ pub struct ReaderCounters {
     pub padding_blocks: AtomicU64,
     /// Nodes a previous (dead) reader had consumed but not yet released.
     pub handover_nodes: AtomicU64,
-    _reserved: [AtomicU64; 6],
+    /// Reservations dropped without commit, skipped at once.
+    pub aborted_blocks: AtomicU64,
+    /// Times a blocking reader went to sleep on the futex.
+    pub sleeps: AtomicU64,
+    _reserved: [AtomicU64; 4],
 }
 
 /// The 4 KiB segment header. Every field is an atomic: other processes may write any of
@@ -178,7 +188,18 @@ pub struct Header {
     pub writer_counters: Padded<WriterCounters>,
     /// Counters written by the reader.
     pub reader_counters: Padded<ReaderCounters>,
-    _pad1: [u8; HEADER_SIZE - 896],
+    /// The futex a blocking reader sleeps on.
+    pub wake: Padded<WakeWord>,
+    _pad1: [u8; HEADER_SIZE - 1024],
+}
+
+/// Where a blocking reader sleeps (a shared futex) and how writers know to wake it.
+#[repr(C)]
+pub struct WakeWord {
+    /// 1 while the reader is (about to be) asleep; writers read it after publishing.
+    pub sleeping: AtomicU32,
+    /// The futex word: writers bump it before waking the reader.
+    pub seq: AtomicU32,
 }
 
 /// Who holds the reader role.
@@ -208,6 +229,7 @@ const _: () = {
     assert!(offset_of!(Header, reader) == 512);
     assert!(offset_of!(Header, writer_counters) == 640);
     assert!(offset_of!(Header, reader_counters) == 768);
+    assert!(offset_of!(Header, wake) == 896);
     assert!(size_of::<WriterCounters>() <= 128);
     assert!(size_of::<ReaderCounters>() <= 128);
     assert!(size_of::<AtomicU64>() == HEAD_SIZE);
@@ -239,6 +261,9 @@ pub const FLAG_START: u8 = 0x01;
 pub const FLAG_WRITTEN: u8 = 0x02;
 /// Node-head flag: a padding block from here to the end of the ring.
 pub const FLAG_PADDING: u8 = 0x04;
+/// Node-head flag (with START | WRITTEN): a reservation dropped without commit; the
+/// reader skips its nodes at once.
+pub const FLAG_ABORTED: u8 = 0x08;
 
 /// A decoded node-head word: `flags << 56 | tag`.
 ///
@@ -246,8 +271,8 @@ pub const FLAG_PADDING: u8 = 0x04;
 ///   (`position % 2^56`). Tagging free nodes with their position means a writer that was
 ///   skipped as stalled cannot later mark a node it no longer owns: its compare-exchange
 ///   expects the old position and fails.
-/// * `START` (with or without `WRITTEN`), or `PADDING | WRITTEN`: `tag` is the block's
-///   operation sequence (`seq % 2^56`).
+/// * `START` (with or without `WRITTEN`, or with `WRITTEN | ABORTED`), or
+///   `PADDING | WRITTEN`: `tag` is the block's operation sequence (`seq % 2^56`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct NodeState(pub u64);
 
@@ -275,6 +300,10 @@ impl NodeState {
     /// True for a published (START | WRITTEN) block head.
     pub const fn is_written_block(self) -> bool {
         self.flags() == FLAG_START | FLAG_WRITTEN
+    }
+    /// True for a published, aborted reservation.
+    pub const fn is_aborted(self) -> bool {
+        self.flags() == FLAG_START | FLAG_WRITTEN | FLAG_ABORTED
     }
     /// True for a published padding block.
     pub const fn is_padding(self) -> bool {

@@ -73,6 +73,7 @@ mod channel;
 mod config;
 mod copy;
 mod error;
+mod futex;
 pub mod inspect;
 pub mod layout;
 pub mod process;
@@ -92,4 +93,4 @@ pub use reader::Reader;
 #[cfg(feature = "fault-injection")]
 pub use ring::{set_fault_hook, Step};
 pub use stats::Stats;
-pub use writer::Writer;
+pub use writer::{Reservation, Writer};

@@ -1,13 +1,21 @@
 //! The reader handle and the reader role.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::process;
 use crate::ring::{ReadState, Ready};
 use crate::segment::Segment;
-use crate::sync::atomic::Ordering;
+use crate::sync::atomic::{fence, Ordering};
+
+/// Longest single futex sleep: the reader wakes this often even when idle, to notice a
+/// writer that died between its claim and its START flag (cost: ~10 wake-ups a second).
+const IDLE_SLICE: Duration = Duration::from_millis(100);
+/// Futex sleep while a claimed block is unwritten: its writer's publish wakes us, but if
+/// it died nobody will, so look again soon.
+const TORN_SLICE: Duration = Duration::from_millis(1);
 
 /// Receives messages from a channel. There is exactly one reader per channel across all
 /// processes: [`Channel::reader`](crate::Channel::reader) takes the role, and dropping the
@@ -96,10 +104,160 @@ impl Reader {
         }
     }
 
+    /// Receives the next message into `buf`, waiting as long as it takes. Like
+    /// [`recv_timeout`](Reader::recv_timeout) without the timeout.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.block_on(None, |r| r.try_recv(buf))
+    }
+
+    /// Receives the next message into `buf`, waiting up to `timeout` for one: spins
+    /// briefly, then yields, then sleeps on a futex in the segment that writers signal
+    /// after publishing. An idle reader uses no CPU. `Timeout` if nothing arrives.
+    ///
+    /// ```
+    /// # let name = format!("/atbus-doc-recv-timeout-{}", std::process::id());
+    /// use std::time::Duration;
+    /// let channel = atbus::Channel::create(&name, 1 << 20, &atbus::Config::default())?;
+    /// let mut reader = channel.reader()?;
+    /// let mut buf = [0u8; 16];
+    /// let err = reader.recv_timeout(&mut buf, Duration::from_millis(20)).unwrap_err();
+    /// assert!(matches!(err, atbus::Error::Timeout));
+    /// # drop(reader);
+    /// # atbus::Channel::unlink(&name)?;
+    /// # Ok::<(), atbus::Error>(())
+    /// ```
+    pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
+        self.block_on(Some(Instant::now() + timeout), |r| r.try_recv(buf))
+    }
+
+    /// Hands the next message to `f` as a slice *inside the ring* (no copy), then frees
+    /// its nodes. `Empty` when nothing is ready.
+    ///
+    /// The crc32 is checked after `f` returns, on the same bytes: the bytes can change
+    /// under `f` only if a writer that stalled past the channel's timeout (and whose
+    /// block the reader therefore skipped) wakes and writes into nodes since reused by
+    /// this message. Then `f` may have seen any mix of the two messages' bytes, and the
+    /// call returns `Damaged` (counted in `crc_failures`) instead of `f`'s result: treat
+    /// what `f` saw as tentative until this returns `Ok`. With checksums turned off for
+    /// the channel there is no such check.
+    ///
+    /// ```
+    /// # let name = format!("/atbus-doc-in-place-{}", std::process::id());
+    /// let channel = atbus::Channel::create(&name, 1 << 20, &atbus::Config::default())?;
+    /// let mut reader = channel.reader()?;
+    /// channel.writer().send(b"in place")?;
+    /// let len = reader.try_recv_in_place(|msg| msg.len())?;
+    /// assert_eq!(len, 8);
+    /// # drop(reader);
+    /// # atbus::Channel::unlink(&name)?;
+    /// # Ok::<(), atbus::Error>(())
+    /// ```
+    pub fn try_recv_in_place<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        let ready = self.poll()?;
+        self.state
+            .take_in_place(&self.seg, ready, f)
+            .ok_or(Error::Damaged)
+    }
+
+    /// Receives up to `max` messages, handing each to `f` in order, and hands their
+    /// nodes back to writers once for the whole batch. Returns how many were received;
+    /// `Empty` if none was ready. Skips on the way are counted as in `try_recv`.
+    ///
+    /// ```
+    /// # let name = format!("/atbus-doc-batch-{}", std::process::id());
+    /// let channel = atbus::Channel::create(&name, 1 << 20, &atbus::Config::default())?;
+    /// let writer = channel.writer();
+    /// for i in 0..5u8 {
+    ///     writer.send(&[i; 3])?;
+    /// }
+    /// let mut reader = channel.reader()?;
+    /// let mut seen = Vec::new();
+    /// assert_eq!(reader.recv_batch(4, |msg| seen.push(msg[0]))?, 4);
+    /// assert_eq!(reader.recv_batch(4, |msg| seen.push(msg[0]))?, 1);
+    /// assert_eq!(seen, [0, 1, 2, 3, 4]);
+    /// # drop(reader);
+    /// # atbus::Channel::unlink(&name)?;
+    /// # Ok::<(), atbus::Error>(())
+    /// ```
+    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        let mut n = 0;
+        while n < max {
+            let ready = match self.state.poll(&self.seg, self.clock) {
+                Ok(ready) => ready,
+                Err(Error::Empty) => break,
+                Err(e) => {
+                    self.state.finish_batch(&self.seg);
+                    return Err(e);
+                }
+            };
+            if self.scratch.len() < ready.len {
+                self.scratch.resize(ready.len, 0);
+            }
+            if self.state.take_batched(&self.seg, ready, &mut self.scratch) {
+                f(&self.scratch[..ready.len]);
+                n += 1;
+            }
+        }
+        self.state.finish_batch(&self.seg);
+        if n == 0 {
+            return Err(Error::Empty);
+        }
+        Ok(n)
+    }
+
     /// Hands consumed nodes back to writers now. The reader does this by itself every
     /// 1/16 of the ring and whenever it finds the ring empty.
     pub fn release(&mut self) {
         self.state.release(&self.seg);
+    }
+
+    /// Runs `attempt` until it returns something other than `Empty`, backing off and
+    /// then sleeping on the channel's futex; `Timeout` after `deadline`.
+    fn block_on<R>(
+        &mut self,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut(&mut Self) -> Result<R>,
+    ) -> Result<R> {
+        let mut backoff = Backoff::new();
+        loop {
+            match attempt(self) {
+                Err(Error::Empty) => {}
+                other => return other,
+            }
+            let now = Instant::now();
+            let left = match deadline {
+                Some(d) if now >= d => return Err(Error::Timeout),
+                Some(d) => d - now,
+                None => IDLE_SLICE,
+            };
+            if !backoff.is_sleeping() {
+                backoff.snooze(); // spin, then yield
+                continue;
+            }
+            let slice = if self.state.claimed_ahead(&self.seg) {
+                TORN_SLICE
+            } else {
+                IDLE_SLICE
+            };
+            let seg = self.seg.clone();
+            let wake = &seg.header().wake;
+            // Acquire: a bump we read here is one whose publish we will see on re-check.
+            let seq = wake.seq.load(Ordering::Acquire);
+            wake.sleeping.store(1, Ordering::SeqCst);
+            // SeqCst fence: pairs with the writers' SeqCst publish CAS and SeqCst load of
+            // `sleeping` (Dekker): either our re-check below sees their block, or they
+            // see `sleeping == 1` and bump `seq`, making the futex wait return at once.
+            fence(Ordering::SeqCst);
+            let rechecked = attempt(self);
+            if !matches!(rechecked, Err(Error::Empty)) {
+                wake.sleeping.store(0, Ordering::Relaxed);
+                return rechecked;
+            }
+            crate::ring::bump(&seg.header().reader_counters.sleeps, 1);
+            crate::futex::wait(&wake.seq, seq, slice.min(left));
+            wake.sleeping.store(0, Ordering::Relaxed);
+            backoff.reset();
+        }
     }
 
     /// The position of the next message in the ring.

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use crate::copy::copy_bytes;
 use crate::error::{Error, Result};
 use crate::layout::{
-    NodeState, BLOCK_HEADER_SIZE, FLAG_PADDING, FLAG_START, FLAG_WRITTEN, TAG_MASK,
+    NodeState, BLOCK_HEADER_SIZE, FLAG_ABORTED, FLAG_PADDING, FLAG_START, FLAG_WRITTEN, TAG_MASK,
 };
 use crate::process;
 use crate::segment::Segment;
@@ -94,83 +94,47 @@ macro_rules! fault_point {
 // ---------------------------------------------------------------------------------------
 // Writers: claim, write, publish.
 
+/// A claimed block whose first node is START: the writer owns its payload bytes until
+/// it publishes or aborts.
+#[derive(Debug)]
+pub(crate) struct Claimed {
+    index: u64,
+    seq: u64,
+    len: usize,
+}
+
+impl Claimed {
+    /// The block's operation sequence.
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Pointer to the block's payload bytes (`len` of them) in the data area.
+    pub(crate) fn payload_ptr(&self, seg: &Segment) -> *mut u8 {
+        seg.node_ptr(self.index).wrapping_add(BLOCK_HEADER_SIZE)
+    }
+
+    /// Payload length.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
 /// Sends one message. `cached_read` is the writer handle's copy of the read cursor.
 pub(crate) fn send(seg: &Segment, cached_read: &AtomicU64, pid: u32, data: &[u8]) -> Result<()> {
-    let geo = seg.geometry();
-    let h = seg.header();
-    let max = max_payload(seg);
-    if data.len() > max {
-        return Err(Error::TooLarge {
-            len: data.len(),
-            max,
-        });
-    }
-    let nodes = geo.nodes_for(data.len());
+    check_len(seg, data.len())?;
     // Checksum before claiming: a writer preempted here holds no claim.
-    let crc = crc32fast::hash(data);
-
-    // Claim.
-    let (pad_at, pos) = claim(seg, cached_read, nodes)?;
-    // Relaxed: the sequence only has to be unique; it orders nothing.
-    let seq = h.op_seq.fetch_add(1, Ordering::Relaxed);
-    let abandoned = || {
-        h.writer_counters.abandoned.fetch_add(1, Ordering::Relaxed);
-        Err(Error::Abandoned { seq })
+    let crc = if seg.settings().checksums {
+        crc32fast::hash(data)
+    } else {
+        0
     };
-    if let Some(pad) = pad_at {
-        // The padding block carries no data, so publishing it is one CAS. Release is not
-        // needed (nothing to publish), relaxed suffices; the CAS fails only if the reader
-        // already skipped these nodes as torn, in which case our block is gone too.
-        let head = seg.head(geo.index(pad));
-        let padding = NodeState::block(FLAG_PADDING | FLAG_WRITTEN, seq);
-        if head
-            .compare_exchange(
-                NodeState::free(pad).0,
-                padding.0,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
-            .is_err()
-        {
-            return abandoned();
-        }
-        h.writer_counters
-            .padding_blocks
-            .fetch_add(1, Ordering::Relaxed);
-    }
-    fault_point!(AfterClaim);
-
-    // Write: START first, so a stalled writer that the reader skipped can never mark
-    // these nodes again (the CAS expects the free state tagged with our position).
-    let index = geo.index(pos);
-    let head = seg.head(index);
-    let started = NodeState::block(FLAG_START, seq);
-    // Relaxed: the reader learns nothing from START but "claimed and in progress"; the
-    // bytes are published by the release CAS below.
-    if head
-        .compare_exchange(
-            NodeState::free(pos).0,
-            started.0,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        )
-        .is_err()
-    {
-        return abandoned();
-    }
-    fault_point!(AfterStart);
-    let bh = seg.block_header(index);
-    bh.len.store(data.len() as u32, Ordering::Relaxed);
-    bh.crc.store(crc, Ordering::Relaxed);
-    bh.writer_pid.store(pid, Ordering::Relaxed);
-    // Release: a reader that reads this seq (acquire) also sees len and writer_pid; it
-    // uses them to skip the block at once if we die.
-    bh.seq.store(seq, Ordering::Release);
-    let payload = seg.node_ptr(index).wrapping_add(BLOCK_HEADER_SIZE);
+    let block = claim_block(seg, cached_read, pid, data.len())?;
+    let payload = block.payload_ptr(seg);
     let half = data.len() / 2;
-    // SAFETY: the block lies inside the data area: claim() keeps index + nodes <= count,
-    // and nodes covers BLOCK_HEADER_SIZE + len bytes. We own these bytes: our claim is
-    // live (START CAS succeeded), so no other writer writes them and the reader reads
+    // SAFETY: claim_block keeps the block inside the data area (index + nodes <= count,
+    // nodes covering the header and len payload bytes). We own these bytes: our START
+    // CAS succeeded, so no other writer of this lap writes them and the reader reads
     // them only after WRITTEN. `data` is a distinct, caller-owned slice.
     unsafe { copy_bytes(data.as_ptr(), payload, half) };
     fault_point!(MidPayload);
@@ -183,24 +147,133 @@ pub(crate) fn send(seg: &Segment, cached_read: &AtomicU64, pid: u32, data: &[u8]
         )
     };
     fault_point!(BeforePublish);
+    publish(seg, &block, crc, false)
+}
 
-    // Publish. Release: pairs with the reader's acquire load of the head, so it sees
-    // every byte above. Fails only if the reader gave up on us (timeout) meanwhile.
-    if head
+/// `TooLarge` unless a payload of `len` bytes fits in this ring.
+pub(crate) fn check_len(seg: &Segment, len: usize) -> Result<()> {
+    let max = max_payload(seg);
+    if len > max {
+        return Err(Error::TooLarge { len, max });
+    }
+    Ok(())
+}
+
+/// Claims a block for `len` payload bytes, marks it START and writes what the reader
+/// needs to skip it should we die (length, pid). The crc and sequence are written at
+/// publish.
+pub(crate) fn claim_block(
+    seg: &Segment,
+    cached_read: &AtomicU64,
+    pid: u32,
+    len: usize,
+) -> Result<Claimed> {
+    let geo = seg.geometry();
+    let h = seg.header();
+    let nodes = geo.nodes_for(len);
+
+    // Claim.
+    let (pad_at, pos) = claim(seg, cached_read, nodes)?;
+    // Relaxed: the sequence only has to be unique; it orders nothing.
+    let seq = h.op_seq.fetch_add(1, Ordering::Relaxed);
+    if let Some(pad) = pad_at {
+        // The padding block carries no data, so publishing it is one CAS; relaxed is
+        // enough. It fails only if the reader already skipped these nodes as torn, in
+        // which case our block is gone too.
+        let head = seg.head(geo.index(pad));
+        let padding = NodeState::block(FLAG_PADDING | FLAG_WRITTEN, seq);
+        if head
+            .compare_exchange(
+                NodeState::free(pad).0,
+                padding.0,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return Err(abandoned(seg, seq));
+        }
+        h.writer_counters
+            .padding_blocks
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    fault_point!(AfterClaim);
+
+    // START first, so a stalled writer that the reader skipped can never mark these
+    // nodes again (the CAS expects the free state tagged with our position).
+    let index = geo.index(pos);
+    let started = NodeState::block(FLAG_START, seq);
+    // Relaxed: START tells the reader only "claimed and in progress"; the bytes are
+    // published by the release CAS in `publish`.
+    if seg
+        .head(index)
         .compare_exchange(
+            NodeState::free(pos).0,
             started.0,
-            NodeState::block(FLAG_START | FLAG_WRITTEN, seq).0,
-            Ordering::Release,
+            Ordering::Relaxed,
             Ordering::Relaxed,
         )
         .is_err()
     {
-        return abandoned();
+        return Err(abandoned(seg, seq));
     }
-    let c = &h.writer_counters;
-    c.messages_sent.fetch_add(1, Ordering::Relaxed);
-    c.bytes_sent.fetch_add(data.len() as u64, Ordering::Relaxed);
+    fault_point!(AfterStart);
+    let bh = seg.block_header(index);
+    bh.len.store(len as u32, Ordering::Relaxed);
+    bh.writer_pid.store(pid, Ordering::Relaxed);
+    // Release: a reader that reads this seq (acquire) also sees len and writer_pid, and
+    // can skip the block at once if we die.
+    bh.seq.store(seq, Ordering::Release);
+    Ok(Claimed { index, seq, len })
+}
+
+/// Publishes a claimed block (or, with `aborted`, marks it for the reader to skip), and
+/// wakes the reader if it sleeps. `Abandoned` if the reader gave up on us meanwhile.
+pub(crate) fn publish(seg: &Segment, block: &Claimed, crc: u32, aborted: bool) -> Result<()> {
+    let h = seg.header();
+    let bh = seg.block_header(block.index);
+    bh.crc.store(crc, Ordering::Relaxed);
+    let mut flags = FLAG_START | FLAG_WRITTEN;
+    if aborted {
+        flags |= FLAG_ABORTED;
+    }
+    // SeqCst (a plain `lock cmpxchg` on x86, as release would be): it pairs with the
+    // reader's SeqCst fence when it goes to sleep, so either the reader sees this block
+    // or we see its `sleeping` flag below — never neither (no lost wake-up). It also
+    // releases every byte written above. Fails only if the reader skipped us as torn.
+    if seg
+        .head(block.index)
+        .compare_exchange(
+            NodeState::block(FLAG_START, block.seq).0,
+            NodeState::block(flags, block.seq).0,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        )
+        .is_err()
+    {
+        return Err(abandoned(seg, block.seq));
+    }
+    // The writer's whole cost for blocking readers: one load of a line the reader
+    // writes only when it goes to sleep or wakes.
+    if h.wake.sleeping.load(Ordering::SeqCst) != 0 {
+        h.wake.seq.fetch_add(1, Ordering::Release);
+        crate::futex::wake_all(&h.wake.seq);
+        h.writer_counters.wakeups.fetch_add(1, Ordering::Relaxed);
+    }
+    if !aborted {
+        let c = &h.writer_counters;
+        c.messages_sent.fetch_add(1, Ordering::Relaxed);
+        c.bytes_sent.fetch_add(block.len as u64, Ordering::Relaxed);
+    }
     Ok(())
+}
+
+fn abandoned(seg: &Segment, seq: u64) -> Error {
+    seg.header()
+        .writer_counters
+        .abandoned
+        .fetch_add(1, Ordering::Relaxed);
+    Error::Abandoned { seq }
 }
 
 /// Moves the write cursor past `nodes` free nodes (plus padding to the end of the ring
@@ -287,6 +360,9 @@ pub(crate) struct ReadState {
     skipped_to: u64,
     idle_polls: u32,
     max_payload: usize,
+    /// Messages and bytes taken in the current batch, counted at its end.
+    batch_messages: u64,
+    batch_bytes: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -330,6 +406,8 @@ impl ReadState {
             skipped_to: pos,
             idle_polls: 0,
             max_payload: max_payload(seg),
+            batch_messages: 0,
+            batch_bytes: 0,
         }
     }
 
@@ -355,6 +433,14 @@ impl ReadState {
                         self.skip_nodes(seg, pos, 1, state);
                         continue;
                     }
+                }
+            }
+            if state.is_aborted() {
+                if let Some(ready) = self.check(seg, pos, index, state) {
+                    // A reservation dropped without commit: no data, skip it at once.
+                    self.skip_nodes(seg, pos, ready.nodes, state);
+                    bump(&rc.aborted_blocks, 1);
+                    continue;
                 }
             }
             if state.is_padding() && self.padding_fits(seg, pos, index) {
@@ -546,7 +632,7 @@ impl ReadState {
             }
             skipped += 1;
         }
-        if !first.is_padding() {
+        if !first.is_padding() && !first.is_aborted() {
             bump(&rc.bad_nodes, skipped);
         }
         self.pos = pos + skipped;
@@ -557,6 +643,20 @@ impl ReadState {
     /// bytes), verifies it and consumes the block. `false` when the crc did not match:
     /// the block is skipped and counted, and `buf` holds garbage.
     pub(crate) fn take(&mut self, seg: &Segment, ready: Ready, buf: &mut [u8]) -> bool {
+        let ok = self.copy_out(seg, ready, buf);
+        self.finish(seg, ready, ok, true);
+        ok
+    }
+
+    /// Copies and verifies like [`take`](Self::take) but leaves the read cursor and the
+    /// counters for [`finish_batch`](Self::finish_batch).
+    pub(crate) fn take_batched(&mut self, seg: &Segment, ready: Ready, buf: &mut [u8]) -> bool {
+        let ok = self.copy_out(seg, ready, buf);
+        self.finish(seg, ready, ok, false);
+        ok
+    }
+
+    fn copy_out(&self, seg: &Segment, ready: Ready, buf: &mut [u8]) -> bool {
         assert!(buf.len() >= ready.len);
         let src = seg.node_ptr(ready.index).wrapping_add(BLOCK_HEADER_SIZE);
         // SAFETY: check() verified index + nodes <= count and nodes covers the header and
@@ -564,21 +664,69 @@ impl ReadState {
         // is our own memory. A stalled writer may still scribble on the source; the crc
         // below is computed on our copy, so what we deliver is what we checked.
         unsafe { copy_bytes(src, buf.as_mut_ptr(), ready.len) };
-        let ok = crc32fast::hash(&buf[..ready.len]) == ready.crc;
+        !seg.settings().checksums || crc32fast::hash(&buf[..ready.len]) == ready.crc
+    }
+
+    /// Hands the payload of `ready` to `f` in place, in the ring, then verifies the crc
+    /// on those same bytes and consumes the block. Returns `f`'s result, or `None` when
+    /// the bytes did not check out — they may have changed while `f` read them.
+    pub(crate) fn take_in_place<R>(
+        &mut self,
+        seg: &Segment,
+        ready: Ready,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        let src = seg.node_ptr(ready.index).wrapping_add(BLOCK_HEADER_SIZE);
+        // SAFETY: check() verified the block lies in the data area (as in copy_out), and
+        // the mapping outlives this call. Writers of this lap never write a published
+        // block, and the reader does not hand its nodes back before `f` returns, so no
+        // honest process writes these bytes while the slice lives. A writer that stalled
+        // past the timeout may, and then `f` may see any bytes; the crc check after `f`
+        // reports it. The slice does not escape `f`.
+        let msg = unsafe { std::slice::from_raw_parts(src as *const u8, ready.len) };
+        let result = f(msg);
+        let ok = !seg.settings().checksums || crc32fast::hash(msg) == ready.crc;
+        self.finish(seg, ready, ok, true);
+        ok.then_some(result)
+    }
+
+    /// Counts a taken block and consumes it.
+    fn finish(&mut self, seg: &Segment, ready: Ready, ok: bool, count_now: bool) {
         let rc = &seg.header().reader_counters;
         if !ok {
             bump(&rc.crc_failures, 1);
             bump(&rc.bad_blocks, 1);
-        } else {
+            bump(&rc.bad_nodes, ready.nodes);
+        } else if count_now {
             bump(&rc.messages_received, 1);
             bump(&rc.bytes_received, ready.len as u64);
+        } else {
+            self.batch_messages += 1;
+            self.batch_bytes += ready.len as u64;
         }
-        self.consume(seg, ready, ok);
-        ok
+        self.consume(seg, ready, count_now);
     }
 
-    /// Frees a block's nodes for the next lap and moves past it.
-    fn consume(&mut self, seg: &Segment, ready: Ready, delivered: bool) {
+    /// Counts the messages of a batch and releases the read cursor once.
+    pub(crate) fn finish_batch(&mut self, seg: &Segment) {
+        let rc = &seg.header().reader_counters;
+        bump(&rc.messages_received, self.batch_messages);
+        bump(&rc.bytes_received, self.batch_bytes);
+        self.batch_messages = 0;
+        self.batch_bytes = 0;
+        self.release(seg);
+    }
+
+    /// True when writers have claimed nodes the reader has not consumed yet, some of
+    /// them possibly unwritten (a blocking reader then must not sleep long: nobody will
+    /// wake it if that writer died).
+    pub(crate) fn claimed_ahead(&mut self, seg: &Segment) -> bool {
+        self.write_cursor(seg) != self.pos
+    }
+
+    /// Frees a block's nodes for the next lap and moves past it; releases the read
+    /// cursor every `release_every` nodes when `may_release`.
+    fn consume(&mut self, seg: &Segment, ready: Ready, may_release: bool) {
         let count = seg.geometry().node_count;
         // Interior nodes first, the first node last: a reader that dies in between leaves
         // the block whole for its successor, which delivers it again (at most this one).
@@ -589,12 +737,9 @@ impl ReadState {
         }
         seg.head(ready.index)
             .store(NodeState::free(ready.pos + count).0, Ordering::Relaxed);
-        if !delivered {
-            bump(&seg.header().reader_counters.bad_nodes, ready.nodes);
-        }
         self.pos = ready.pos + ready.nodes;
         self.wait = self.wait.filter(|w| self.pos < w.horizon);
-        if self.pos - self.published >= self.release_every {
+        if may_release && self.pos - self.published >= self.release_every {
             self.release(seg);
         }
     }
@@ -624,7 +769,7 @@ impl ReadState {
 
 /// Adds to a counter that only the reader writes: a load and a store, no locked RMW.
 #[inline]
-fn bump(counter: &AtomicU64, n: u64) {
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
     counter.store(
         counter.load(Ordering::Relaxed).wrapping_add(n),
         Ordering::Relaxed,

@@ -112,6 +112,7 @@ pub struct Settings {
     pub write_retries: u32,
     pub protect_nodes: u64,
     pub detect_dead_writers: bool,
+    pub checksums: bool,
 }
 
 /// A mapped, validated segment.
@@ -202,6 +203,7 @@ impl Segment {
                 write_retries: config.write_retries,
                 protect_nodes,
                 detect_dead_writers: config.detect_dead_writers,
+                checksums: config.checksums,
             },
         };
         let h = seg.header();
@@ -217,14 +219,14 @@ impl Segment {
         h.data_offset.store(geo.data_offset as u64, r);
         h.timeout_ns.store(config.timeout.as_nanos() as u64, r);
         h.write_retries.store(config.write_retries, r);
-        h.flags.store(
-            if config.detect_dead_writers {
-                layout::FLAG_DETECT_DEAD_WRITERS
-            } else {
-                0
-            },
-            r,
-        );
+        let mut flags = 0;
+        if config.detect_dead_writers {
+            flags |= layout::FLAG_DETECT_DEAD_WRITERS;
+        }
+        if !config.checksums {
+            flags |= layout::FLAG_NO_CHECKSUM;
+        }
+        h.flags.store(flags, r);
         h.protect_nodes.store(protect_nodes, r);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -370,6 +372,7 @@ impl Segment {
             write_retries: h.write_retries.load(r),
             protect_nodes,
             detect_dead_writers: h.flags.load(r) & layout::FLAG_DETECT_DEAD_WRITERS != 0,
+            checksums: h.flags.load(r) & layout::FLAG_NO_CHECKSUM == 0,
         };
         Ok(Segment {
             name: name.into(),

@@ -42,6 +42,12 @@ pub struct Stats {
     pub handover_nodes: u64,
     /// Times the reader role was taken over from a dead owner.
     pub reader_takeovers: u64,
+    /// Reservations dropped without commit, skipped by the reader.
+    pub aborted_blocks: u64,
+    /// Times a blocking reader went to sleep on the channel's futex.
+    pub reader_sleeps: u64,
+    /// Futex wake-ups writers issued to a sleeping reader.
+    pub wakeups: u64,
     /// The shared read cursor (released position).
     pub read_cursor: u64,
     /// The write cursor (next position to claim).
@@ -73,6 +79,9 @@ impl Stats {
             padding_blocks: rc.padding_blocks.load(r),
             handover_nodes: rc.handover_nodes.load(r),
             reader_takeovers: h.reader.takeovers.load(r),
+            aborted_blocks: rc.aborted_blocks.load(r),
+            reader_sleeps: rc.sleeps.load(r),
+            wakeups: w.wakeups.load(r),
             read_cursor: h.read_cursor.load(r),
             write_cursor: h.write_cursor.load(r),
             op_seq: h.op_seq.load(r),

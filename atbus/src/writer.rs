@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
-use crate::ring;
+use crate::ring::{self, Claimed};
 use crate::segment::Segment;
 use crate::sync::atomic::{AtomicU64, Ordering};
 
@@ -74,6 +74,38 @@ impl Writer {
         }
     }
 
+    /// Claims space for a message of exactly `len` bytes and hands it out to be written in
+    /// place (zero-copy). [`Reservation::commit`] publishes it; dropping the reservation
+    /// without committing aborts it, and the reader skips its nodes at once. Fails like
+    /// [`send`](Writer::send) (`Full`, `TooLarge`).
+    ///
+    /// Commit promptly: until then the reader waits at this block, and after the
+    /// channel's timeout it skips it and `commit` returns `Abandoned`.
+    ///
+    /// ```
+    /// # let name = format!("/atbus-doc-reserve-{}", std::process::id());
+    /// let channel = atbus::Channel::create(&name, 1 << 20, &atbus::Config::default())?;
+    /// let writer = channel.writer();
+    /// let mut slot = writer.reserve(5)?;
+    /// slot.copy_from_slice(b"hello"); // a `&mut [u8]` inside the ring
+    /// slot.commit()?;
+    /// drop(writer.reserve(100)?); // aborted: the reader skips it
+    /// let mut reader = channel.reader()?;
+    /// assert_eq!(reader.try_recv_vec()?, b"hello");
+    /// assert!(matches!(reader.try_recv_vec(), Err(atbus::Error::Empty)));
+    /// # drop(reader);
+    /// # atbus::Channel::unlink(&name)?;
+    /// # Ok::<(), atbus::Error>(())
+    /// ```
+    pub fn reserve(&self, len: usize) -> Result<Reservation<'_>> {
+        ring::check_len(&self.seg, len)?;
+        let block = ring::claim_block(&self.seg, &self.cached_read, self.pid, len)?;
+        Ok(Reservation {
+            writer: self,
+            block: Some(block),
+        })
+    }
+
     /// The largest message this channel accepts.
     pub fn max_message_len(&self) -> usize {
         ring::max_payload(&self.seg)
@@ -95,6 +127,81 @@ impl std::fmt::Debug for Writer {
         f.debug_struct("Writer")
             .field("channel", &self.seg.name())
             .field("pid", &self.pid)
+            .finish()
+    }
+}
+
+/// Space for one message inside the ring, from [`Writer::reserve`]. Dereferences to the
+/// message's `&mut [u8]` (initially holding whatever the nodes held before).
+pub struct Reservation<'a> {
+    writer: &'a Writer,
+    /// `Some` until committed or aborted.
+    block: Option<Claimed>,
+}
+
+impl Reservation<'_> {
+    /// Publishes the message (computing its crc32 over the bytes in the ring).
+    /// `Abandoned` if this took longer than the channel's timeout and the reader skipped
+    /// the block.
+    pub fn commit(mut self) -> Result<()> {
+        let block = self.block.take().expect("a reservation is committed once");
+        let seg = &self.writer.seg;
+        let crc = if seg.settings().checksums {
+            crc32fast::hash(slice(seg, &block))
+        } else {
+            0
+        };
+        ring::publish(seg, &block, crc, false)
+    }
+
+    /// The operation sequence of the reserved block.
+    pub fn seq(&self) -> u64 {
+        self.block.as_ref().map_or(0, Claimed::seq)
+    }
+}
+
+fn slice<'s>(seg: &'s Segment, block: &Claimed) -> &'s [u8] {
+    // SAFETY: the claimed block lies inside the data area (claim_block keeps it there)
+    // and the mapping lives as long as `seg`. See `DerefMut` for why these bytes are ours.
+    unsafe { std::slice::from_raw_parts(block.payload_ptr(seg), block.len()) }
+}
+
+impl std::ops::Deref for Reservation<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let block = self.block.as_ref().expect("live reservation");
+        slice(&self.writer.seg, block)
+    }
+}
+
+impl std::ops::DerefMut for Reservation<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let block = self.block.as_ref().expect("live reservation");
+        // SAFETY: in bounds as in `slice`. Exclusive: our START CAS succeeded, so by the
+        // protocol no other writer of this lap writes these bytes, and the reader reads
+        // them only after we publish, which needs `self` by value (so this borrow has
+        // ended). The one exception is a fault, not the protocol: a writer of an earlier
+        // lap that stalled past the timeout and wakes could write here too; the crc
+        // check then rejects the message. `&mut self` makes the slice unique in-process.
+        unsafe { std::slice::from_raw_parts_mut(block.payload_ptr(&self.writer.seg), block.len()) }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Some(block) = self.block.take() {
+            // Abort: mark the block so the reader skips it at once. If the reader already
+            // skipped it as torn, there is nothing left to do (counted as abandoned).
+            let _ = ring::publish(&self.writer.seg, &block, 0, true);
+        }
+    }
+}
+
+impl std::fmt::Debug for Reservation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("seq", &self.seq())
+            .field("len", &self.block.as_ref().map_or(0, Claimed::len))
             .finish()
     }
 }

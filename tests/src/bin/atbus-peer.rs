@@ -11,6 +11,8 @@
 //!   the send succeeded after it was continued, 3 if it was abandoned.
 //! * `hold-reader NAME COUNT`: takes the reader role, receives COUNT messages (printing
 //!   `got=ID:SEQ` for each), prints `holding`, then blocks until stdin closes.
+//! * `echo NAME OUT COUNT`: COUNT times, waits for a message on NAME with the blocking
+//!   `recv_timeout` and sends it back on channel OUT once OUT's reader is asleep.
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -36,6 +38,7 @@ fn main() {
         "reader" => reader(&channel, num(2)),
         "stall-writer" => stall_writer(&channel, arg(2), num(3) as usize),
         "hold-reader" => hold_reader(&channel, num(2)),
+        "echo" => echo(&channel, arg(2), num(3)),
         other => fail(&format!("unknown role {other}")),
     }
 }
@@ -148,4 +151,26 @@ fn hold_reader(channel: &Channel, count: u64) {
     // Block until the test kills us (or closes stdin).
     let mut line = String::new();
     let _ = std::io::stdin().lock().read_line(&mut line);
+}
+
+fn echo(channel: &Channel, out: &str, count: u64) {
+    let mut r = channel.reader().unwrap_or_else(|e| fail(&e.to_string()));
+    let w = Channel::open(out)
+        .unwrap_or_else(|e| fail(&e.to_string()))
+        .writer();
+    let view = atbus::Inspector::open(out).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut buf = vec![0u8; 4096];
+    for i in 0..count {
+        match r.recv_timeout(&mut buf, Duration::from_secs(20)) {
+            Ok(n) => {
+                // Send just as the other side falls asleep: the racy moment.
+                let mut backoff = Backoff::new();
+                while !view.reader_sleeping() {
+                    backoff.snooze();
+                }
+                w.send(&buf[..n]).unwrap_or_else(|e| fail(&e.to_string()))
+            }
+            Err(e) => fail(&format!("echo {i}: {e}")),
+        }
+    }
 }
