@@ -116,11 +116,13 @@ pub fn recv(out: &mut impl Write, args: &RecvArgs) -> Outcome {
     );
     let mut received = 0u64;
     let mut backoff = Backoff::new();
+    let mut waiting = false;
     while args.count.map_or(true, |c| received < c) {
         match reader.try_recv_with(|m| write_message(out, m, args)) {
             Ok(written) => {
                 written?;
                 received += 1;
+                waiting = false;
                 backoff.reset();
                 if args.follow {
                     out.flush()?;
@@ -130,7 +132,25 @@ pub fn recv(out: &mut impl Write, args: &RecvArgs) -> Outcome {
                 out.flush()?;
                 backoff.snooze();
             }
-            Err(Error::Empty) => break,
+            Err(Error::Empty) => {
+                // Claimed nodes ahead: a block being written, or a torn one the reader
+                // skips once its writer is found dead or the timeout passes. Wait for it
+                // rather than stop short of the messages behind it.
+                if channel.stats().write_cursor <= reader.position() {
+                    break;
+                }
+                if !waiting {
+                    waiting = true;
+                    out.flush()?;
+                    eprintln!(
+                        "atbus-dump: waiting for an unfinished block at position {} (at \
+                         most the channel's timeout, {})",
+                        reader.position(),
+                        format_duration(channel.timeout())
+                    );
+                }
+                backoff.snooze();
+            }
             Err(e) => return Err(e.into()),
         }
     }
