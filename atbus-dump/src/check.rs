@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use atbus::inspect::BlockHeaderView;
 use atbus::layout::{NodeState, TAG_MASK};
 use atbus::Inspector;
 
@@ -118,6 +119,10 @@ pub struct CheckReport {
     /// Their payload bytes.
     pub bytes_ok: u64,
     pub padding_blocks: u64,
+    /// Reservations dropped without commit (skipped by the reader, not an anomaly).
+    pub aborted_blocks: u64,
+    /// False when the channel has checksums off: payload crc32s are then not verified.
+    pub checksums: bool,
     /// Nodes the reader consumed but has not released to writers yet (normal).
     pub consumed_unreleased_nodes: u64,
     /// Findings dropped because the channel moved on (block completed, or consumed).
@@ -140,6 +145,8 @@ struct Walker<'a> {
     blocks_ok: u64,
     bytes_ok: u64,
     padding: u64,
+    aborted: u64,
+    checksums: bool,
     consumed: u64,
     changed: u64,
 }
@@ -198,6 +205,9 @@ impl Walker<'_> {
         let s = head(self.view, i);
         if s.is_written_block() {
             return self.published(p, i, s);
+        }
+        if s.is_aborted() {
+            return self.aborted(p, i, s);
         }
         if s.is_padding() {
             let nodes = self.n - i;
@@ -295,33 +305,55 @@ impl Walker<'_> {
         Ok(nodes)
     }
 
-    fn published(&mut self, p: u64, i: u64, s: NodeState) -> u64 {
-        let Some(bh) = self.view.block_header(i) else {
-            return p + 1;
-        };
+    /// The header and node count of a published (or aborted) block at `p`, or `None`
+    /// after recording why it does not check out.
+    fn checked_header(
+        &mut self,
+        p: u64,
+        i: u64,
+        s: NodeState,
+        what: &str,
+    ) -> Option<(BlockHeaderView, u64)> {
+        let bh = self.view.block_header(i)?;
         if bh.seq & TAG_MASK != s.tag() {
             let f = self.finding(
                 Kind::BadHeader,
                 p,
                 1,
                 format!(
-                    "published block: header sequence {} differs from the head's {}",
+                    "{what}: header sequence {} differs from the head's {}",
                     bh.seq,
                     s.tag()
                 ),
             );
             self.findings.push(f);
-            return p + 1;
+            return None;
         }
-        let nodes = match self.block_nodes(p, i, bh.len) {
-            Ok(nodes) => nodes,
+        match self.block_nodes(p, i, bh.len) {
+            Ok(nodes) => Some((bh, nodes)),
             Err(why) => {
-                let mut f = self.finding(Kind::BadLength, p, 1, format!("published block: {why}"));
+                let mut f = self.finding(Kind::BadLength, p, 1, format!("{what}: {why}"));
                 f.len = Some(bh.len);
                 f.writer_pid = Some(bh.writer_pid);
                 self.findings.push(f);
-                return p + 1;
+                None
             }
+        }
+    }
+
+    /// A reservation its writer dropped: no data, the reader skips its nodes.
+    fn aborted(&mut self, p: u64, i: u64, s: NodeState) -> u64 {
+        let Some((_, nodes)) = self.checked_header(p, i, s, "aborted block") else {
+            return p + 1;
+        };
+        self.aborted += 1;
+        self.interior(p, nodes);
+        p + nodes
+    }
+
+    fn published(&mut self, p: u64, i: u64, s: NodeState) -> u64 {
+        let Some((bh, nodes)) = self.checked_header(p, i, s, "published block") else {
+            return p + 1;
         };
         let Some(payload) = self.view.payload(i, bh.len as usize) else {
             return p + 1;
@@ -332,7 +364,7 @@ impl Walker<'_> {
             self.changed += 1;
             return p + nodes;
         }
-        if crc != bh.crc {
+        if self.checksums && crc != bh.crc {
             let mut f = self.finding(
                 Kind::CrcMismatch,
                 p,
@@ -514,6 +546,8 @@ pub fn run(out: &mut impl Write, name: &str, settle: Duration, json: bool) -> Ou
         blocks_ok: 0,
         bytes_ok: 0,
         padding: 0,
+        aborted: 0,
+        checksums: view.checksums(),
         consumed: 0,
         changed: 0,
     };
@@ -579,6 +613,8 @@ pub fn run(out: &mut impl Write, name: &str, settle: Duration, json: bool) -> Ou
         blocks_ok: w.blocks_ok,
         bytes_ok: w.bytes_ok,
         padding_blocks: w.padding,
+        aborted_blocks: w.aborted,
+        checksums: w.checksums,
         consumed_unreleased_nodes: w.consumed,
         changed_during_check: w.changed,
         clean: anomalies.is_empty(),
@@ -611,9 +647,18 @@ fn print_text(out: &mut impl Write, r: &CheckReport) -> std::io::Result<()> {
     )?;
     writeln!(
         out,
-        "  {} published block(s) ok ({} bytes, crc32 verified on a copy), {} padding \
-         block(s), {} node(s) consumed and not yet released by the reader",
-        r.blocks_ok, r.bytes_ok, r.padding_blocks, r.consumed_unreleased_nodes
+        "  {} published block(s) ok ({} bytes, {}), {} padding block(s), {} aborted \
+         reservation(s), {} node(s) consumed and not yet released by the reader",
+        r.blocks_ok,
+        r.bytes_ok,
+        if r.checksums {
+            "crc32 verified on a copy"
+        } else {
+            "crc32 not verified: the channel has checksums off"
+        },
+        r.padding_blocks,
+        r.aborted_blocks,
+        r.consumed_unreleased_nodes
     )?;
     for f in r.anomalies.iter().chain(&r.in_progress) {
         let tag = if f.kind.is_anomaly() {

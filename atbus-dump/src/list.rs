@@ -71,7 +71,7 @@ pub fn run(out: &mut impl Write, dir: &Path, json: bool) -> Outcome {
                 e.node_count = Some(info.node_count);
                 e.used_nodes = Some(c.used_nodes);
                 e.fill_percent = Some(fill_percent(&info, &c));
-                e.reader = reader_json(view.reader_owner());
+                e.reader = reader_json(view.reader_owner(), view.reader_sleeping());
             }
             // Unreadable to us (permissions): skip it, as for any file we cannot read.
             Err(atbus::Error::PermissionDenied { .. }) | Err(atbus::Error::NotFound { .. }) => {

@@ -127,6 +127,9 @@ enum Command {
         /// namespaces); rely on the timeout alone.
         #[arg(long)]
         no_dead_writer_detection: bool,
+        /// Do not compute or check payload crc32s (faster; damaged payloads go unseen).
+        #[arg(long)]
+        no_checksums: bool,
     },
     /// Remove a channel's name (processes that have it open keep using it).
     Unlink {
@@ -227,6 +230,7 @@ fn run(cli: Cli) -> Outcome {
             mode,
             protect,
             no_dead_writer_detection,
+            no_checksums,
         } => {
             let config = atbus::Config {
                 node_size,
@@ -234,6 +238,7 @@ fn run(cli: Cli) -> Outcome {
                 mode,
                 protect_bytes: protect,
                 detect_dead_writers: !no_dead_writer_detection,
+                checksums: !no_checksums,
                 ..atbus::Config::default()
             };
             rw::create(&mut out, &name, size, &config)?

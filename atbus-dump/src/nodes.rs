@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use atbus::inspect::NodeView;
+use atbus::layout::{NodeState, FLAG_ABORTED};
 use atbus::Inspector;
 
 use crate::{print_json, Failure, Outcome};
@@ -41,6 +42,8 @@ struct NodeJson {
     start: bool,
     written: bool,
     padding: bool,
+    /// A reservation dropped without commit (START | WRITTEN | ABORTED).
+    aborted: bool,
     /// Operation sequence (56 bits) of a flagged node; null for a free node.
     seq: Option<u64>,
     /// Position a free node may next be claimed at; null for a flagged node.
@@ -63,6 +66,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+fn is_aborted(node: &NodeView) -> bool {
+    NodeState(node.raw).flags() & FLAG_ABORTED != 0
+}
+
 /// One text line for a node.
 fn line(node: &NodeView, data: &[u8], marks: &[&str]) -> String {
     let mut s = if node.free {
@@ -77,6 +84,9 @@ fn line(node: &NodeView, data: &[u8], marks: &[&str]) -> String {
             yes_no(node.padding)
         )
     };
+    if is_aborted(node) {
+        s.push_str(" aborted=yes");
+    }
     if !data.is_empty() {
         s.push_str(" data=");
         s.push_str(&hex(data));
@@ -143,6 +153,7 @@ pub fn run(
                 start: node.start,
                 written: node.written,
                 padding: node.padding,
+                aborted: is_aborted(&node),
                 seq: (!node.free).then_some(node.tag),
                 next: node.free.then_some(node.tag),
                 cursors: marks,

@@ -42,6 +42,7 @@ pub struct ConfigJson {
     pub write_retries: u32,
     pub protect_nodes: u64,
     pub detect_dead_writers: bool,
+    pub checksums: bool,
 }
 
 #[derive(Serialize)]
@@ -61,6 +62,8 @@ pub struct ReaderJson {
     pub pid: u32,
     pub start_time: u32,
     pub alive: bool,
+    /// True while it sleeps on the channel's futex (a blocking receive).
+    pub sleeping: bool,
 }
 
 /// Every field of [`atbus::Stats`], plus the derived in-flight estimate.
@@ -83,6 +86,9 @@ pub struct StatsJson {
     pub padding_blocks: u64,
     pub handover_nodes: u64,
     pub reader_takeovers: u64,
+    pub aborted_blocks: u64,
+    pub reader_sleeps: u64,
+    pub wakeups: u64,
     pub read_cursor: u64,
     pub write_cursor: u64,
     pub op_seq: u64,
@@ -109,6 +115,9 @@ impl From<&Stats> for StatsJson {
             padding_blocks: s.padding_blocks,
             handover_nodes: s.handover_nodes,
             reader_takeovers: s.reader_takeovers,
+            aborted_blocks: s.aborted_blocks,
+            reader_sleeps: s.reader_sleeps,
+            wakeups: s.wakeups,
             read_cursor: s.read_cursor,
             write_cursor: s.write_cursor,
             op_seq: s.op_seq,
@@ -139,11 +148,12 @@ pub fn describe_reader(owner: Option<ReaderOwner>) -> String {
     }
 }
 
-pub fn reader_json(owner: Option<ReaderOwner>) -> Option<ReaderJson> {
+pub fn reader_json(owner: Option<ReaderOwner>, sleeping: bool) -> Option<ReaderJson> {
     owner.map(|o| ReaderJson {
         pid: o.pid,
         start_time: o.start_time,
         alive: o.alive,
+        sleeping,
     })
 }
 
@@ -170,6 +180,7 @@ pub fn report(view: &Inspector) -> ShowReport {
             write_retries: info.write_retries,
             protect_nodes: info.protect_nodes,
             detect_dead_writers: info.detect_dead_writers,
+            checksums: view.checksums(),
         },
         cursors: CursorsJson {
             read: cursors.read,
@@ -181,7 +192,7 @@ pub fn report(view: &Inspector) -> ShowReport {
             fill_percent: fill_percent(&info, &cursors),
             op_seq: cursors.op_seq,
         },
-        reader: reader_json(owner),
+        reader: reader_json(owner, view.reader_sleeping()),
         stats: StatsJson::from(&stats),
     }
 }
@@ -254,6 +265,15 @@ pub fn run(out: &mut impl Write, name: &str, json: bool) -> Outcome {
             "not detected (torn blocks wait for the timeout)"
         }
     )?;
+    writeln!(
+        out,
+        "  checksums      {}",
+        if r.config.checksums {
+            "crc32 of every payload, checked by the reader"
+        } else {
+            "off (payloads are not checked)"
+        }
+    )?;
     writeln!(out, "cursors")?;
     writeln!(out, "  read           {} (node {})", c.read, c.read_index)?;
     writeln!(out, "  write          {} (node {})", c.write, c.write_index)?;
@@ -263,9 +283,14 @@ pub fn run(out: &mut impl Write, name: &str, json: bool) -> Outcome {
         c.used_nodes, c.free_nodes, c.fill_percent
     )?;
     writeln!(out, "  op sequence    {}", c.op_seq)?;
+    let sleeping = if r.reader.as_ref().is_some_and(|r| r.sleeping) {
+        ", asleep in a blocking receive"
+    } else {
+        ""
+    };
     writeln!(
         out,
-        "reader           {}",
+        "reader           {}{sleeping}",
         describe_reader(view.reader_owner())
     )?;
     let sections: [(&str, &[Row]); 3] = [
@@ -286,6 +311,7 @@ pub fn run(out: &mut impl Write, name: &str, json: bool) -> Outcome {
                     "sends skipped as stalled (Abandoned)",
                 ),
                 ("padding_claims", s.padding_claims, "padding blocks claimed"),
+                ("wakeups", s.wakeups, "futex wake-ups of a sleeping reader"),
             ],
         ),
         (
@@ -329,6 +355,11 @@ pub fn run(out: &mut impl Write, name: &str, json: bool) -> Outcome {
                 ),
                 ("padding_blocks", s.padding_blocks, "padding blocks skipped"),
                 (
+                    "aborted_blocks",
+                    s.aborted_blocks,
+                    "reservations dropped without commit",
+                ),
+                (
                     "handover_nodes",
                     s.handover_nodes,
                     "nodes a dead reader had not released",
@@ -337,6 +368,11 @@ pub fn run(out: &mut impl Write, name: &str, json: bool) -> Outcome {
                     "reader_takeovers",
                     s.reader_takeovers,
                     "reader roles taken from dead owners",
+                ),
+                (
+                    "reader_sleeps",
+                    s.reader_sleeps,
+                    "times a blocking reader went to sleep",
                 ),
             ],
         ),

@@ -410,6 +410,32 @@ fn check_reports_flagged_heads_beyond_the_write_cursor_as_orphans() {
     assert_eq!(a["index"], 5);
 }
 
+#[test]
+fn check_skips_aborted_reservations_and_honours_checksums_off() {
+    let ch = Chan::file("aborted").create("64KiB", &["--no-checksums"]);
+    let writer = atbus::Channel::open(&ch.name).unwrap().writer();
+    drop(writer.reserve(100).unwrap()); // dropped without commit: aborted
+    send(&ch.name, "kept");
+    let nodes = stdout(&dump(&["nodes", &ch.name, "--from", "0", "--count", "1"]));
+    assert!(
+        nodes.contains("node 0 seq=0 start=yes written=yes padding=no aborted=yes"),
+        "{nodes}"
+    );
+    // With checksums off a damaged payload cannot be seen, and check says so.
+    let at = node_offset(&ch.name, 1) + 32;
+    write_at(&mut ch.open_file(), at, b"X");
+    let out = dump(&["check", &ch.name, "--json"]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    let v = json(&out);
+    assert_eq!(v["aborted_blocks"], 1);
+    assert_eq!(v["blocks_ok"], 1);
+    assert_eq!(v["checksums"], false);
+    let text = stdout(&dump(&["check", &ch.name]));
+    assert!(text.contains("crc32 not verified"), "{text}");
+    let v = json(&dump(&["show", &ch.name, "--json"]));
+    assert_eq!(v["config"]["checksums"], false);
+}
+
 /// Not a test of its own: the child role of
 /// `check_tells_a_stalled_writer_in_progress_from_a_dead_one_torn`. When the variable is
 /// set, this process sends one message and stops itself with SIGSTOP half-way through

@@ -151,6 +151,12 @@ impl Inspector {
         }
     }
 
+    /// Whether writers compute, and the reader checks, payload crc32s (the channel was
+    /// not created with `checksums: false`). Without them a block header's crc is 0.
+    pub fn checksums(&self) -> bool {
+        self.seg.settings().checksums
+    }
+
     /// Every counter.
     pub fn stats(&self) -> Stats {
         Stats::read(self.seg.header())
