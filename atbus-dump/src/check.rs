@@ -423,7 +423,8 @@ impl Walker<'_> {
                 format!(
                     "START without WRITTEN and no block header yet (it still holds an older \
                      block's): the writer stopped or died right after flagging, and is \
-                     unknown; {run} node(s) to the next block; claimed {since} block(s) ago"
+                     unknown; {run} node(s) to the next block; {}",
+                    age(since)
                 ),
             );
             f.blocks_since = Some(since);
@@ -452,14 +453,15 @@ impl Walker<'_> {
                 Kind::Torn,
                 format!(
                     "START without WRITTEN; writer pid {} is dead{}; {} bytes in {nodes} \
-                     node(s), claimed {since} block(s) ago; {skip}",
+                     node(s), {}; {skip}",
                     bh.writer_pid,
                     if stat.is_some() {
                         " (zombie)"
                     } else {
                         " (no such process)"
                     },
-                    bh.len
+                    bh.len,
+                    age(since)
                 ),
             )
         } else {
@@ -476,9 +478,10 @@ impl Walker<'_> {
                 Kind::InProgress,
                 format!(
                     "START without WRITTEN; writer pid {} is alive, {how}; {} bytes in \
-                     {nodes} node(s), claimed {since} block(s) ago (timeout {})",
+                     {nodes} node(s), {} (timeout {})",
                     bh.writer_pid,
                     bh.len,
+                    age(since),
                     format_duration(self.timeout)
                 ),
             )
@@ -519,6 +522,15 @@ impl Walker<'_> {
             );
             self.findings.push(f);
         }
+    }
+}
+
+/// How recent a block is, in claims: the only clock the segment keeps.
+fn age(blocks_since: u64) -> String {
+    match blocks_since {
+        0 => "the newest block claimed".into(),
+        1 => "1 block claimed after it".into(),
+        n => format!("{n} blocks claimed after it"),
     }
 }
 

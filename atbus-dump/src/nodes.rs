@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use atbus::inspect::NodeView;
-use atbus::layout::{NodeState, FLAG_ABORTED};
+use atbus::layout::{NodeState, FLAG_ABORTED, TAG_MASK};
 use atbus::Inspector;
 
 use crate::{print_json, Failure, Outcome};
@@ -70,8 +70,21 @@ fn is_aborted(node: &NodeView) -> bool {
     NodeState(node.raw).flags() & FLAG_ABORTED != 0
 }
 
+/// What a free node at position `pos` between the cursors is doing there.
+fn free_note(node: &NodeView, pos: u64, n: u64) -> Option<&'static str> {
+    if !node.free {
+        None
+    } else if node.tag == pos & TAG_MASK {
+        Some("(claimed: inside a block, or not flagged yet)")
+    } else if node.tag == (pos + n) & TAG_MASK {
+        Some("(consumed, not yet released)")
+    } else {
+        None
+    }
+}
+
 /// One text line for a node.
-fn line(node: &NodeView, data: &[u8], marks: &[&str]) -> String {
+fn line(node: &NodeView, data: &[u8], marks: &[&str], note: Option<&str>) -> String {
     let mut s = if node.free {
         format!("node {} free next={}", node.index, node.tag)
     } else {
@@ -90,6 +103,10 @@ fn line(node: &NodeView, data: &[u8], marks: &[&str]) -> String {
     if !data.is_empty() {
         s.push_str(" data=");
         s.push_str(&hex(data));
+    }
+    if let Some(note) = note {
+        s.push(' ');
+        s.push_str(note);
     }
     for m in marks {
         s.push_str(" <- ");
@@ -160,7 +177,12 @@ pub fn run(
                 data: hex(&bytes),
             });
         } else {
-            lines.push(line(&node, &bytes, &marks));
+            // The position of this node if it lies between the cursors.
+            let pos = cursors.read + (index + n - read_index) % n;
+            let note = (pos < cursors.write)
+                .then(|| free_note(&node, pos, n))
+                .flatten();
+            lines.push(line(&node, &bytes, &marks, note));
         }
     }
 

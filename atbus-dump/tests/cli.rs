@@ -258,7 +258,7 @@ fn nodes_prints_one_line_per_node_with_flags_and_free_positions() {
         lines,
         [
             "node 1 seq=1 start=yes written=yes padding=no data=c8000000",
-            "node 2 free next=2 data=78787878"
+            "node 2 free next=2 data=78787878 (claimed: inside a block, or not flagged yet)"
         ]
     );
 
