@@ -1,0 +1,727 @@
+//! `stress`: N writer processes and one reader process over one channel, every byte of
+//! every message predicted and checked, with optional fault injection (see
+//! [`crate::faults`]).
+
+use std::process::Child;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use atbus::{Backoff, Channel, Config, Error};
+use nix::sys::signal::Signal;
+
+use crate::board::{self, bump, Board};
+use crate::faults::{FaultArgs, Faults};
+use crate::payload::{self, Checked, Sizes};
+use crate::procs;
+use crate::report::{self, Progress, Snapshot};
+use crate::units::{bytes_arg, duration_arg};
+use crate::Fail;
+
+/// Options of `stress`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StressArgs {
+    /// Writer processes.
+    #[arg(long, default_value_t = 3)]
+    pub writers: usize,
+    /// Channel size (bytes; K/M/G suffixes).
+    #[arg(long, value_parser = bytes_arg, default_value = "16MiB")]
+    pub channel_size: usize,
+    /// Node size (a power of two from 64 to 65536).
+    #[arg(long, value_parser = bytes_arg, default_value = "128")]
+    pub node_size: usize,
+    /// Message sizes: a fixed size `N` or a uniform range `A-B` (e.g. 64, 8-2K).
+    #[arg(long, default_value = "8-2K")]
+    pub sizes: String,
+    /// Torn-block timeout of the channel (default: the library's, 1 s).
+    #[arg(long, value_parser = duration_arg)]
+    pub timeout: Option<Duration>,
+    /// Run for this long (default 10 s; plain number = seconds).
+    #[arg(long, value_parser = duration_arg, conflicts_with_all = ["messages", "forever"])]
+    pub secs: Option<Duration>,
+    /// Stop after this many messages in total.
+    #[arg(long, conflicts_with = "forever")]
+    pub messages: Option<u64>,
+    /// Run until interrupted (Ctrl-C or SIGTERM).
+    #[arg(long)]
+    pub forever: bool,
+    /// Progress line interval (default 1 s; 1 min with --forever).
+    #[arg(long, value_parser = duration_arg)]
+    pub progress_every: Option<Duration>,
+    /// Print the final summary as one JSON object on stdout (progress goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Seed of the payload and fault generators (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Pin the reader to this CPU.
+    #[arg(long)]
+    pub reader_cpu: Option<usize>,
+    /// Pin writers to these CPUs, round robin (e.g. 0,1).
+    #[arg(long, value_delimiter = ',')]
+    pub writer_cpus: Vec<usize>,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}
+
+/// Arguments of the hidden writer role.
+#[derive(clap::Args, Clone, Debug)]
+pub struct WriterRole {
+    #[arg(long)]
+    channel: String,
+    #[arg(long)]
+    board_fd: i32,
+    #[arg(long)]
+    stream: u32,
+    #[arg(long)]
+    seed: u64,
+    #[arg(long)]
+    sizes: String,
+    #[arg(long)]
+    parent: u32,
+    #[arg(long)]
+    cpu: Option<usize>,
+}
+
+/// Arguments of the hidden reader role.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ReaderRole {
+    #[arg(long)]
+    channel: String,
+    #[arg(long)]
+    board_fd: i32,
+    #[arg(long)]
+    incarnation: u64,
+    #[arg(long)]
+    seed: u64,
+    #[arg(long)]
+    sizes: String,
+    #[arg(long)]
+    parent: u32,
+    #[arg(long)]
+    cpu: Option<usize>,
+}
+
+/// Messages a writer takes from the shared budget at once (with `--messages`).
+const BUDGET_BATCH: u64 = 256;
+
+/// The writer role: sends predictable messages until told to stop.
+pub fn writer_role(a: WriterRole) -> Result<(), String> {
+    procs::child_setup(a.parent);
+    if let Some(cpu) = a.cpu {
+        procs::pin_to(cpu)?;
+    }
+    let sizes = Sizes::parse(&a.sizes)?;
+    let board = Board::map(a.board_fd).map_err(|e| format!("board: {e}"))?;
+    let channel = Channel::open(&a.channel).map_err(|e| e.to_string())?;
+    let writer = channel.writer();
+    let s = a.stream as usize;
+    let stop = board.control(board::C_STOP);
+    let limit = board.control(board::C_LIMIT).load(Ordering::Relaxed);
+    let claimed = board.control(board::C_CLAIMED);
+    let mut budget = 0u64;
+    let mut buf = vec![0u8; sizes.max()];
+    let (mut ok, mut bytes, mut full, mut abandoned) = (0u64, 0u64, 0u64, 0u64);
+    let mut seq = 0u64;
+    'messages: loop {
+        if stop.load(Ordering::Relaxed) != 0 {
+            break;
+        }
+        if limit != u64::MAX {
+            if budget == 0 {
+                let b = claimed.fetch_add(BUDGET_BATCH, Ordering::Relaxed);
+                if b >= limit {
+                    break;
+                }
+                budget = BUDGET_BATCH.min(limit - b);
+            }
+            budget -= 1;
+        }
+        let word = payload::header_word(a.stream, seq);
+        let n = sizes.size_for(a.seed, word);
+        let msg = &mut buf[..n];
+        payload::fill(msg, word, a.seed, 1);
+        let in_send = board.w(s, board::W_IN_SEND);
+        let mut backoff = Backoff::new();
+        loop {
+            // Marks the send call only (not the backoff between Full retries), so a kill
+            // outside `send` is not counted as one that may have torn a block.
+            in_send.store(seq + 1, Ordering::Relaxed);
+            match writer.send(msg) {
+                Ok(()) => {
+                    ok += 1;
+                    bytes += n as u64;
+                    board.w(s, board::W_OK).store(ok, Ordering::Relaxed);
+                    board.w(s, board::W_BYTES).store(bytes, Ordering::Relaxed);
+                    break;
+                }
+                Err(Error::Full) => {
+                    in_send.store(0, Ordering::Relaxed);
+                    full += 1;
+                    board.w(s, board::W_FULL).store(full, Ordering::Relaxed);
+                    if stop.load(Ordering::Relaxed) != 0 {
+                        break 'messages;
+                    }
+                    backoff.snooze();
+                }
+                Err(Error::Abandoned { .. }) => {
+                    // Not delivered (the library's promise): send the same message again,
+                    // so the stream stays gap-free.
+                    abandoned += 1;
+                    board
+                        .w(s, board::W_ABANDONED)
+                        .store(abandoned, Ordering::Relaxed);
+                }
+                Err(e) => return Err(format!("writer stream {s}: send failed: {e}")),
+            }
+        }
+        in_send.store(0, Ordering::Relaxed);
+        seq += 1;
+    }
+    Ok(())
+}
+
+/// The reader's memory of sequence gaps, to tell a late (reordered) message from a
+/// duplicate. Bounded: a gap too large to remember is still counted as lost.
+#[derive(Default)]
+struct Gaps {
+    ranges: Vec<(u32, u64, u64)>,
+}
+
+impl Gaps {
+    const MAX: usize = 1 << 16;
+
+    fn add(&mut self, stream: u32, lo: u64, hi: u64) {
+        if self.ranges.len() < Self::MAX {
+            self.ranges.push((stream, lo, hi));
+        }
+    }
+
+    /// Removes `seq` of `stream` if it is in a remembered gap.
+    fn take(&mut self, stream: u32, seq: u64) -> bool {
+        let Some(i) = self
+            .ranges
+            .iter()
+            .position(|&(s, lo, hi)| s == stream && lo <= seq && seq < hi)
+        else {
+            return false;
+        };
+        let (s, lo, hi) = self.ranges.swap_remove(i);
+        if lo < seq {
+            self.ranges.push((s, lo, seq));
+        }
+        if seq + 1 < hi {
+            self.ranges.push((s, seq + 1, hi));
+        }
+        true
+    }
+}
+
+/// The reader role: receives, checks every byte and every sequence, until the parent
+/// says all writers are done and the ring is drained.
+pub fn reader_role(a: ReaderRole) -> Result<(), String> {
+    procs::child_setup(a.parent);
+    if let Some(cpu) = a.cpu {
+        procs::pin_to(cpu)?;
+    }
+    let sizes = Sizes::parse(&a.sizes)?;
+    let board = Board::map(a.board_fd).map_err(|e| format!("board: {e}"))?;
+    if board.recover() {
+        bump(board.global(board::G_JOURNAL_REPLAYS), 1);
+    }
+    bump(board.global(board::G_READERS), 1);
+    let channel = Channel::open(&a.channel).map_err(|e| e.to_string())?;
+    let mut reader = channel.reader().map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; channel.max_message_len().max(sizes.max())];
+    let mut gaps = Gaps::default();
+    let mut streams = 0usize;
+    let done = board.control(board::C_WRITERS_DONE);
+    let mut backoff = Backoff::new();
+    loop {
+        match reader.try_recv(&mut buf) {
+            Ok(n) => {
+                backoff.reset();
+                account(
+                    &board,
+                    &buf[..n],
+                    &a,
+                    sizes,
+                    &mut streams,
+                    &mut gaps,
+                    a.incarnation,
+                );
+            }
+            Err(Error::Empty) => {
+                if backoff.is_sleeping()
+                    && done.load(Ordering::Acquire) != 0
+                    && reader.position() == channel.stats().write_cursor
+                {
+                    break;
+                }
+                backoff.snooze();
+            }
+            Err(e) => return Err(format!("reader: receive failed: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Checks one received message and commits its verdict to the board.
+#[inline]
+fn account(
+    board: &Board,
+    msg: &[u8],
+    a: &ReaderRole,
+    sizes: Sizes,
+    streams: &mut usize,
+    gaps: &mut Gaps,
+    me: u64,
+) {
+    bump(board.global(board::G_RECEIVED), 1);
+    let (stream, seq, good) = match payload::check(msg, a.seed, sizes, 1) {
+        Checked::Good { stream, seq } => (stream, seq, true),
+        Checked::Corrupt { stream, seq } => (stream, seq, false),
+        Checked::Short => {
+            bump(board.global(board::G_UNATTRIBUTED), 1);
+            return;
+        }
+    };
+    let s = stream as usize;
+    if s >= *streams {
+        *streams = board.control(board::C_STREAMS).load(Ordering::Acquire) as usize;
+    }
+    if s >= *streams || board.w(s, board::W_ID).load(Ordering::Relaxed) == 0 {
+        bump(board.global(board::G_UNATTRIBUTED), 1);
+        return;
+    }
+    let mut rec = board.read_record(s);
+    let first_here = rec[board::R_READER] != me;
+    rec[board::R_READER] = me;
+    if !good {
+        rec[board::R_CORRUPT] += 1;
+    } else {
+        let next = rec[board::R_NEXT];
+        if seq >= next {
+            if seq > next {
+                rec[board::R_LOST] += seq - next;
+                gaps.add(stream, next, seq);
+                if first_here && me > 1 {
+                    bump(board.global(board::G_HANDOVER_LOST), seq - next);
+                }
+            }
+            rec[board::R_DELIVERED] += 1;
+            rec[board::R_BYTES] += msg.len() as u64;
+            rec[board::R_NEXT] = seq + 1;
+        } else if gaps.take(stream, seq) {
+            rec[board::R_REORDER] += 1;
+            rec[board::R_LOST] -= 1;
+            rec[board::R_DELIVERED] += 1;
+            rec[board::R_BYTES] += msg.len() as u64;
+        } else {
+            rec[board::R_DUP] += 1;
+            if first_here && me > 1 {
+                bump(board.global(board::G_HANDOVER_DUP), 1);
+            }
+        }
+    }
+    board.commit(s, &rec);
+}
+
+/// One writer slot in the parent.
+pub(crate) struct WriterProc {
+    /// Writer id (0-based).
+    pub id: usize,
+    /// Its current stream (incarnation record).
+    pub stream: usize,
+    pub child: Child,
+    /// When a stalled (SIGSTOPped) writer is to be continued.
+    pub stalled_until: Option<Instant>,
+}
+
+/// Everything the parent needs to run and account for the children.
+pub(crate) struct Run {
+    pub args: StressArgs,
+    pub sizes: Sizes,
+    pub seed: u64,
+    pub channel: Channel,
+    pub name: String,
+    pub board: Board,
+    pub writers: Vec<WriterProc>,
+    pub reader: Option<Child>,
+    pub reader_incarnation: u64,
+    /// Stream records in use.
+    pub streams: usize,
+    pub started: Instant,
+}
+
+impl Run {
+    fn base_args(&self) -> Vec<String> {
+        vec![
+            "--channel".into(),
+            self.name.clone(),
+            "--board-fd".into(),
+            self.board.fd().to_string(),
+            "--seed".into(),
+            self.seed.to_string(),
+            "--sizes".into(),
+            self.sizes_arg(),
+            "--parent".into(),
+            std::process::id().to_string(),
+        ]
+    }
+
+    fn sizes_arg(&self) -> String {
+        match self.sizes {
+            Sizes::Fixed(n) => n.to_string(),
+            Sizes::Uniform(lo, hi) => format!("{lo}-{hi}"),
+        }
+    }
+
+    /// Starts writer `id` with a fresh stream (incarnation).
+    pub fn spawn_writer(&mut self, id: usize, incarnation: u64) -> Result<WriterProc, String> {
+        if self.streams >= board::MAX_STREAMS {
+            return Err(format!(
+                "more than {} writer incarnations: the results board is full",
+                board::MAX_STREAMS
+            ));
+        }
+        let stream = self.streams;
+        self.streams += 1;
+        self.board
+            .w(stream, board::W_ID)
+            .store(id as u64 + 1, Ordering::Relaxed);
+        self.board
+            .w(stream, board::W_INCARNATION)
+            .store(incarnation, Ordering::Relaxed);
+        self.board
+            .control(board::C_STREAMS)
+            .store(self.streams as u64, Ordering::Release);
+        let mut args = vec!["__stress-writer".to_string()];
+        args.extend(self.base_args());
+        args.extend(["--stream".into(), stream.to_string()]);
+        if !self.args.writer_cpus.is_empty() {
+            let cpu = self.args.writer_cpus[id % self.args.writer_cpus.len()];
+            args.extend(["--cpu".into(), cpu.to_string()]);
+        }
+        let child = procs::spawn_self(&args).map_err(|e| format!("cannot start a writer: {e}"))?;
+        self.board
+            .w(stream, board::W_PID)
+            .store(u64::from(child.id()), Ordering::Relaxed);
+        Ok(WriterProc {
+            id,
+            stream,
+            child,
+            stalled_until: None,
+        })
+    }
+
+    /// Starts a reader (the next incarnation).
+    pub fn spawn_reader(&mut self) -> Result<(), String> {
+        self.reader_incarnation += 1;
+        let mut args = vec!["__stress-reader".to_string()];
+        args.extend(self.base_args());
+        args.extend(["--incarnation".into(), self.reader_incarnation.to_string()]);
+        if let Some(cpu) = self.args.reader_cpu {
+            args.extend(["--cpu".into(), cpu.to_string()]);
+        }
+        let child =
+            procs::spawn_self(&args).map_err(|e| format!("cannot start the reader: {e}"))?;
+        self.reader = Some(child);
+        Ok(())
+    }
+
+    /// Kills every child and reaps it (used on errors and a second interrupt).
+    pub fn kill_all(&mut self) {
+        for w in &mut self.writers {
+            procs::kill_and_reap(&mut w.child);
+        }
+        if let Some(r) = &mut self.reader {
+            procs::kill_and_reap(r);
+        }
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::read(&self.board, self.streams, &self.channel)
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        self.kill_all();
+        let _ = Channel::unlink(&self.name);
+    }
+}
+
+/// Checks the options; errors are usage errors (exit code 2).
+fn validate(args: &StressArgs) -> Result<(Sizes, Config), Fail> {
+    if args.writers == 0 {
+        return Err(Fail::Usage("--writers must be at least 1".into()));
+    }
+    if args.writers > 1024 {
+        return Err(Fail::Usage("--writers must be at most 1024".into()));
+    }
+    let sizes = Sizes::parse(&args.sizes).map_err(Fail::Usage)?;
+    let mut config = Config {
+        node_size: args.node_size,
+        ..Config::default()
+    };
+    if let Some(t) = args.timeout {
+        config.timeout = t;
+    }
+    config
+        .validate()
+        .map_err(|e| Fail::Usage(format!("{e} (--node-size / --timeout)")))?;
+    args.faults.validate().map_err(Fail::Usage)?;
+    Ok((sizes, config))
+}
+
+/// Creates the channel for a run, replacing a stale one of the same name.
+pub fn create_channel(name: &str, size: usize, config: &Config) -> Result<Channel, Fail> {
+    match Channel::create(name, size, config) {
+        Err(Error::AlreadyExists { .. }) => {
+            let _ = Channel::unlink(name);
+            Channel::create(name, size, config)
+        }
+        other => other,
+    }
+    .map_err(|e| match e {
+        Error::InvalidConfig { .. } | Error::Truncated { .. } | Error::TooLarge { .. } => {
+            Fail::Usage(format!("{e} (--channel-size)"))
+        }
+        e => Fail::Run(format!("cannot create channel {name}: {e}")),
+    })
+}
+
+/// Runs `stress`; returns the process exit code.
+pub fn run(args: StressArgs) -> Result<i32, Fail> {
+    let (sizes, config) = validate(&args)?;
+    let seed = args.seed.unwrap_or_else(|| {
+        payload::mix64(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                ^ u64::from(std::process::id()),
+        )
+    });
+    let name = format!("/atbus-bench-{}", std::process::id());
+    procs::install_interrupt_handler();
+    let channel = create_channel(&name, args.channel_size, &config)?;
+    if channel.max_message_len() < sizes.max() {
+        let max = channel.max_message_len();
+        let _ = Channel::unlink(&name);
+        return Err(Fail::Usage(format!(
+            "channel of {} takes messages of at most {max} bytes, smaller than the largest \
+             message size {}: use a larger --channel-size or smaller --sizes",
+            crate::units::fmt_bytes(args.channel_size),
+            sizes.max()
+        )));
+    }
+    let board = match Board::create() {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = Channel::unlink(&name);
+            return Err(Fail::Run(format!("cannot create the results board: {e}")));
+        }
+    };
+    let limit = args.messages.unwrap_or(u64::MAX);
+    board
+        .control(board::C_LIMIT)
+        .store(limit, Ordering::Relaxed);
+    let duration = if args.forever || args.messages.is_some() {
+        None
+    } else {
+        Some(args.secs.unwrap_or(Duration::from_secs(10)))
+    };
+    let progress_every = args.progress_every.unwrap_or(if args.forever {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(1)
+    });
+    let mut run = Run {
+        sizes,
+        seed,
+        channel,
+        name,
+        board,
+        writers: Vec::new(),
+        reader: None,
+        reader_incarnation: 0,
+        streams: 0,
+        started: Instant::now(),
+        args,
+    };
+    let mut faults = Faults::new(&run.args.faults, seed);
+    let mut out = Progress::new(run.args.json, progress_every);
+    out.line(&format!(
+        "atbus-bench stress: channel {} ({}, {} B nodes x {}, timeout {}), {} writers + 1 \
+         reader, sizes {}, {}, seed {}{}",
+        run.name,
+        crate::units::fmt_bytes(run.args.channel_size),
+        run.channel.node_size(),
+        run.channel.node_count(),
+        crate::units::fmt_duration(run.channel.timeout()),
+        run.args.writers,
+        sizes.label(),
+        match (duration, run.args.messages) {
+            (Some(d), _) => format!("for {}", crate::units::fmt_duration(d)),
+            (None, Some(m)) => format!("for {m} messages"),
+            _ => "until interrupted".into(),
+        },
+        seed,
+        faults.describe(),
+    ));
+
+    run.spawn_reader().map_err(Fail::Run)?;
+    for id in 0..run.args.writers {
+        let w = run.spawn_writer(id, 1).map_err(Fail::Run)?;
+        run.writers.push(w);
+    }
+    run.started = Instant::now();
+    faults.start(run.started);
+
+    // The main loop: timers for faults and progress, watching the children.
+    let mut failure: Option<String> = None;
+    let mut interrupted = false;
+    let tick = Duration::from_millis(5);
+    loop {
+        std::thread::sleep(tick);
+        let now = Instant::now();
+        if procs::interrupted() > 0 {
+            interrupted = true;
+            break;
+        }
+        if let Some(d) = duration {
+            if now - run.started >= d {
+                break;
+            }
+        }
+        if let Some(msg) = check_children(&mut run) {
+            failure = Some(msg);
+            break;
+        }
+        if limit != u64::MAX
+            && run
+                .writers
+                .iter_mut()
+                .all(|w| w.child.try_wait().ok().flatten().is_some())
+        {
+            break;
+        }
+        if let Err(e) = faults.tick(&mut run, now) {
+            failure = Some(e);
+            break;
+        }
+        if out.due(now) {
+            let snap = run.snapshot();
+            out.progress(now - run.started, &snap, &faults);
+        }
+    }
+
+    // Stop: continue stalled writers, tell writers to stop, wait for them, then let the
+    // reader drain the ring.
+    let writing_time = run.started.elapsed();
+    let mut hung = Vec::new();
+    if failure.is_none() {
+        for w in &mut run.writers {
+            if w.stalled_until.take().is_some() {
+                procs::signal(&w.child, Signal::SIGCONT);
+            }
+        }
+        run.board.control(board::C_STOP).store(1, Ordering::Release);
+        let limit = Duration::from_secs(5) + 2 * run.channel.timeout();
+        for w in &mut run.writers {
+            match procs::wait_for(&mut w.child, limit) {
+                Some(st) if st.success() || faults.was_killed(w.stream) => {}
+                Some(st) => {
+                    failure.get_or_insert(format!("writer {} exited with {st}", w.id));
+                }
+                None => {
+                    hung.push(format!("writer {} (pid {})", w.id, w.child.id()));
+                    procs::kill_and_reap(&mut w.child);
+                }
+            }
+            if procs::interrupted() > 1 {
+                break;
+            }
+        }
+        run.board
+            .control(board::C_WRITERS_DONE)
+            .store(1, Ordering::Release);
+        if let Some(r) = &mut run.reader {
+            // The reader skips torn blocks after the timeout at most once per block run.
+            let limit = Duration::from_secs(10) + 4 * run.channel.timeout();
+            loop {
+                if let Some(st) = procs::wait_for(r, Duration::from_millis(50)) {
+                    if !st.success() {
+                        failure.get_or_insert(format!("reader exited with {st}"));
+                    }
+                    break;
+                }
+                if procs::interrupted() > 1 || writing_time + limit < run.started.elapsed() {
+                    hung.push(format!("reader (pid {})", r.id()));
+                    procs::kill_and_reap(r);
+                    break;
+                }
+            }
+        }
+    }
+    if !hung.is_empty() {
+        failure.get_or_insert(format!(
+            "did not finish in time and were killed: {}",
+            hung.join(", ")
+        ));
+    }
+    run.kill_all();
+    let elapsed = run.started.elapsed();
+    let snap = run.snapshot();
+    let _ = Channel::unlink(&run.name);
+    out.finish_progress();
+    let summary = report::summarize(&run, &snap, &faults, writing_time, elapsed);
+    if run.args.json {
+        println!(
+            "{}",
+            report::json(
+                &run,
+                &summary,
+                &snap,
+                &faults,
+                interrupted,
+                failure.as_deref()
+            )
+        );
+    } else {
+        print!("{}", report::text(&run, &summary, &snap, &faults));
+        if interrupted {
+            println!(
+                "interrupted: stopped early, the channel {} was removed",
+                run.name
+            );
+        }
+    }
+    if let Some(f) = &failure {
+        eprintln!("atbus-bench: error: {f}");
+        return Ok(1);
+    }
+    if summary.unexplained > 0 {
+        return Ok(1);
+    }
+    Ok(if interrupted { 130 } else { 0 })
+}
+
+/// Looks for children that exited on their own: an error in a writer or the reader.
+fn check_children(run: &mut Run) -> Option<String> {
+    for w in &mut run.writers {
+        if let Ok(Some(st)) = w.child.try_wait() {
+            if run.args.messages.is_some() && st.success() {
+                continue;
+            }
+            return Some(format!("writer {} exited unexpectedly with {st}", w.id));
+        }
+    }
+    if let Some(r) = &mut run.reader {
+        if let Ok(Some(st)) = r.try_wait() {
+            return Some(format!("reader exited unexpectedly with {st}"));
+        }
+    }
+    None
+}

@@ -1,0 +1,129 @@
+//! End-to-end runs of the built `atbus-bench` binary: a short stress with faults, bad
+//! arguments, and clean-up on SIGINT/SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_atbus-bench");
+
+fn run_json(args: &[&str]) -> (serde_json::Value, i32, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run atbus-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    (v, out.status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn short_stress_with_a_writer_kill_a_stall_and_a_reader_kill_accounts_for_everything() {
+    let (v, code, stderr) = run_json(&[
+        "stress",
+        "--secs",
+        "8",
+        "--writers",
+        "3",
+        "--kill-writer-every",
+        "3s",
+        "--stall-writer-every",
+        "2500ms",
+        "--stall-for",
+        "200ms",
+        "--timeout",
+        "50ms",
+        "--kill-reader-every",
+        "5s",
+        "--progress-every",
+        "2s",
+    ]);
+    let ctx = format!("{v:#}\nstderr: {stderr}");
+    assert_eq!(code, 0, "{ctx}");
+    assert_eq!(v["ok"], true, "{ctx}");
+    let t = &v["totals"];
+    let a = &v["attribution"];
+    assert!(t["delivered"].as_u64().unwrap() > 0, "{ctx}");
+    assert_eq!(a["unexplained"], 0, "{ctx}");
+    assert_eq!(t["corrupted"], 0, "{ctx}");
+    assert_eq!(t["reordered"], 0, "{ctx}");
+    assert_eq!(t["unattributed"], 0, "{ctx}");
+    let f = &v["faults"];
+    assert!(f["writer_kills"].as_u64().unwrap() >= 1, "{ctx}");
+    assert!(f["writer_stalls"].as_u64().unwrap() >= 1, "{ctx}");
+    assert!(f["reader_kills"].as_u64().unwrap() >= 1, "{ctx}");
+    // Every loss is attributed to a fault, and bounded by the fault counts.
+    let lost = t["lost"].as_u64().unwrap();
+    assert!(
+        lost <= f["reader_kills"].as_u64().unwrap() + v["channel"]["bad_blocks"].as_u64().unwrap(),
+        "{ctx}"
+    );
+    // Writers' sends and the channel's counters agree.
+    assert_eq!(t["sent"], v["channel"]["messages_sent"], "{ctx}");
+    assert!(v["writers"].as_array().unwrap().len() >= 4, "{ctx}");
+    assert!(!shm_exists(v["config"]["channel"].as_str().unwrap()));
+}
+
+fn shm_exists(name: &str) -> bool {
+    std::path::Path::new(&format!("/dev/shm{name}")).exists()
+}
+
+fn bad_args(args: &[&str], expect: &str) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.contains(expect), "{args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?}");
+}
+
+#[test]
+fn bad_arguments_get_one_line_and_exit_code_2() {
+    bad_args(&["--writers", "0"], "--writers must be at least 1");
+    bad_args(&["stress", "--node-size", "100"], "power of two");
+    bad_args(&["--channel-size", "64K", "--sizes", "64K"], "at most");
+    bad_args(&["--sizes", "4"], "below 8 bytes");
+    bad_args(&["--no-such-option"], "unexpected argument");
+}
+
+/// Starts a run that would go on forever, waits for its first line (printed once the
+/// channel exists), sends `sig`, and checks that the channel is gone afterwards.
+fn interrupt_removes_the_channel(sig: libc::c_int) {
+    let mut child = Command::new(BIN)
+        .args(["--forever", "--progress-every", "100ms", "--sizes", "64"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let name = format!("/atbus-bench-{}", child.id());
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert!(first.contains(&name), "{first}");
+    assert!(shm_exists(&name), "{name} should exist while running");
+    // Wait for one progress line: the children are up and messages flow.
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("msgs"), "{line}");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(rest.contains("interrupted"), "{rest}");
+    assert!(rest.contains("verdict    OK"), "{rest}");
+    assert!(!shm_exists(&name), "{name} left behind");
+}
+
+#[test]
+fn sigint_removes_the_channel_and_stops_the_children() {
+    interrupt_removes_the_channel(libc::SIGINT);
+}
+
+#[test]
+fn sigterm_removes_the_channel_and_stops_the_children() {
+    interrupt_removes_the_channel(libc::SIGTERM);
+}
