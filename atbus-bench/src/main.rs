@@ -2,11 +2,14 @@
 //! with OS transports, for atbus. Run with no subcommand for the default stress run.
 
 mod board;
+mod compare;
 mod faults;
+mod latency;
 mod payload;
 mod procs;
 mod report;
 mod stress;
+mod transport;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +30,18 @@ struct Cli {
 enum Command {
     /// N writer processes and one reader, every byte checked (the default).
     Stress(stress::StressArgs),
+    /// The same workloads over atbus, Unix datagram sockets, a pipe and POSIX queues.
+    Compare(compare::CompareArgs),
+    /// One-way latency of 64-byte messages at a fixed rate (HDR histogram).
+    Latency(latency::LatencyArgs),
+    #[command(name = "__latency-writer", hide = true)]
+    LatencyWriter(latency::LatencyRole),
+    #[command(name = "__latency-reader", hide = true)]
+    LatencyReader(latency::LatencyRole),
+    #[command(name = "__compare-writer", hide = true)]
+    CompareWriter(compare::CompareRole),
+    #[command(name = "__compare-reader", hide = true)]
+    CompareReader(compare::CompareRole),
     #[command(name = "__stress-writer", hide = true)]
     StressWriter(stress::WriterRole),
     #[command(name = "__stress-reader", hide = true)]
@@ -61,6 +76,12 @@ fn main() {
     let result = match cli.command {
         None => stress::run(cli.stress),
         Some(Command::Stress(a)) => stress::run(a),
+        Some(Command::Compare(a)) => compare::run(a),
+        Some(Command::Latency(a)) => latency::run(a),
+        Some(Command::LatencyWriter(a)) => role(latency::writer_role(a)),
+        Some(Command::LatencyReader(a)) => role(latency::reader_role(a)),
+        Some(Command::CompareWriter(a)) => role(compare::writer_role(a)),
+        Some(Command::CompareReader(a)) => role(compare::reader_role(a)),
         Some(Command::StressWriter(a)) => role(stress::writer_role(a)),
         Some(Command::StressReader(a)) => role(stress::reader_role(a)),
     };

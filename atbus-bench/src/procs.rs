@@ -83,6 +83,17 @@ pub fn spawn_self(args: &[String]) -> std::io::Result<Child> {
         .spawn()
 }
 
+/// Starts this executable with `args`, its stdout captured.
+pub fn spawn_self_piped(args: &[String]) -> std::io::Result<Child> {
+    let exe = std::env::current_exe()?;
+    Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+}
+
 /// Sends `sig` to a child.
 pub fn signal(child: &Child, sig: Signal) {
     let _ = kill(Pid::from_raw(child.id() as i32), sig);

@@ -86,6 +86,11 @@ fn bad_arguments_get_one_line_and_exit_code_2() {
     bad_args(&["--channel-size", "64K", "--sizes", "64K"], "at most");
     bad_args(&["--sizes", "4"], "below 8 bytes");
     bad_args(&["--no-such-option"], "unexpected argument");
+    bad_args(&["compare", "--rounds", "x"], "invalid value");
+    bad_args(
+        &["compare", "--transports", "carrier-pigeon"],
+        "unknown transport",
+    );
 }
 
 /// Starts a run that would go on forever, waits for its first line (printed once the

@@ -1,0 +1,341 @@
+//! `latency`: one writer sends 64-byte messages at a fixed rate, each with a
+//! CLOCK_MONOTONIC timestamp; the reader records one-way latency in an HDR histogram.
+//! Two variants by default: 100 k msgs/s with the writer spinning between sends, and
+//! 10 k msgs/s with the writer sleeping (the issue's latency target).
+
+use std::io::{BufRead, BufReader};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use atbus::{Channel, Config, Error};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use crate::board::Board;
+use crate::payload::{self, Sizes};
+use crate::procs;
+use crate::units::duration_arg;
+use crate::Fail;
+
+/// Options of `latency`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LatencyArgs {
+    /// Messages per second; with neither --rate nor --sleep, runs both default variants
+    /// (100k/s spinning writer, 10k/s sleeping writer).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// The writer sleeps between sends (clock_nanosleep) instead of spinning.
+    #[arg(long)]
+    pub sleep: bool,
+    /// How long each variant runs.
+    #[arg(long, value_parser = duration_arg, default_value = "5s")]
+    pub secs: Duration,
+    /// Message size (at least 16: header word and timestamp).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// How the reader waits: spin (busy-poll try_recv), backoff (spin, yield, sleep),
+    /// block (Reader::recv, futex wake-up).
+    #[arg(long, default_value = "spin")]
+    pub reader: String,
+    /// Pin the reader to this CPU.
+    #[arg(long)]
+    pub reader_cpu: Option<usize>,
+    /// Pin the writer to this CPU.
+    #[arg(long)]
+    pub writer_cpu: Option<usize>,
+    /// Print results as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Hidden role of a latency writer or reader.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LatencyRole {
+    #[arg(long)]
+    channel: String,
+    #[arg(long)]
+    board_fd: i32,
+    #[arg(long)]
+    rate: u64,
+    #[arg(long)]
+    sleep: bool,
+    #[arg(long)]
+    count: u64,
+    #[arg(long)]
+    size: usize,
+    #[arg(long)]
+    seed: u64,
+    #[arg(long)]
+    reader: String,
+    #[arg(long)]
+    parent: u32,
+    #[arg(long)]
+    cpu: Option<usize>,
+}
+
+const G_READY: usize = 11;
+/// Messages at the start not recorded (page faults, caches, the reader catching up).
+const WARMUP: u64 = 2000;
+
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn sleep_until(t_ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (t_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (t_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: valid timespec; absolute monotonic deadline; EINTR just returns early.
+    unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &ts,
+            std::ptr::null_mut(),
+        )
+    };
+}
+
+/// Writer: `count` messages at `rate`, each stamped just before `send`.
+pub fn writer_role(a: LatencyRole) -> Result<(), String> {
+    procs::child_setup(a.parent);
+    if let Some(cpu) = a.cpu {
+        procs::pin_to(cpu)?;
+    }
+    let board = Board::map(a.board_fd).map_err(|e| format!("board: {e}"))?;
+    let channel = Channel::open(&a.channel).map_err(|e| e.to_string())?;
+    let writer = channel.writer();
+    let ready = board.global(G_READY);
+    let mut backoff = atbus::Backoff::new();
+    while ready.load(Ordering::Acquire) == 0 {
+        backoff.snooze();
+    }
+    let period = 1_000_000_000 / a.rate.max(1);
+    let mut buf = vec![0u8; a.size];
+    let start = now_ns() + 1_000_000;
+    for seq in 0..a.count {
+        let word = payload::header_word(0, seq);
+        payload::fill(&mut buf, word, a.seed, 2);
+        let due = start + seq * period;
+        if a.sleep {
+            sleep_until(due);
+        } else {
+            while now_ns() < due {
+                std::hint::spin_loop();
+            }
+        }
+        buf[8..16].copy_from_slice(&now_ns().to_le_bytes());
+        loop {
+            match writer.send(&buf) {
+                Ok(()) => break,
+                Err(Error::Full) => std::hint::spin_loop(),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reader: records `now - timestamp` of every message after the warm-up; prints one
+/// JSON line with the percentiles.
+pub fn reader_role(a: LatencyRole) -> Result<(), String> {
+    procs::child_setup(a.parent);
+    if let Some(cpu) = a.cpu {
+        procs::pin_to(cpu)?;
+    }
+    let board = Board::map(a.board_fd).map_err(|e| format!("board: {e}"))?;
+    let channel = Channel::open(&a.channel).map_err(|e| e.to_string())?;
+    let mut reader = channel.reader().map_err(|e| e.to_string())?;
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; a.size.max(64)];
+    let sizes = Sizes::Fixed(a.size);
+    let (mut next, mut errors) = (0u64, 0u64);
+    board.global(G_READY).store(1, Ordering::Release);
+    let mut backoff = atbus::Backoff::new();
+    let mode = a.reader.as_str();
+    while next < a.count {
+        let r = match mode {
+            "block" => reader.recv(&mut buf),
+            _ => reader.try_recv(&mut buf),
+        };
+        match r {
+            Ok(n) => {
+                let t = now_ns();
+                let msg = &buf[..n];
+                let word = u64::from_le_bytes(msg[..8].try_into().unwrap());
+                let sent = u64::from_le_bytes(msg[8..16].try_into().unwrap());
+                let (_, seq) = payload::split_word(word);
+                if n != sizes.max() || !payload::body_ok(msg, word, a.seed, 2) || seq != next {
+                    errors += 1;
+                }
+                if seq >= WARMUP {
+                    let _ = hist.record(t.saturating_sub(sent).max(1));
+                }
+                next = seq + 1;
+                backoff.reset();
+            }
+            Err(Error::Empty) => {
+                if mode == "backoff" {
+                    backoff.snooze();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let q = |p: f64| hist.value_at_quantile(p) as f64 / 1000.0;
+    println!(
+        "{}",
+        json!({
+            "count": hist.len(),
+            "errors": errors,
+            "p50_us": q(0.5),
+            "p90_us": q(0.9),
+            "p99_us": q(0.99),
+            "p999_us": q(0.999),
+            "max_us": hist.max() as f64 / 1000.0,
+            "mean_us": hist.mean() / 1000.0,
+        })
+    );
+    Ok(())
+}
+
+fn run_variant(a: &LatencyArgs, rate: u64, sleep: bool) -> Result<Value, String> {
+    let name = format!("/atbus-bench-lat-{}", std::process::id());
+    let channel = crate::stress::create_channel(&name, 16 << 20, &Config::default())
+        .map_err(|e| format!("{e:?}"))?;
+    let result = (|| {
+        let board = Board::create().map_err(|e| format!("board: {e}"))?;
+        let count = WARMUP + (a.secs.as_secs_f64() * rate as f64) as u64;
+        let base = |role: &str, cpu: Option<usize>| {
+            let mut v = vec![
+                role.to_string(),
+                "--channel".into(),
+                name.clone(),
+                "--board-fd".into(),
+                board.fd().to_string(),
+                "--rate".into(),
+                rate.to_string(),
+                "--count".into(),
+                count.to_string(),
+                "--size".into(),
+                a.size.to_string(),
+                "--seed".into(),
+                "7".into(),
+                "--reader".into(),
+                a.reader.clone(),
+                "--parent".into(),
+                std::process::id().to_string(),
+            ];
+            if sleep {
+                v.push("--sleep".into());
+            }
+            if let Some(c) = cpu {
+                v.extend(["--cpu".into(), c.to_string()]);
+            }
+            v
+        };
+        let mut reader = procs::spawn_self_piped(&base("__latency-reader", a.reader_cpu))
+            .map_err(|e| e.to_string())?;
+        let mut writer = procs::spawn_self(&base("__latency-writer", a.writer_cpu))
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        let out = reader.stdout.take().unwrap();
+        let read = BufReader::new(out).read_line(&mut line);
+        let ws = writer.wait().map_err(|e| e.to_string())?;
+        let rs = reader.wait().map_err(|e| e.to_string())?;
+        let _ = &channel;
+        if !ws.success() || !rs.success() || read.is_err() {
+            return Err(format!("latency run failed: writer {ws}, reader {rs}"));
+        }
+        let mut v: Value = serde_json::from_str(line.trim()).map_err(|e| e.to_string())?;
+        v["rate"] = json!(rate);
+        v["writer"] = json!(if sleep { "sleeping" } else { "spinning" });
+        v["reader"] = json!(a.reader);
+        v["size"] = json!(a.size);
+        Ok(v)
+    })();
+    let _ = Channel::unlink(&name);
+    result
+}
+
+/// Runs `latency`; returns the exit code.
+pub fn run(a: LatencyArgs) -> Result<i32, Fail> {
+    if a.size < 16 {
+        return Err(Fail::Usage(
+            "--size must be at least 16 (header word and timestamp)".into(),
+        ));
+    }
+    if !["spin", "backoff", "block"].contains(&a.reader.as_str()) {
+        return Err(Fail::Usage(format!(
+            "--reader {:?}: use spin, backoff or block",
+            a.reader
+        )));
+    }
+    if a.rate == Some(0) {
+        return Err(Fail::Usage("--rate must be at least 1".into()));
+    }
+    let variants: Vec<(u64, bool)> = match (a.rate, a.sleep) {
+        (None, false) => vec![(100_000, false), (10_000, true)],
+        (None, true) => vec![(10_000, true)],
+        (Some(r), s) => vec![(r, s)],
+    };
+    let mut results = Vec::new();
+    let mut failed = false;
+    for (rate, sleep) in variants {
+        match run_variant(&a, rate, sleep) {
+            Ok(v) => {
+                if v["errors"].as_u64() != Some(0) {
+                    failed = true;
+                }
+                if !a.json {
+                    println!(
+                        "latency {} B, {rate} msgs/s, writer {}, reader {}: {} samples, p50 \
+                         {:.2} us, p90 {:.2} us, p99 {:.2} us, p99.9 {:.2} us, max {:.1} us, \
+                         errors {}",
+                        a.size,
+                        v["writer"].as_str().unwrap_or(""),
+                        a.reader,
+                        v["count"],
+                        v["p50_us"].as_f64().unwrap_or(0.0),
+                        v["p90_us"].as_f64().unwrap_or(0.0),
+                        v["p99_us"].as_f64().unwrap_or(0.0),
+                        v["p999_us"].as_f64().unwrap_or(0.0),
+                        v["max_us"].as_f64().unwrap_or(0.0),
+                        v["errors"],
+                    );
+                    if sleep && rate == 10_000 {
+                        let (p50, p99) = (
+                            v["p50_us"].as_f64().unwrap_or(f64::MAX),
+                            v["p99_us"].as_f64().unwrap_or(f64::MAX),
+                        );
+                        println!(
+                            "  target at 10k/s, sleeping writer: p50 <= 1.5 us ({}), p99 <= 20 \
+                             us ({})",
+                            if p50 <= 1.5 { "met" } else { "missed" },
+                            if p99 <= 20.0 { "met" } else { "missed" }
+                        );
+                    }
+                }
+                results.push(v);
+            }
+            Err(e) => return Err(Fail::Run(e)),
+        }
+    }
+    if a.json {
+        println!(
+            "{}",
+            json!({"command": "latency", "schema": 1, "ok": !failed, "results": results})
+        );
+    }
+    Ok(if failed { 1 } else { 0 })
+}

@@ -1,0 +1,456 @@
+//! The transports `compare` measures: atbus and what a user would use instead (Unix
+//! datagram sockets, a pipe with length-prefix framing, POSIX message queues). Each has a
+//! writer side and a reader side that run in separate processes; the parent sets up the
+//! kernel objects and the children inherit descriptors or open names.
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+
+use atbus::{Backoff, Channel, Error};
+
+/// Largest atomic pipe write (Linux `PIPE_BUF`).
+pub const PIPE_BUF: usize = 4096;
+/// Bytes of the pipe framing (a little-endian u32 length before each message).
+pub const PIPE_FRAME: usize = 4;
+/// Queue depth asked for POSIX message queues (`/proc/sys/fs/mqueue/msg_max` caps it
+/// without CAP_SYS_RESOURCE; default 10).
+pub const MQ_MAXMSG: i64 = 10;
+
+/// Which transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Atbus,
+    UnixDgram,
+    Pipe,
+    Mq,
+}
+
+impl Kind {
+    /// Every transport, in the order runs alternate.
+    pub const ALL: [Kind; 4] = [Kind::Atbus, Kind::UnixDgram, Kind::Pipe, Kind::Mq];
+
+    /// Short name (also on the command line).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Atbus => "atbus",
+            Kind::UnixDgram => "unix-dgram",
+            Kind::Pipe => "pipe",
+            Kind::Mq => "posix-mq",
+        }
+    }
+
+    /// Parses a short name.
+    pub fn parse(s: &str) -> Result<Kind, String> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown transport {s:?} (atbus, unix-dgram, pipe, posix-mq)"))
+    }
+
+    /// Why this transport cannot carry a workload, if it cannot.
+    pub fn cannot_carry(self, writers: usize, max_size: usize) -> Option<String> {
+        match self {
+            Kind::Pipe if writers > 1 && max_size + PIPE_FRAME > PIPE_BUF => Some(format!(
+                "pipe: {max_size} B messages + {PIPE_FRAME} B frame exceed PIPE_BUF ({PIPE_BUF} \
+                 B), so writes from several writers may interleave"
+            )),
+            Kind::Mq => {
+                let limit = read_proc_usize("/proc/sys/fs/mqueue/msgsize_max").unwrap_or(8192);
+                (max_size > limit && !has_cap_sys_resource()).then(|| {
+                    format!(
+                        "posix-mq: {max_size} B messages exceed \
+                         /proc/sys/fs/mqueue/msgsize_max ({limit} B) and this process lacks \
+                         CAP_SYS_RESOURCE to go beyond it"
+                    )
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn read_proc_usize(path: &str) -> Option<usize> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn has_cap_sys_resource() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    // CAP_SYS_RESOURCE is capability 24.
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1u64 << 24) != 0)
+}
+
+/// What the parent set up for one run, passed to the children as a string.
+#[derive(Clone, Debug)]
+pub enum Endpoint {
+    /// A channel name.
+    Atbus(String),
+    /// A socketpair: (reader fd, writer fd).
+    UnixDgram(RawFd, RawFd),
+    /// A pipe: (read fd, write fd).
+    Pipe(RawFd, RawFd),
+    /// A queue name and its message size.
+    Mq(String, usize),
+}
+
+impl Endpoint {
+    /// Creates the kernel object (or channel) for `kind`, for messages up to `max_size`.
+    pub fn create(
+        kind: Kind,
+        tag: &str,
+        max_size: usize,
+        channel_size: usize,
+    ) -> Result<Endpoint, String> {
+        match kind {
+            Kind::Atbus => {
+                let name = format!("/atbus-bench-cmp-{}-{tag}", std::process::id());
+                crate::stress::create_channel(&name, channel_size, &atbus::Config::default())
+                    .map_err(|e| format!("{e:?}"))?;
+                Ok(Endpoint::Atbus(name))
+            }
+            Kind::UnixDgram => {
+                let mut fds = [0; 2];
+                // SAFETY: socketpair writes two descriptors into fds. No CLOEXEC: the
+                // children inherit them.
+                let rc = unsafe {
+                    libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, fds.as_mut_ptr())
+                };
+                if rc != 0 {
+                    return Err(format!("socketpair: {}", std::io::Error::last_os_error()));
+                }
+                Ok(Endpoint::UnixDgram(fds[0], fds[1]))
+            }
+            Kind::Pipe => {
+                let mut fds = [0; 2];
+                // SAFETY: pipe writes two descriptors into fds (inherited by children).
+                if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+                    return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+                }
+                Ok(Endpoint::Pipe(fds[0], fds[1]))
+            }
+            Kind::Mq => {
+                let name = format!("/atbus-bench-cmp-{}-{tag}", std::process::id());
+                let cname = CString::new(name.clone()).unwrap();
+                // SAFETY: mq_attr is plain data.
+                let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+                attr.mq_maxmsg = MQ_MAXMSG;
+                attr.mq_msgsize = max_size as i64;
+                // SAFETY: valid C string and attr; mode as the variadic argument.
+                let q = unsafe {
+                    libc::mq_open(
+                        cname.as_ptr(),
+                        libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+                        0o600 as libc::mode_t,
+                        &attr as *const libc::mq_attr,
+                    )
+                };
+                if q < 0 {
+                    return Err(format!(
+                        "mq_open({name}, maxmsg {MQ_MAXMSG}, msgsize {max_size}): {}",
+                        std::io::Error::last_os_error()
+                    ));
+                }
+                // SAFETY: closing our descriptor; children open the queue by name.
+                unsafe { libc::mq_close(q) };
+                Ok(Endpoint::Mq(name, max_size))
+            }
+        }
+    }
+
+    /// The string children parse.
+    pub fn to_arg(&self) -> String {
+        match self {
+            Endpoint::Atbus(n) => format!("atbus:{n}"),
+            Endpoint::UnixDgram(r, w) => format!("unix-dgram:{r}:{w}"),
+            Endpoint::Pipe(r, w) => format!("pipe:{r}:{w}"),
+            Endpoint::Mq(n, s) => format!("posix-mq:{n}:{s}"),
+        }
+    }
+
+    /// Parses [`Endpoint::to_arg`].
+    pub fn from_arg(s: &str) -> Result<Endpoint, String> {
+        let bad = || format!("bad endpoint {s:?}");
+        let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
+        let two = |rest: &str| -> Result<(i32, i32), String> {
+            let (a, b) = rest.split_once(':').ok_or_else(bad)?;
+            Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
+        };
+        Ok(match kind {
+            "atbus" => Endpoint::Atbus(rest.into()),
+            "unix-dgram" => {
+                let (r, w) = two(rest)?;
+                Endpoint::UnixDgram(r, w)
+            }
+            "pipe" => {
+                let (r, w) = two(rest)?;
+                Endpoint::Pipe(r, w)
+            }
+            "posix-mq" => {
+                let (n, size) = rest.rsplit_once(':').ok_or_else(bad)?;
+                Endpoint::Mq(n.into(), size.parse().map_err(|_| bad())?)
+            }
+            _ => return Err(bad()),
+        })
+    }
+
+    /// Removes names and closes the parent's descriptors.
+    pub fn destroy(&self) {
+        match self {
+            Endpoint::Atbus(n) => {
+                let _ = Channel::unlink(n);
+            }
+            Endpoint::UnixDgram(r, w) | Endpoint::Pipe(r, w) => {
+                // SAFETY: closing descriptors the parent created.
+                unsafe {
+                    libc::close(*r);
+                    libc::close(*w);
+                }
+            }
+            Endpoint::Mq(n, _) => {
+                let c = CString::new(n.clone()).unwrap();
+                // SAFETY: valid C string.
+                unsafe { libc::mq_unlink(c.as_ptr()) };
+            }
+        }
+    }
+
+    /// Closes the parent's copies of the descriptors (the children have theirs).
+    pub fn close_parent_fds(&self) {
+        if let Endpoint::UnixDgram(r, w) | Endpoint::Pipe(r, w) = self {
+            // SAFETY: closing descriptors the parent created and no longer uses.
+            unsafe {
+                libc::close(*r);
+                libc::close(*w);
+            }
+        }
+    }
+}
+
+fn os_err(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+fn open_mq(name: &str, flags: i32) -> Result<libc::mqd_t, String> {
+    let c = CString::new(name).unwrap();
+    // SAFETY: valid C string; no O_CREAT, so no variadic arguments are read.
+    let q = unsafe { libc::mq_open(c.as_ptr(), flags) };
+    if q < 0 {
+        return Err(os_err("mq_open"));
+    }
+    Ok(q)
+}
+
+/// The sending side in a writer process.
+pub enum Sender {
+    Atbus(atbus::Writer),
+    Fd(RawFd),
+    Pipe(RawFd, Vec<u8>),
+    Mq(libc::mqd_t),
+}
+
+impl Sender {
+    /// Opens the writer side.
+    pub fn open(ep: &Endpoint) -> Result<Sender, String> {
+        Ok(match ep {
+            Endpoint::Atbus(n) => {
+                let ch = Channel::open(n).map_err(|e| e.to_string())?;
+                Sender::Atbus(ch.writer())
+            }
+            Endpoint::UnixDgram(r, w) => {
+                // SAFETY: closing the inherited reader end we do not use.
+                unsafe { libc::close(*r) };
+                Sender::Fd(*w)
+            }
+            Endpoint::Pipe(r, w) => {
+                // SAFETY: as above.
+                unsafe { libc::close(*r) };
+                Sender::Pipe(*w, Vec::with_capacity(1 << 16))
+            }
+            Endpoint::Mq(n, _) => Sender::Mq(open_mq(n, libc::O_WRONLY)?),
+        })
+    }
+
+    /// Sends one message, waiting while the transport is full.
+    #[inline]
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), String> {
+        match self {
+            Sender::Atbus(w) => {
+                let mut backoff = Backoff::new();
+                loop {
+                    match w.send(msg) {
+                        Ok(()) => return Ok(()),
+                        Err(Error::Full) => backoff.snooze(),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            }
+            Sender::Fd(fd) => loop {
+                // SAFETY: msg is a valid slice; fd is our socket.
+                let n = unsafe { libc::send(*fd, msg.as_ptr().cast(), msg.len(), 0) };
+                if n == msg.len() as isize {
+                    return Ok(());
+                }
+                if n < 0
+                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+                {
+                    continue;
+                }
+                return Err(os_err("send"));
+            },
+            Sender::Pipe(fd, frame) => {
+                frame.clear();
+                frame.extend_from_slice(&(msg.len() as u32).to_le_bytes());
+                frame.extend_from_slice(msg);
+                write_all(*fd, frame)
+            }
+            Sender::Mq(q) => loop {
+                // SAFETY: msg is a valid slice; q is our queue.
+                let rc = unsafe { libc::mq_send(*q, msg.as_ptr().cast(), msg.len(), 0) };
+                if rc == 0 {
+                    return Ok(());
+                }
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(os_err("mq_send"));
+            },
+        }
+    }
+}
+
+fn write_all(fd: RawFd, mut data: &[u8]) -> Result<(), String> {
+    while !data.is_empty() {
+        // SAFETY: data is a valid slice; fd is our pipe.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(os_err("write"));
+        }
+        data = &data[n as usize..];
+    }
+    Ok(())
+}
+
+/// The receiving side in the reader process.
+pub enum Receiver {
+    Atbus(atbus::Reader),
+    Fd(RawFd),
+    Pipe {
+        fd: RawFd,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+    },
+    Mq(libc::mqd_t, usize),
+}
+
+impl Receiver {
+    /// Opens the reader side.
+    pub fn open(ep: &Endpoint) -> Result<Receiver, String> {
+        Ok(match ep {
+            Endpoint::Atbus(n) => {
+                let ch = Channel::open(n).map_err(|e| e.to_string())?;
+                Receiver::Atbus(ch.reader().map_err(|e| e.to_string())?)
+            }
+            Endpoint::UnixDgram(r, w) => {
+                // SAFETY: closing the inherited writer end we do not use.
+                unsafe { libc::close(*w) };
+                Receiver::Fd(*r)
+            }
+            Endpoint::Pipe(r, w) => {
+                // SAFETY: as above.
+                unsafe { libc::close(*w) };
+                Receiver::Pipe {
+                    fd: *r,
+                    buf: vec![0; 1 << 20],
+                    start: 0,
+                    end: 0,
+                }
+            }
+            Endpoint::Mq(n, size) => Receiver::Mq(open_mq(n, libc::O_RDONLY)?, *size),
+        })
+    }
+
+    /// Receives the next message and hands it to `f`; returns what `f` returned.
+    /// Waits (spin, yield, sleep for atbus; blocking for kernel transports).
+    #[inline]
+    pub fn recv<R>(&mut self, scratch: &mut [u8], f: impl FnOnce(&[u8]) -> R) -> Result<R, String> {
+        match self {
+            Receiver::Atbus(r) => {
+                let mut backoff = Backoff::new();
+                loop {
+                    match r.try_recv(scratch) {
+                        Ok(n) => return Ok(f(&scratch[..n])),
+                        Err(Error::Empty) => backoff.snooze(),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            }
+            Receiver::Fd(fd) => loop {
+                // SAFETY: scratch is a valid buffer; fd is our socket.
+                let n = unsafe { libc::recv(*fd, scratch.as_mut_ptr().cast(), scratch.len(), 0) };
+                if n >= 0 {
+                    return Ok(f(&scratch[..n as usize]));
+                }
+                if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                    return Err(os_err("recv"));
+                }
+            },
+            Receiver::Pipe {
+                fd,
+                buf,
+                start,
+                end,
+            } => loop {
+                let have = *end - *start;
+                if have >= PIPE_FRAME {
+                    let len =
+                        u32::from_le_bytes(buf[*start..*start + 4].try_into().unwrap()) as usize;
+                    if len + PIPE_FRAME > buf.len() {
+                        return Err(format!("pipe: frame of {len} bytes is garbage"));
+                    }
+                    if have >= PIPE_FRAME + len {
+                        let m = *start + PIPE_FRAME;
+                        *start = m + len;
+                        return Ok(f(&buf[m..m + len]));
+                    }
+                }
+                if *start > 0 {
+                    buf.copy_within(*start..*end, 0);
+                    *end -= *start;
+                    *start = 0;
+                }
+                // SAFETY: reading into the free tail of our buffer.
+                let n =
+                    unsafe { libc::read(*fd, buf[*end..].as_mut_ptr().cast(), buf.len() - *end) };
+                if n > 0 {
+                    *end += n as usize;
+                } else if n == 0 {
+                    return Err("pipe: end of file before every writer finished".into());
+                } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+                {
+                    return Err(os_err("read"));
+                }
+            },
+            Receiver::Mq(q, size) => loop {
+                let mut prio = 0u32;
+                // SAFETY: scratch holds at least `size` bytes (checked by the caller).
+                let n =
+                    unsafe { libc::mq_receive(*q, scratch.as_mut_ptr().cast(), *size, &mut prio) };
+                if n >= 0 {
+                    return Ok(f(&scratch[..n as usize]));
+                }
+                if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                    return Err(os_err("mq_receive"));
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! `compare --quick`: every transport carries the workloads it can, and every message
+//! passes the same payload checks. No speed is asserted.
+
+use std::process::Command;
+
+#[test]
+fn quick_compare_checks_every_transport() {
+    let out = Command::new(env!("CARGO_BIN_EXE_atbus-bench"))
+        .args(["compare", "--quick", "--json"])
+        .output()
+        .expect("run atbus-bench compare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    assert_eq!(out.status.code(), Some(0), "{v:#}\n{stderr}");
+    assert_eq!(v["ok"], true, "{v:#}");
+    let rows = v["results"].as_array().unwrap();
+    for t in ["atbus", "unix-dgram", "pipe", "posix-mq"] {
+        let ran: Vec<_> = rows
+            .iter()
+            .filter(|r| r["transport"] == t && r["skipped"].is_null())
+            .collect();
+        assert!(
+            ran.len() >= 4,
+            "{t} ran only {} workloads: {v:#}",
+            ran.len()
+        );
+        for r in ran {
+            assert!(r["failure"].is_null(), "{r:#}");
+            assert!(r["delivered"].as_u64().unwrap() > 0, "{r:#}");
+            assert_eq!(r["errors"], 0, "{r:#}");
+        }
+    }
+    // atbus carries every workload; skipped ones say why.
+    for r in rows {
+        if r["transport"] == "atbus" {
+            assert!(r["skipped"].is_null(), "{r:#}");
+        }
+        if let Some(why) = r["skipped"].as_str() {
+            assert!(
+                why.contains("PIPE_BUF") || why.contains("msgsize_max"),
+                "{why}"
+            );
+        }
+    }
+}
