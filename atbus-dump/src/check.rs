@@ -358,7 +358,8 @@ impl Walker<'_> {
         let Some(payload) = self.view.payload(i, bh.len as usize) else {
             return p + 1;
         };
-        let crc = crc32fast::hash(&payload);
+        // The header stores the crc sealed with the sequence of the published head.
+        let crc = atbus::layout::sealed_crc(crc32fast::hash(&payload), s.tag());
         // If the head changed, the reader consumed the block while we copied it.
         if head(self.view, i) != s {
             self.changed += 1;
@@ -370,8 +371,8 @@ impl Walker<'_> {
                 p,
                 nodes,
                 format!(
-                    "published block of {} bytes: payload crc32 {crc:#010x}, header says \
-                     {:#010x} (a writer stalled past the timeout may have written into \
+                    "published block of {} bytes: payload crc32 (sealed with seq) {crc:#010x}, \
+                     header says {:#010x} (a writer stalled past the timeout may have written into \
                      reused nodes); the reader will skip it and count crc_failures",
                     bh.len, bh.crc
                 ),

@@ -211,6 +211,87 @@ pub struct ReaderRecord {
     pub takeovers: AtomicU64,
 }
 
+#[cfg(loom)]
+impl Header {
+    /// A zeroed header on the heap, for the model checker (loom's atomics cannot live in
+    /// mapped memory).
+    pub(crate) fn new_model() -> Header {
+        let z64 = || AtomicU64::new(0);
+        let z32 = || AtomicU32::new(0);
+        let writer = WriterCounters {
+            messages_sent: z64(),
+            bytes_sent: z64(),
+            full: z64(),
+            write_retries: z64(),
+            padding_blocks: z64(),
+            abandoned: z64(),
+            wakeups: z64(),
+            _reserved: [z64()],
+        };
+        let reader = ReaderCounters {
+            messages_received: z64(),
+            bytes_received: z64(),
+            timeout_blocks: z64(),
+            dead_writer_blocks: z64(),
+            bad_nodes: z64(),
+            bad_blocks: z64(),
+            crc_failures: z64(),
+            check_failures: z64(),
+            padding_blocks: z64(),
+            handover_nodes: z64(),
+            aborted_blocks: z64(),
+            sleeps: z64(),
+            _reserved: [z64(), z64(), z64(), z64()],
+        };
+        Header {
+            magic: z64(),
+            version: z32(),
+            abi_tag: z32(),
+            header_size: z32(),
+            node_size: z32(),
+            node_count: z64(),
+            total_size: z64(),
+            heads_offset: z64(),
+            data_offset: z64(),
+            timeout_ns: z64(),
+            write_retries: z32(),
+            flags: z32(),
+            protect_nodes: z64(),
+            created_unix_ns: z64(),
+            _pad0: [0; 128 - 88],
+            read_cursor: Padded(z64()),
+            write_cursor: Padded(z64()),
+            op_seq: Padded(z64()),
+            reader: Padded(ReaderRecord {
+                owner: z64(),
+                takeovers: z64(),
+            }),
+            writer_counters: Padded(writer),
+            reader_counters: Padded(reader),
+            wake: Padded(WakeWord {
+                sleeping: z32(),
+                seq: z32(),
+            }),
+            _pad1: [0; HEADER_SIZE - 1024],
+        }
+    }
+}
+
+#[cfg(loom)]
+impl BlockHeader {
+    /// A zeroed block header, for the model checker.
+    pub(crate) fn new_model() -> BlockHeader {
+        BlockHeader {
+            len: AtomicU32::new(0),
+            crc: AtomicU32::new(0),
+            seq: AtomicU64::new(0),
+            writer_pid: AtomicU32::new(0),
+            _reserved0: AtomicU32::new(0),
+            _reserved1: AtomicU64::new(0),
+        }
+    }
+}
+
 // The layout is data: these assertions are the table above.
 #[cfg(not(loom))]
 const _: () = {
@@ -243,7 +324,7 @@ const _: () = {
 pub struct BlockHeader {
     /// Payload length in bytes.
     pub len: AtomicU32,
-    /// crc32 (IEEE, crc32fast) of the payload.
+    /// crc32 (IEEE, crc32fast) of the payload, sealed with the sequence: [`sealed_crc`].
     pub crc: AtomicU32,
     /// Operation sequence of the block; equals the sequence in its node head.
     pub seq: AtomicU64,
@@ -251,6 +332,21 @@ pub struct BlockHeader {
     pub writer_pid: AtomicU32,
     _reserved0: AtomicU32,
     _reserved1: AtomicU64,
+}
+
+/// The crc32 a block header stores: the payload's crc32 sealed with the block's
+/// operation sequence (as found in its published node head, 56 bits).
+///
+/// Binding the two matters when a writer that stalled past the timeout wakes and writes
+/// into nodes another writer has since claimed: their header fields and payload bytes can
+/// interleave, and without the seal a (length, crc, payload) entirely from the stalled
+/// writer could check out under the other writer's published head — delivering the
+/// abandoned message in place of the successful one (found by the loom model). Sealed, a
+/// stalled writer's crc only ever matches under its own sequence, whose head it can no
+/// longer publish.
+pub fn sealed_crc(payload_crc: u32, seq: u64) -> u32 {
+    let mixed = (seq & TAG_MASK).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    payload_crc ^ (mixed >> 32) as u32 ^ mixed as u32
 }
 
 /// Mask of the 56-bit tag in a node head word.
@@ -361,9 +457,11 @@ impl Geometry {
         })
     }
 
-    /// Nodes a block of `len` payload bytes occupies.
+    /// Nodes a block of `len` payload bytes occupies. Saturating: an absurd `len` (a
+    /// tool's argument, an untrusted header) gives more nodes than any ring has, never an
+    /// overflow.
     pub fn nodes_for(&self, len: usize) -> u64 {
-        (BLOCK_HEADER_SIZE + len).div_ceil(self.node_size) as u64
+        BLOCK_HEADER_SIZE.saturating_add(len).div_ceil(self.node_size) as u64
     }
 
     /// Node index of a position.

@@ -67,30 +67,50 @@
     clippy::undocumented_unsafe_blocks,
     clippy::unnecessary_safety_comment
 )]
+// Under the model checker only the ring and its views are built; the handles built on
+// mapped memory are not.
+#![cfg_attr(loom, allow(dead_code, unused_imports, missing_docs))]
 
+#[cfg(not(loom))]
 mod backoff;
+#[cfg(not(loom))]
 mod channel;
 mod config;
 mod copy;
 mod error;
+#[cfg(not(loom))]
 mod futex;
+#[cfg(not(loom))]
 pub mod inspect;
 pub mod layout;
+#[cfg(loom)]
+pub mod model;
 pub mod process;
+#[cfg(not(loom))]
 mod reader;
 mod ring;
+#[cfg(not(loom))]
+mod segment;
+#[cfg(loom)]
+#[path = "segment_model.rs"]
 mod segment;
 mod stats;
 mod sync;
+#[cfg(not(loom))]
 mod writer;
 
+#[cfg(not(loom))]
 pub use backoff::Backoff;
+#[cfg(not(loom))]
 pub use channel::Channel;
 pub use config::{Config, DEFAULT_TIMEOUT};
 pub use error::{Error, Result};
+#[cfg(not(loom))]
 pub use inspect::Inspector;
+#[cfg(not(loom))]
 pub use reader::Reader;
-#[cfg(feature = "fault-injection")]
+#[cfg(all(feature = "fault-injection", not(loom)))]
 pub use ring::{set_fault_hook, Step};
 pub use stats::Stats;
+#[cfg(not(loom))]
 pub use writer::{Reservation, Writer};

@@ -68,15 +68,7 @@ impl Reader {
     /// Torn, corrupt and padding blocks on the way are skipped and counted in
     /// [`Stats`](crate::Stats); the call then goes on to the next message.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
-        loop {
-            let ready = self.poll()?;
-            if buf.len() < ready.len {
-                return Err(Error::BufferTooSmall { needed: ready.len });
-            }
-            if self.state.take(&self.seg, ready, buf) {
-                return Ok(ready.len);
-            }
-        }
+        self.state.recv_into(&self.seg, self.clock, buf)
     }
 
     /// Receives the next message into a new `Vec`.

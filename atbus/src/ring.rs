@@ -32,14 +32,28 @@
 
 use std::time::{Duration, Instant};
 
-use crate::copy::copy_bytes;
 use crate::error::{Error, Result};
 use crate::layout::{
-    NodeState, BLOCK_HEADER_SIZE, FLAG_ABORTED, FLAG_PADDING, FLAG_START, FLAG_WRITTEN, TAG_MASK,
+    self, NodeState, BLOCK_HEADER_SIZE, FLAG_ABORTED, FLAG_PADDING, FLAG_START, FLAG_WRITTEN,
+    TAG_MASK,
 };
 use crate::process;
 use crate::segment::Segment;
 use crate::sync::atomic::{AtomicU64, Ordering};
+
+/// Positions beyond this are corrupt. Positions only grow, one per node: at a billion
+/// nodes a second they reach 2^63 after 292 years. Refusing larger cursors (writers in
+/// `claim`, the reader in `poll`) keeps every `position + nodes` and
+/// `position + node_count` below 2^64, so no position arithmetic can overflow.
+pub(crate) const MAX_POSITION: u64 = 1 << 63;
+
+/// A typed error for a cursor that no honest process could have written.
+fn corrupt_cursor(seg: &Segment, what: &str, value: u64) -> Error {
+    Error::Corrupt {
+        name: seg.name().into(),
+        reason: format!("{what} {value} is beyond the largest position {MAX_POSITION}"),
+    }
+}
 
 /// The largest payload a ring accepts: a block of at most half the usable nodes, so that
 /// a block plus the padding before it always fits in an empty ring.
@@ -56,7 +70,7 @@ pub(crate) fn max_payload(seg: &Segment) -> usize {
 // Fault injection: lets a test stop a writer between the steps of `send`.
 
 /// A point inside `send` where a test can stop the writer.
-#[cfg(feature = "fault-injection")]
+#[cfg(any(feature = "fault-injection", loom))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     /// The write cursor has moved; no flag is set yet.
@@ -69,16 +83,16 @@ pub enum Step {
     BeforePublish,
 }
 
-#[cfg(feature = "fault-injection")]
+#[cfg(all(feature = "fault-injection", not(loom)))]
 static FAULT_HOOK: std::sync::OnceLock<fn(Step)> = std::sync::OnceLock::new();
 
 /// Installs the process-wide hook called at each [`Step`] (once per process).
-#[cfg(feature = "fault-injection")]
+#[cfg(all(feature = "fault-injection", not(loom)))]
 pub fn set_fault_hook(hook: fn(Step)) {
     let _ = FAULT_HOOK.set(hook);
 }
 
-#[cfg(feature = "fault-injection")]
+#[cfg(all(feature = "fault-injection", not(loom)))]
 macro_rules! fault_point {
     ($step:ident) => {
         if let Some(hook) = FAULT_HOOK.get() {
@@ -86,7 +100,17 @@ macro_rules! fault_point {
         }
     };
 }
-#[cfg(not(feature = "fault-injection"))]
+// Under the model checker a writer can be told to stop for good at a step: it returns
+// there and never touches the ring again, like a process killed at that point.
+#[cfg(loom)]
+macro_rules! fault_point {
+    ($step:ident) => {
+        if crate::model::stops_at(Step::$step) {
+            return Err(Error::Timeout);
+        }
+    };
+}
+#[cfg(not(any(feature = "fault-injection", loom)))]
 macro_rules! fault_point {
     ($step:ident) => {};
 }
@@ -130,22 +154,12 @@ pub(crate) fn send(seg: &Segment, cached_read: &AtomicU64, pid: u32, data: &[u8]
         0
     };
     let block = claim_block(seg, cached_read, pid, data.len())?;
-    let payload = block.payload_ptr(seg);
-    let half = data.len() / 2;
-    // SAFETY: claim_block keeps the block inside the data area (index + nodes <= count,
-    // nodes covering the header and len payload bytes). We own these bytes: our START
-    // CAS succeeded, so no other writer of this lap writes them and the reader reads
-    // them only after WRITTEN. `data` is a distinct, caller-owned slice.
-    unsafe { copy_bytes(data.as_ptr(), payload, half) };
+    // We own the block's bytes: our START CAS succeeded, so no other writer of this lap
+    // writes them and the reader reads them only after WRITTEN.
+    let (first, second) = data.split_at(data.len() / 2);
+    seg.write_payload(block.index, 0, first);
     fault_point!(MidPayload);
-    // SAFETY: as above, for the second half.
-    unsafe {
-        copy_bytes(
-            data.as_ptr().add(half),
-            payload.add(half),
-            data.len() - half,
-        )
-    };
+    seg.write_payload(block.index, first.len(), second);
     fault_point!(BeforePublish);
     publish(seg, &block, crc, false)
 }
@@ -232,7 +246,8 @@ pub(crate) fn claim_block(
 pub(crate) fn publish(seg: &Segment, block: &Claimed, crc: u32, aborted: bool) -> Result<()> {
     let h = seg.header();
     let bh = seg.block_header(block.index);
-    bh.crc.store(crc, Ordering::Relaxed);
+    bh.crc
+        .store(layout::sealed_crc(crc, block.seq), Ordering::Relaxed);
     let mut flags = FLAG_START | FLAG_WRITTEN;
     if aborted {
         flags |= FLAG_ABORTED;
@@ -257,6 +272,7 @@ pub(crate) fn publish(seg: &Segment, block: &Claimed, crc: u32, aborted: bool) -
     // writes only when it goes to sleep or wakes.
     if h.wake.sleeping.load(Ordering::SeqCst) != 0 {
         h.wake.seq.fetch_add(1, Ordering::Release);
+        #[cfg(not(loom))]
         crate::futex::wake_all(&h.wake.seq);
         h.writer_counters.wakeups.fetch_add(1, Ordering::Relaxed);
     }
@@ -290,6 +306,9 @@ fn claim(seg: &Segment, cached_read: &AtomicU64, nodes: u64) -> Result<(Option<u
     // Relaxed: the cursor value is only a guess for the CAS, which re-checks it.
     let mut w = h.write_cursor.load(Ordering::Relaxed);
     loop {
+        if w > MAX_POSITION {
+            return Err(corrupt_cursor(seg, "write cursor", w));
+        }
         let index = w % count;
         let pad = if index + nodes > count {
             count - index
@@ -326,7 +345,7 @@ fn claim(seg: &Segment, cached_read: &AtomicU64, nodes: u64) -> Result<(Option<u
                     .fetch_add(1, Ordering::Relaxed);
                 if failures % retries_before_yield == 0 {
                     // Another writer won; on an oversubscribed host let it run.
-                    std::thread::yield_now();
+                    crate::sync::yield_now();
                 }
             }
         }
@@ -356,8 +375,9 @@ pub(crate) struct ReadState {
     cached_write: u64,
     /// The torn-block wait in progress.
     wait: Option<Wait>,
-    /// End of the last node skipped, to count runs of skipped nodes as one torn block.
-    skipped_to: u64,
+    /// End of the last run of skipped nodes (`None` after a delivery), to count a run of
+    /// skipped nodes as one torn block.
+    skipped_to: Option<u64>,
     idle_polls: u32,
     max_payload: usize,
     /// Messages and bytes taken in the current batch, counted at its end.
@@ -384,6 +404,15 @@ pub(crate) struct Ready {
     /// Payload length.
     pub len: usize,
     crc: u32,
+    /// The sequence in the published head (not the header's copy).
+    tag: u64,
+}
+
+impl Ready {
+    /// Whether a payload with this crc32 is the one published under this head.
+    fn crc_matches(&self, payload_crc: u32) -> bool {
+        layout::sealed_crc(payload_crc, self.tag) == self.crc
+    }
 }
 
 /// Why nodes were skipped.
@@ -403,7 +432,7 @@ impl ReadState {
             release_every: (seg.geometry().node_count / 16).max(1),
             cached_write: pos,
             wait: None,
-            skipped_to: pos,
+            skipped_to: None,
             idle_polls: 0,
             max_payload: max_payload(seg),
             batch_messages: 0,
@@ -418,6 +447,9 @@ impl ReadState {
         let rc = &seg.header().reader_counters;
         loop {
             let pos = self.pos;
+            if pos > MAX_POSITION {
+                return Err(corrupt_cursor(seg, "read position", pos));
+            }
             let index = pos % count;
             // Acquire: pairs with the writer's release CAS that set WRITTEN.
             let state = NodeState(seg.head(index).load(Ordering::Acquire));
@@ -425,7 +457,9 @@ impl ReadState {
             if state.is_written_block() {
                 match self.check(seg, pos, index, state) {
                     Some(ready) => return Ok(ready),
-                    None => {
+                    // Past the write cursor no honest head is written: a forged one goes
+                    // to the checks below (Empty, or Corrupt), never moves us past writers.
+                    None if self.claimed(seg, pos) => {
                         bump(&rc.check_failures, 1);
                         bump(&rc.bad_blocks, 1);
                         // The length is not to be trusted: drop the first node only; the
@@ -433,6 +467,7 @@ impl ReadState {
                         self.skip_nodes(seg, pos, 1, state);
                         continue;
                     }
+                    None => {}
                 }
             }
             if state.is_aborted() {
@@ -449,8 +484,9 @@ impl ReadState {
                 bump(&rc.padding_blocks, 1);
                 continue;
             }
-            if state.is_free_for(pos.wrapping_add(count)) {
-                // A previous reader consumed this node but died before releasing it.
+            if state.is_free_for(pos.wrapping_add(count)) && self.claimed(seg, pos) {
+                // A previous reader consumed this node but died before releasing it (it
+                // was claimed, so a forged head past the write cursor does not count).
                 bump(&rc.handover_nodes, 1);
                 self.pos += 1;
                 continue;
@@ -540,7 +576,15 @@ impl ReadState {
             nodes,
             len,
             crc,
+            tag: state.tag(),
         })
+    }
+
+    /// Whether writers have claimed position `pos`. Only claimed nodes are skipped or
+    /// taken over, so no head, however forged, moves the reader past the write cursor
+    /// (writers would then find the ring full, or claim positions the reader passed).
+    fn claimed(&mut self, seg: &Segment, pos: u64) -> bool {
+        pos < self.cached_write || pos < self.write_cursor(seg)
     }
 
     /// A padding block must run to the end of the ring inside the claimed region.
@@ -596,7 +640,7 @@ impl ReadState {
         {
             return; // the node changed under us: look again
         }
-        let starts_block = state.is_started() || self.skipped_to != pos;
+        let starts_block = state.is_started() || self.skipped_to != Some(pos);
         if starts_block {
             match why {
                 Skip::Timeout => bump(&rc.timeout_blocks, 1),
@@ -605,7 +649,7 @@ impl ReadState {
         }
         bump(&rc.bad_nodes, 1);
         self.pos = pos + 1;
-        self.skipped_to = self.pos;
+        self.skipped_to = Some(self.pos);
     }
 
     /// Skips `nodes` nodes from `pos` (whose first head reads `first`): each moves to the
@@ -636,7 +680,26 @@ impl ReadState {
             bump(&rc.bad_nodes, skipped);
         }
         self.pos = pos + skipped;
-        self.skipped_to = self.pos;
+        self.skipped_to = Some(self.pos);
+    }
+
+    /// Receives the next message into `buf`: `Empty`, `BufferTooSmall` (the message stays),
+    /// or its length. Blocks that fail their crc on the way are skipped and counted.
+    pub(crate) fn recv_into(
+        &mut self,
+        seg: &Segment,
+        now: fn() -> Instant,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        loop {
+            let ready = self.poll(seg, now)?;
+            if buf.len() < ready.len {
+                return Err(Error::BufferTooSmall { needed: ready.len });
+            }
+            if self.take(seg, ready, buf) {
+                return Ok(ready.len);
+            }
+        }
     }
 
     /// Copies the payload of `ready` into `buf` (which must be at least `ready.len`
@@ -657,14 +720,11 @@ impl ReadState {
     }
 
     fn copy_out(&self, seg: &Segment, ready: Ready, buf: &mut [u8]) -> bool {
-        assert!(buf.len() >= ready.len);
-        let src = seg.node_ptr(ready.index).wrapping_add(BLOCK_HEADER_SIZE);
-        // SAFETY: check() verified index + nodes <= count and nodes covers the header and
-        // len payload bytes, so the source lies in the data area; buf holds len bytes and
-        // is our own memory. A stalled writer may still scribble on the source; the crc
-        // below is computed on our copy, so what we deliver is what we checked.
-        unsafe { copy_bytes(src, buf.as_mut_ptr(), ready.len) };
-        !seg.settings().checksums || crc32fast::hash(&buf[..ready.len]) == ready.crc
+        // check() verified the block lies in the ring. A stalled writer may still scribble
+        // on it; the crc is computed on our copy, so what we deliver is what we checked.
+        let buf = &mut buf[..ready.len];
+        seg.read_payload(ready.index, buf);
+        !seg.settings().checksums || ready.crc_matches(crc32fast::hash(buf))
     }
 
     /// Hands the payload of `ready` to `f` in place, in the ring, then verifies the crc
@@ -685,7 +745,7 @@ impl ReadState {
         // reports it. The slice does not escape `f`.
         let msg = unsafe { std::slice::from_raw_parts(src as *const u8, ready.len) };
         let result = f(msg);
-        let ok = !seg.settings().checksums || crc32fast::hash(msg) == ready.crc;
+        let ok = !seg.settings().checksums || ready.crc_matches(crc32fast::hash(msg));
         self.finish(seg, ready, ok, true);
         ok.then_some(result)
     }
@@ -696,8 +756,14 @@ impl ReadState {
         if !ok {
             bump(&rc.crc_failures, 1);
             bump(&rc.bad_blocks, 1);
-            bump(&rc.bad_nodes, ready.nodes);
-        } else if count_now {
+            // The length that gave `ready.nodes` may be a stalled writer's: free only the
+            // nodes still untouched since their claim, so a published block after them
+            // is never wiped; the rest goes through the usual checks.
+            let head = NodeState::block(FLAG_START | FLAG_WRITTEN, ready.tag);
+            self.skip_nodes(seg, ready.pos, ready.nodes, head);
+            return;
+        }
+        if count_now {
             bump(&rc.messages_received, 1);
             bump(&rc.bytes_received, ready.len as u64);
         } else {
@@ -738,6 +804,7 @@ impl ReadState {
         seg.head(ready.index)
             .store(NodeState::free(ready.pos + count).0, Ordering::Relaxed);
         self.pos = ready.pos + ready.nodes;
+        self.skipped_to = None;
         self.wait = self.wait.filter(|w| self.pos < w.horizon);
         if may_release && self.pos - self.published >= self.release_every {
             self.release(seg);

@@ -18,6 +18,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::config::Config;
+use crate::copy::copy_bytes;
 use crate::error::{Error, Result};
 use crate::layout::{self, BlockHeader, Geometry, Header, NodeState, HEADER_SIZE};
 use crate::sync::atomic::{AtomicU64, Ordering};
@@ -447,6 +448,47 @@ impl Segment {
         // SAFETY: node_ptr is in bounds and node-size aligned (>= 64), so 32 bytes of
         // BlockHeader fit and are aligned. BlockHeader is all atomics, valid for any bits.
         unsafe { &*(self.node_ptr(index) as *const BlockHeader) }
+    }
+
+    /// Copies `data` into the payload of the block at node `index`, `offset` bytes in.
+    /// Panics if that would run past the end of the ring.
+    ///
+    /// Callers own the bytes by the ring protocol: a writer between its START CAS and its
+    /// publish. Another process may still write them in a fault (a writer that stalled
+    /// past the timeout and wakes); the reader's crc check catches that.
+    pub fn write_payload(&self, index: u64, offset: usize, data: &[u8]) {
+        let at = self.payload_range(index, offset, data.len());
+        // SAFETY: payload_range checked that the range lies in the data area of the
+        // mapping, which lives as long as `self`; `data` is caller memory, distinct from
+        // the mapping. Concurrent writers of these bytes exist only in the fault above:
+        // another process's stores can make the bytes anything, never unsound for u8.
+        unsafe { copy_bytes(data.as_ptr(), at, data.len()) };
+    }
+
+    /// Copies the first `buf.len()` payload bytes of the block at node `index` into `buf`.
+    /// Panics if that would run past the end of the ring.
+    pub fn read_payload(&self, index: u64, buf: &mut [u8]) {
+        let at = self.payload_range(index, 0, buf.len());
+        // SAFETY: as in write_payload: the range is inside the mapping and `buf` is the
+        // caller's own memory. Bytes a faulty writer changes under us are caught by the
+        // caller's crc check on `buf`.
+        unsafe { copy_bytes(at, buf.as_mut_ptr(), buf.len()) };
+    }
+
+    /// Pointer to payload byte `offset` of the block at `index`, after checking that
+    /// `len` bytes from there stay inside the ring.
+    fn payload_range(&self, index: u64, offset: usize, len: usize) -> *mut u8 {
+        let g = &self.geo;
+        let room = (g.node_count.saturating_sub(index) as usize) * g.node_size;
+        let end = crate::layout::BLOCK_HEADER_SIZE
+            .checked_add(offset)
+            .and_then(|x| x.checked_add(len));
+        assert!(
+            end.is_some_and(|e| e <= room),
+            "payload range out of the ring"
+        );
+        self.node_ptr(index)
+            .wrapping_add(crate::layout::BLOCK_HEADER_SIZE + offset)
     }
 
     /// Whether a block of `nodes` nodes starting at node `index` ends inside the ring.

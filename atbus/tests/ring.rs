@@ -1,5 +1,6 @@
 //! Single-process behaviour of the ring: round trips, full and too-large messages,
 //! padding and wrap-around, buffer sizes, the reader role, and corrupt segments.
+#![cfg(not(loom))]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

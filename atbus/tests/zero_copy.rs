@@ -1,5 +1,6 @@
 //! Zero-copy reservations, in-place reads, batched receive and blocking receive within
 //! one process (the cross-process cases are in tests/tests/).
+#![cfg(not(loom))]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
