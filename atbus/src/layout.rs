@@ -461,7 +461,9 @@ impl Geometry {
     /// tool's argument, an untrusted header) gives more nodes than any ring has, never an
     /// overflow.
     pub fn nodes_for(&self, len: usize) -> u64 {
-        BLOCK_HEADER_SIZE.saturating_add(len).div_ceil(self.node_size) as u64
+        BLOCK_HEADER_SIZE
+            .saturating_add(len)
+            .div_ceil(self.node_size) as u64
     }
 
     /// Node index of a position.
