@@ -35,6 +35,11 @@ pub struct CompareArgs {
     /// atbus channel size.
     #[arg(long, value_parser = bytes_arg, default_value = "16MiB")]
     pub channel_size: usize,
+    /// Payload checks: `full` generates and checks every byte (the default, and what
+    /// the comparison table uses); `light` checks header, length and a trailer word only,
+    /// to see the transports without the harness's per-byte cost (large messages).
+    #[arg(long, default_value = "full")]
+    pub check: String,
     /// Print results as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -57,6 +62,8 @@ pub struct CompareRole {
     sizes: String,
     #[arg(long)]
     parent: u32,
+    #[arg(long)]
+    light: bool,
 }
 
 /// The header word of the end marker each writer sends last.
@@ -134,7 +141,11 @@ pub fn writer_role(a: CompareRole) -> Result<(), String> {
     while stop.load(Ordering::Relaxed) == 0 {
         let word = payload::header_word(a.stream, seq);
         let n = sizes.size_for(a.seed, word);
-        payload::fill(&mut buf[..n], word, a.seed, 1);
+        if a.light {
+            payload::fill_light(&mut buf[..n], word, a.seed);
+        } else {
+            payload::fill(&mut buf[..n], word, a.seed, 1);
+        }
         tx.send(&buf[..n])?;
         seq += 1;
     }
@@ -157,12 +168,18 @@ pub fn reader_role(a: CompareRole) -> Result<(), String> {
     let mut first = 0u64;
     let mut unattributed = 0u64;
     let seed = a.seed;
+    let light = a.light;
     while ends < a.writers {
         let verdict = rx.recv(&mut scratch, |msg| {
             if msg.len() == 8 && msg == END.to_le_bytes() {
                 return None;
             }
-            Some((payload::check(msg, seed, sizes, 1), msg.len()))
+            let checked = if light {
+                payload::check_light(msg, seed, sizes)
+            } else {
+                payload::check(msg, seed, sizes, 1)
+            };
+            Some((checked, msg.len()))
         })?;
         match verdict {
             None => ends += 1,
@@ -222,24 +239,25 @@ struct Cell {
     failure: Option<String>,
 }
 
-fn run_one(
-    kind: Kind,
-    w: &Workload,
+struct RunSpec {
     secs: Duration,
     channel_size: usize,
     seed: u64,
-    tag: &str,
-) -> Result<Sample, String> {
-    let ep = Endpoint::create(kind, tag, w.sizes.max(), channel_size)?;
-    let result = run_on(&ep, w, secs, seed);
+    light: bool,
+}
+
+fn run_one(kind: Kind, w: &Workload, spec: &RunSpec, tag: &str) -> Result<Sample, String> {
+    let ep = Endpoint::create(kind, tag, w.sizes.max(), spec.channel_size)?;
+    let result = run_on(&ep, w, spec);
     ep.destroy();
     result
 }
 
-fn run_on(ep: &Endpoint, w: &Workload, secs: Duration, seed: u64) -> Result<Sample, String> {
+fn run_on(ep: &Endpoint, w: &Workload, spec: &RunSpec) -> Result<Sample, String> {
+    let (secs, seed) = (spec.secs, spec.seed);
     let board = Board::create().map_err(|e| format!("board: {e}"))?;
     let base = |role: &str, stream: usize| -> Vec<String> {
-        vec![
+        let mut v = vec![
             role.to_string(),
             "--endpoint".into(),
             ep.to_arg(),
@@ -258,7 +276,11 @@ fn run_on(ep: &Endpoint, w: &Workload, secs: Duration, seed: u64) -> Result<Samp
             },
             "--parent".into(),
             std::process::id().to_string(),
-        ]
+        ];
+        if spec.light {
+            v.push("--light".into());
+        }
+        v
     };
     let mut children = Vec::new();
     let spawn = |args: Vec<String>| procs::spawn_self(&args).map_err(|e| format!("spawn: {e}"));
@@ -413,8 +435,24 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
             .collect::<Result<_, _>>()
             .map_err(Fail::Usage)?
     };
+    let light = match args.check.as_str() {
+        "full" => false,
+        "light" => true,
+        other => return Err(Fail::Usage(format!("--check {other:?}: use full or light"))),
+    };
+    if light && workloads.iter().any(|w| w.sizes.min() < 16) {
+        return Err(Fail::Usage(
+            "--check light needs messages of at least 16 bytes".into(),
+        ));
+    }
     procs::install_interrupt_handler();
     let seed = payload::mix64(monotonic_ns());
+    let spec = RunSpec {
+        secs,
+        channel_size: args.channel_size,
+        seed,
+        light,
+    };
     let mut cells: Vec<Cell> = Vec::new();
     for (wi, w) in workloads.iter().enumerate() {
         for &kind in &kinds {
@@ -431,12 +469,17 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
     if !args.json {
         println!(
             "atbus-bench compare: {} workloads x {} transports, {} rounds of {:.1} s runs \
-             ({} runs, alternating transports), every message checked",
+             ({} runs, alternating transports), {}",
             workloads.len(),
             kinds.len(),
             rounds,
             secs.as_secs_f64(),
-            total_runs
+            total_runs,
+            if light {
+                "light checks (header, length, trailer word of every message)"
+            } else {
+                "every byte of every message checked"
+            }
         );
     }
     let mut done = 0;
@@ -451,7 +494,7 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
             let w = workloads[cell.workload];
             let tag = format!("{round}-{}", cell.workload);
             done += 1;
-            match run_one(cell.kind, &w, secs, args.channel_size, seed, &tag) {
+            match run_one(cell.kind, &w, &spec, &tag) {
                 Ok(s) => {
                     if !args.json {
                         eprint!(
@@ -587,6 +630,7 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
                 "ok": !bad && !interrupted,
                 "rounds": rounds,
                 "secs_per_run": secs.as_secs_f64(),
+                "check": if light { "light" } else { "full" },
                 "memcpy_ring_gb_per_s": ring_gbs,
                 "memcpy_hot_gb_per_s": hot_gbs,
                 "mq_maxmsg": crate::transport::MQ_MAXMSG,

@@ -43,6 +43,11 @@ pub struct LatencyArgs {
     /// Pin the writer to this CPU.
     #[arg(long)]
     pub writer_cpu: Option<usize>,
+    /// Run writer and reader under SCHED_FIFO (priority 10; needs CAP_SYS_NICE) so other
+    /// load on the host does not deschedule them. The kernel's RT throttling still
+    /// leaves 5% of each second to other tasks.
+    #[arg(long)]
+    pub rt: bool,
     /// Print results as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -71,6 +76,8 @@ pub struct LatencyRole {
     parent: u32,
     #[arg(long)]
     cpu: Option<usize>,
+    #[arg(long)]
+    rt: bool,
 }
 
 const G_READY: usize = 11;
@@ -85,6 +92,24 @@ fn now_ns() -> u64 {
     // SAFETY: valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn setup(a: &LatencyRole) -> Result<(), String> {
+    procs::child_setup(a.parent);
+    if let Some(cpu) = a.cpu {
+        procs::pin_to(cpu)?;
+    }
+    if a.rt {
+        let p = libc::sched_param { sched_priority: 10 };
+        // SAFETY: plain syscall on this process with a valid parameter.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) } != 0 {
+            return Err(format!(
+                "SCHED_FIFO refused: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn sleep_until(t_ns: u64) {
@@ -105,10 +130,7 @@ fn sleep_until(t_ns: u64) {
 
 /// Writer: `count` messages at `rate`, each stamped just before `send`.
 pub fn writer_role(a: LatencyRole) -> Result<(), String> {
-    procs::child_setup(a.parent);
-    if let Some(cpu) = a.cpu {
-        procs::pin_to(cpu)?;
-    }
+    setup(&a)?;
     let board = Board::map(a.board_fd).map_err(|e| format!("board: {e}"))?;
     let channel = Channel::open(&a.channel).map_err(|e| e.to_string())?;
     let writer = channel.writer();
@@ -146,10 +168,7 @@ pub fn writer_role(a: LatencyRole) -> Result<(), String> {
 /// Reader: records `now - timestamp` of every message after the warm-up; prints one
 /// JSON line with the percentiles.
 pub fn reader_role(a: LatencyRole) -> Result<(), String> {
-    procs::child_setup(a.parent);
-    if let Some(cpu) = a.cpu {
-        procs::pin_to(cpu)?;
-    }
+    setup(&a)?;
     let board = Board::map(a.board_fd).map_err(|e| format!("board: {e}"))?;
     let channel = Channel::open(&a.channel).map_err(|e| e.to_string())?;
     let mut reader = channel.reader().map_err(|e| e.to_string())?;
@@ -239,6 +258,9 @@ fn run_variant(a: &LatencyArgs, rate: u64, sleep: bool) -> Result<Value, String>
             if sleep {
                 v.push("--sleep".into());
             }
+            if a.rt {
+                v.push("--rt".into());
+            }
             if let Some(c) = cpu {
                 v.extend(["--cpu".into(), c.to_string()]);
             }
@@ -262,6 +284,7 @@ fn run_variant(a: &LatencyArgs, rate: u64, sleep: bool) -> Result<Value, String>
         v["writer"] = json!(if sleep { "sleeping" } else { "spinning" });
         v["reader"] = json!(a.reader);
         v["size"] = json!(a.size);
+        v["sched_fifo"] = json!(a.rt);
         Ok(v)
     })();
     let _ = Channel::unlink(&name);
@@ -299,12 +322,13 @@ pub fn run(a: LatencyArgs) -> Result<i32, Fail> {
                 }
                 if !a.json {
                     println!(
-                        "latency {} B, {rate} msgs/s, writer {}, reader {}: {} samples, p50 \
+                        "latency {} B, {rate} msgs/s, writer {}, reader {}{}: {} samples, p50 \
                          {:.2} us, p90 {:.2} us, p99 {:.2} us, p99.9 {:.2} us, max {:.1} us, \
                          errors {}",
                         a.size,
                         v["writer"].as_str().unwrap_or(""),
                         a.reader,
+                        if a.rt { " (SCHED_FIFO)" } else { "" },
                         v["count"],
                         v["p50_us"].as_f64().unwrap_or(0.0),
                         v["p90_us"].as_f64().unwrap_or(0.0),
@@ -338,4 +362,49 @@ pub fn run(a: LatencyArgs) -> Result<i32, Fail> {
         );
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// Options of the hidden `__hot-loop` command: send + recv of one size in one process,
+/// for profilers (`valgrind --tool=callgrind atbus-bench __hot-loop --size 16384`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct HotLoopArgs {
+    /// Message size.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Send + recv pairs.
+    #[arg(long, default_value_t = 100_000)]
+    pub count: u64,
+    /// Offset of the caller's buffers from a 64-byte boundary.
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+}
+
+/// Runs the hot loop and prints the time per pair.
+pub fn hot_loop(a: HotLoopArgs) -> Result<i32, Fail> {
+    let name = format!("/atbus-bench-hot-{}", std::process::id());
+    let ch = crate::stress::create_channel(&name, 16 << 20, &Config::default())?;
+    let w = ch.writer();
+    let mut r = ch.reader().map_err(|e| Fail::Run(e.to_string()))?;
+    let mut src_mem = vec![0x5Au8; a.size + 128];
+    let mut dst_mem = vec![0u8; a.size + 128];
+    let so = src_mem.as_ptr().align_offset(64) + a.offset;
+    let dof = dst_mem.as_ptr().align_offset(64) + a.offset;
+    let src = &mut src_mem[so..so + a.size];
+    let dst = &mut dst_mem[dof..dof + a.size];
+    let t0 = std::time::Instant::now();
+    for _ in 0..a.count {
+        w.send(src).map_err(|e| Fail::Run(e.to_string()))?;
+        r.try_recv(dst).map_err(|e| Fail::Run(e.to_string()))?;
+    }
+    let dt = t0.elapsed();
+    drop(r);
+    let _ = Channel::unlink(&name);
+    println!(
+        "{} x send+recv of {} B: {:.1} ns per pair, {:.2} GB/s",
+        a.count,
+        a.size,
+        dt.as_nanos() as f64 / a.count as f64,
+        (a.size as u64 * a.count) as f64 / dt.as_secs_f64() / 1e9
+    );
+    Ok(0)
 }

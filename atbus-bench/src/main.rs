@@ -34,6 +34,8 @@ enum Command {
     Compare(compare::CompareArgs),
     /// One-way latency of 64-byte messages at a fixed rate (HDR histogram).
     Latency(latency::LatencyArgs),
+    #[command(name = "__hot-loop", hide = true)]
+    HotLoop(latency::HotLoopArgs),
     #[command(name = "__latency-writer", hide = true)]
     LatencyWriter(latency::LatencyRole),
     #[command(name = "__latency-reader", hide = true)]
@@ -78,6 +80,7 @@ fn main() {
         Some(Command::Stress(a)) => stress::run(a),
         Some(Command::Compare(a)) => compare::run(a),
         Some(Command::Latency(a)) => latency::run(a),
+        Some(Command::HotLoop(a)) => latency::hot_loop(a),
         Some(Command::LatencyWriter(a)) => role(latency::writer_role(a)),
         Some(Command::LatencyReader(a)) => role(latency::reader_role(a)),
         Some(Command::CompareWriter(a)) => role(compare::writer_role(a)),
