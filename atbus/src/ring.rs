@@ -531,7 +531,8 @@ impl ReadState {
                         wait.next_liveness = t + LIVENESS_EVERY;
                         if let Some(nodes) = self.dead_writer_nodes(seg, pos, index, state, w) {
                             self.skip_torn(seg, pos, state, Skip::DeadWriter);
-                            if nodes > 1 {
+                            // Only if the first node was ours to skip (its CAS held).
+                            if nodes > 1 && self.pos == pos + 1 {
                                 let first = NodeState::free(pos + 1);
                                 self.skip_nodes(seg, pos + 1, nodes - 1, first);
                             }
