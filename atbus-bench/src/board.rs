@@ -43,6 +43,12 @@ pub const G_HANDOVER_DUP: usize = 3;
 pub const G_READERS: usize = 4;
 /// Messages the reader has received in total (all streams, any verdict).
 pub const G_RECEIVED: usize = 5;
+/// Header word + 1 of the message the reader holds between `try_recv` returning and its
+/// verdict being committed (0 otherwise).
+pub const G_IN_HAND: usize = 6;
+/// Messages a killed reader had received (in hand) but not yet checked and recorded;
+/// its successor counts them as delivered, unchecked.
+pub const G_HANDOVER_UNCHECKED: usize = 7;
 
 // Writer line of a stream record.
 /// Writer id + 1 (0: record unused).

@@ -35,6 +35,7 @@ pub struct Snapshot {
     pub handover_dup: u64,
     pub readers: u64,
     pub received: u64,
+    pub handover_unchecked: u64,
     pub stats: atbus::Stats,
 }
 
@@ -67,6 +68,7 @@ impl Snapshot {
             handover_dup: g(board::G_HANDOVER_DUP),
             readers: g(board::G_READERS),
             received: g(board::G_RECEIVED),
+            handover_unchecked: g(board::G_HANDOVER_UNCHECKED),
             stats: channel.stats(),
         }
     }
@@ -220,11 +222,13 @@ pub fn summarize(
     let lib_redelivered = st.messages_received.saturating_sub(snap.received);
     if faults.reader_kills > 0 {
         s.notes.push(format!(
-            "reader hand-over: {} takeovers, {} lost in the hand-over window (consumed by a \
-             killed reader before it recorded them), {} duplicated, {} journal replays, \
-             library delivered {} more than the readers received (re-delivered or counted \
-             by a reader killed inside recv), {} handover nodes",
+            "reader hand-over: {} takeovers; {} messages a killed reader had received but not \
+             yet checked (counted delivered, unchecked); {} lost at a take-over (a killed \
+             reader between the library's return and noting the message in hand), {} \
+             duplicated, {} journal replays, library delivered {} more than the readers \
+             received (counted by a reader killed inside recv), {} handover nodes",
             st.reader_takeovers,
+            snap.handover_unchecked,
             snap.handover_lost,
             snap.handover_dup,
             snap.journal_replays,
@@ -568,6 +572,7 @@ pub fn json(
             "reader_kills": faults.reader_kills,
             "readers_started": snap.readers,
             "handover_lost": snap.handover_lost,
+            "handover_unchecked": snap.handover_unchecked,
             "handover_duplicated": snap.handover_dup,
             "journal_replays": snap.journal_replays,
         },

@@ -229,6 +229,7 @@ pub fn reader_role(a: ReaderRole) -> Result<(), String> {
         bump(board.global(board::G_JOURNAL_REPLAYS), 1);
     }
     bump(board.global(board::G_READERS), 1);
+    take_in_hand(&board, a.incarnation);
     let channel = Channel::open(&a.channel).map_err(|e| e.to_string())?;
     let mut reader = channel.reader().map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; channel.max_message_len().max(sizes.max())];
@@ -265,6 +266,31 @@ pub fn reader_role(a: ReaderRole) -> Result<(), String> {
     Ok(())
 }
 
+/// A killed reader may have received a message (the library consumed it) that it had
+/// not yet checked and recorded: its header word is in `G_IN_HAND`. Count it as
+/// delivered (unchecked), so the hand-over is not mistaken for a loss.
+fn take_in_hand(board: &Board, me: u64) {
+    let held = board.global(board::G_IN_HAND).load(Ordering::Acquire);
+    if held == 0 {
+        return;
+    }
+    let (stream, seq) = payload::split_word(held - 1);
+    let s = stream as usize;
+    let streams = board.control(board::C_STREAMS).load(Ordering::Acquire) as usize;
+    if s < streams {
+        let mut rec = board.read_record(s);
+        if seq >= rec[board::R_NEXT] {
+            rec[board::R_LOST] += seq - rec[board::R_NEXT];
+            rec[board::R_NEXT] = seq + 1;
+            rec[board::R_DELIVERED] += 1;
+            rec[board::R_READER] = me;
+            board.commit(s, &rec);
+            bump(board.global(board::G_HANDOVER_UNCHECKED), 1);
+        }
+    }
+    board.global(board::G_IN_HAND).store(0, Ordering::Release);
+}
+
 /// Checks one received message and commits its verdict to the board.
 #[inline]
 fn account(
@@ -277,6 +303,25 @@ fn account(
     me: u64,
 ) {
     bump(board.global(board::G_RECEIVED), 1);
+    let in_hand = board.global(board::G_IN_HAND);
+    if msg.len() >= 8 {
+        let word = u64::from_le_bytes(msg[..8].try_into().unwrap());
+        in_hand.store(word.wrapping_add(1), Ordering::Release);
+    }
+    account_checked(board, msg, a, sizes, streams, gaps, me);
+    in_hand.store(0, Ordering::Release);
+}
+
+#[inline]
+fn account_checked(
+    board: &Board,
+    msg: &[u8],
+    a: &ReaderRole,
+    sizes: Sizes,
+    streams: &mut usize,
+    gaps: &mut Gaps,
+    me: u64,
+) {
     let (stream, seq, good) = match payload::check(msg, a.seed, sizes, 1) {
         Checked::Good { stream, seq } => (stream, seq, true),
         Checked::Corrupt { stream, seq } => (stream, seq, false),
