@@ -377,12 +377,22 @@ pub struct HotLoopArgs {
     /// Offset of the caller's buffers from a 64-byte boundary.
     #[arg(long, default_value_t = 0)]
     pub offset: usize,
+    /// Channel size.
+    #[arg(long, value_parser = crate::units::bytes_arg, default_value = "16MiB")]
+    pub channel_size: usize,
+    /// Create the channel with checksums off (to see what crc32 costs).
+    #[arg(long)]
+    pub no_checksums: bool,
 }
 
 /// Runs the hot loop and prints the time per pair.
 pub fn hot_loop(a: HotLoopArgs) -> Result<i32, Fail> {
     let name = format!("/atbus-bench-hot-{}", std::process::id());
-    let ch = crate::stress::create_channel(&name, 16 << 20, &Config::default())?;
+    let config = Config {
+        checksums: !a.no_checksums,
+        ..Config::default()
+    };
+    let ch = crate::stress::create_channel(&name, a.channel_size, &config)?;
     let w = ch.writer();
     let mut r = ch.reader().map_err(|e| Fail::Run(e.to_string()))?;
     let mut src_mem = vec![0x5Au8; a.size + 128];

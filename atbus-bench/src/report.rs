@@ -431,7 +431,8 @@ pub fn text(run: &Run, s: &Summary, snap: &Snapshot, faults: &Faults) -> String 
     let _ = writeln!(
         o,
         "           timeout_blocks {} dead_writer_blocks {} bad_nodes {} bad_blocks {} \
-         crc_failures {} check_failures {} handover_nodes {} reader_takeovers {}",
+         crc_failures {} check_failures {} handover_nodes {} reader_takeovers {} \
+         aborted_blocks {}",
         st.timeout_blocks,
         st.dead_writer_blocks,
         st.bad_nodes,
@@ -439,7 +440,8 @@ pub fn text(run: &Run, s: &Summary, snap: &Snapshot, faults: &Faults) -> String 
         st.crc_failures,
         st.check_failures,
         st.handover_nodes,
-        st.reader_takeovers
+        st.reader_takeovers,
+        st.aborted_blocks
     );
     let _ = writeln!(
         o,
@@ -605,6 +607,9 @@ pub fn json(
             "padding_blocks": st.padding_blocks,
             "handover_nodes": st.handover_nodes,
             "reader_takeovers": st.reader_takeovers,
+            "aborted_blocks": st.aborted_blocks,
+            "reader_sleeps": st.reader_sleeps,
+            "wakeups": st.wakeups,
             "read_cursor": st.read_cursor,
             "write_cursor": st.write_cursor,
             "op_seq": st.op_seq,
