@@ -60,8 +60,16 @@ fn short_stress_with_a_writer_kill_a_stall_and_a_reader_kill_accounts_for_everyt
         lost <= f["reader_kills"].as_u64().unwrap() + v["channel"]["bad_blocks"].as_u64().unwrap(),
         "{ctx}"
     );
-    // Writers' sends and the channel's counters agree.
-    assert_eq!(t["sent"], v["channel"]["messages_sent"], "{ctx}");
+    // Writers' sends and the channel's counters agree, but for messages of killed
+    // writers that were published and counted by the library before the writer could
+    // record its Ok (they were delivered: in flight and delivered).
+    let sent = t["sent"].as_u64().unwrap();
+    let lib_sent = v["channel"]["messages_sent"].as_u64().unwrap();
+    assert!(lib_sent >= sent, "{ctx}");
+    assert!(
+        lib_sent - sent <= f["in_flight_delivered"].as_u64().unwrap(),
+        "{ctx}"
+    );
     assert!(v["writers"].as_array().unwrap().len() >= 4, "{ctx}");
     assert!(!shm_exists(v["config"]["channel"].as_str().unwrap()));
 }
