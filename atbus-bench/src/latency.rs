@@ -304,6 +304,18 @@ pub fn run(a: LatencyArgs) -> Result<i32, Fail> {
             a.reader
         )));
     }
+    let cpus = procs::cpu_count();
+    if let Some(cpu) = a
+        .reader_cpu
+        .into_iter()
+        .chain(a.writer_cpu)
+        .find(|&c| c >= cpus)
+    {
+        return Err(Fail::Usage(format!(
+            "cpu {cpu} does not exist: this machine has cpus 0 to {}",
+            cpus - 1
+        )));
+    }
     if a.rate == Some(0) {
         return Err(Fail::Usage("--rate must be at least 1".into()));
     }

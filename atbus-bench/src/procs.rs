@@ -53,6 +53,13 @@ pub fn child_setup(parent: u32) {
     }
 }
 
+/// CPUs configured on this machine.
+pub fn cpu_count() -> usize {
+    // SAFETY: plain sysconf query.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
 /// Pins the calling process to `cpu`.
 pub fn pin_to(cpu: usize) -> Result<(), String> {
     // SAFETY: cpu_set_t is plain data; CPU_SET bounds-checks against its size.

@@ -517,6 +517,15 @@ fn validate(args: &StressArgs) -> Result<(Sizes, Config), Fail> {
         .validate()
         .map_err(|e| Fail::Usage(format!("{e} (--node-size / --timeout)")))?;
     args.faults.validate().map_err(Fail::Usage)?;
+    let cpus = procs::cpu_count();
+    for &cpu in args.reader_cpu.iter().chain(&args.writer_cpus) {
+        if cpu >= cpus {
+            return Err(Fail::Usage(format!(
+                "cpu {cpu} does not exist: this machine has cpus 0 to {}",
+                cpus - 1
+            )));
+        }
+    }
     Ok((sizes, config))
 }
 

@@ -93,6 +93,7 @@ fn bad_arguments_get_one_line_and_exit_code_2() {
     bad_args(&["stress", "--node-size", "100"], "power of two");
     bad_args(&["--channel-size", "64K", "--sizes", "64K"], "at most");
     bad_args(&["--sizes", "4"], "below 8 bytes");
+    bad_args(&["--reader-cpu", "4096"], "does not exist");
     bad_args(&["--no-such-option"], "unexpected argument");
     bad_args(&["compare", "--rounds", "x"], "invalid value");
     bad_args(
