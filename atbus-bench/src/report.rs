@@ -309,7 +309,7 @@ impl Progress {
         let full = sum(&|r| r.full);
         let abandoned = sum(&|r| r.abandoned);
         let line = format!(
-            "[{:>8.1}s] {:>14} msgs {:>9.2} GiB {:>8.3} M msg/s {:>9.1} MiB/s | lost {} dup {} \
+            "[{:>6.1}s] {} msgs {:.2} GiB {:.3} M msg/s {:.1} MiB/s | lost {} dup {} \
              reord {} corrupt {} | full {} abandoned {} | skipped {}+{} crc {} | kills {} \
              stalls {} reader kills {}",
             elapsed.as_secs_f64(),
@@ -332,6 +332,9 @@ impl Progress {
         );
         let mut o = self.out();
         if self.tty {
+            // A live line must not wrap, or `\r` cannot redraw it: cut it to the width.
+            let width = terminal_width(if self.json { 2 } else { 1 });
+            let line: String = line.chars().take(width.saturating_sub(1)).collect();
             let _ = write!(o, "\r{line}\x1b[K");
             self.live = true;
         } else {
@@ -348,6 +351,18 @@ impl Progress {
             self.live = false;
         }
     }
+}
+
+/// Columns of the terminal on `fd` (200 if unknown).
+fn terminal_width(fd: i32) -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize; on failure we keep the default.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_col > 0 {
+            return usize::from(ws.ws_col);
+        }
+    }
+    200
 }
 
 fn per_writer(snap: &Snapshot) -> Vec<(u64, Vec<&StreamRow>)> {
