@@ -508,6 +508,7 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
                     }
                     cell.samples.push(s);
                 }
+                Err(_) if procs::interrupted() > 0 => break 'rounds,
                 Err(e) => cell.failure = Some(e),
             }
         }
@@ -649,7 +650,9 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
         }
         println!(
             "verdict: {}",
-            if bad {
+            if interrupted && !bad {
+                "interrupted (the runs that completed passed their checks)"
+            } else if bad {
                 "FAILED: a transport lost, duplicated or corrupted messages, or a run failed"
             } else {
                 "every delivered message passed its checks"

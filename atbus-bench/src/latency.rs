@@ -324,9 +324,14 @@ pub fn run(a: LatencyArgs) -> Result<i32, Fail> {
         (None, true) => vec![(10_000, true)],
         (Some(r), s) => vec![(r, s)],
     };
+    // Ctrl-C lets the running variant finish (a few seconds), then removes its channel.
+    procs::install_interrupt_handler();
     let mut results = Vec::new();
     let mut failed = false;
     for (rate, sleep) in variants {
+        if procs::interrupted() > 0 {
+            return Ok(130);
+        }
         match run_variant(&a, rate, sleep) {
             Ok(v) => {
                 if v["errors"].as_u64() != Some(0) {

@@ -15,13 +15,14 @@ extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTS.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Makes SIGINT and SIGTERM set a flag (see [`interrupted`]) instead of killing us; the
-/// main loop then stops the children and removes the channel.
+/// Makes SIGINT, SIGTERM and SIGHUP (the terminal closed) set a flag (see
+/// [`interrupted`]) instead of killing us; the main loop then stops the children and
+/// removes the channel.
 pub fn install_interrupt_handler() {
     if INSTALLED.swap(true, Ordering::Relaxed) {
         return;
     }
-    for sig in [libc::SIGINT, libc::SIGTERM] {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: installing an async-signal-safe handler (one atomic add) with
         // sigaction; SA_RESTART is off so sleeps wake early.
         unsafe {
@@ -39,12 +40,14 @@ pub fn interrupted() -> u32 {
     INTERRUPTS.load(Ordering::Relaxed)
 }
 
-/// Run at the start of every child role: ignore SIGINT (a Ctrl-C reaches the whole
-/// process group; the parent stops the children in order) and die with the parent.
+/// Run at the start of every child role: ignore SIGINT and SIGHUP (a Ctrl-C or a closed
+/// terminal reaches the whole process group; the parent stops the children in order) and
+/// die with the parent.
 pub fn child_setup(parent: u32) {
     // SAFETY: plain libc calls with constant arguments.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     }
     if std::os::unix::process::parent_id() != parent {

@@ -141,3 +141,8 @@ fn sigint_removes_the_channel_and_stops_the_children() {
 fn sigterm_removes_the_channel_and_stops_the_children() {
     interrupt_removes_the_channel(libc::SIGTERM);
 }
+
+#[test]
+fn sighup_removes_the_channel_and_stops_the_children() {
+    interrupt_removes_the_channel(libc::SIGHUP);
+}
