@@ -80,9 +80,10 @@ pub struct Finding {
     pub seq: Option<u64>,
     /// Payload length from the block header (when the header is written).
     pub len: Option<u32>,
-    /// crc32 in the block header (crc mismatches).
+    /// crc32 in the block header (crc mismatches), sealed with the sequence
+    /// (`atbus::layout::sealed_crc`).
     pub crc_header: Option<u32>,
-    /// crc32 of the payload copy (crc mismatches).
+    /// crc32 of the payload copy, sealed the same way (crc mismatches).
     pub crc_payload: Option<u32>,
     /// Writer process id from the block header (when the header is written).
     pub writer_pid: Option<u32>,

@@ -360,8 +360,10 @@ fn check_reports_a_crc_mismatch_and_exits_1() {
     assert_eq!(a["kind"], "crc_mismatch");
     assert_eq!(a["position"], 1);
     assert_eq!(a["len"], 14);
-    assert_eq!(a["crc_header"], crc32fast::hash(b"second message"));
-    assert_eq!(a["crc_payload"], crc32fast::hash(b"secXnd message"));
+    // Stored and compared sealed with the block's sequence (seq 1).
+    let sealed = |bytes: &[u8]| atbus::layout::sealed_crc(crc32fast::hash(bytes), 1);
+    assert_eq!(a["crc_header"], sealed(b"second message"));
+    assert_eq!(a["crc_payload"], sealed(b"secXnd message"));
     let text = stdout(&dump(&["check", &ch.name]));
     assert!(
         text.contains("ANOMALY crc mismatch at position 1 (node 1) seq 1"),
