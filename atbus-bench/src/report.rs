@@ -165,16 +165,21 @@ pub fn summarize(
     s.lost = s.lost_gap + s.lost_tail;
     // A reader killed after `try_recv` returned but before it committed its verdict
     // consumed one message nobody checked: at most one per reader kill.
-    s.lost_to_handover = snap.handover_lost.min(faults.reader_kills).min(s.lost);
-    s.duplicated_at_handover = snap.handover_dup.min(faults.reader_kills);
     // A writer that stalled past the timeout and then wrote into nodes since reused
     // destroys the message there, which fails its crc32 (or header check): at most one
     // per bad block, and only when some writer overran the timeout (was abandoned).
+    // These are counted by the library, so they are attributed first.
     let st = &snap.stats;
     let bad = st.crc_failures + st.check_failures;
     if s.abandoned > 0 || faults.stalls > 0 {
-        s.lost_to_stalled_writers = (s.lost - s.lost_to_handover).min(bad);
+        s.lost_to_stalled_writers = s.lost.min(bad);
     }
+    // Then gaps a new reader found at a stream's first message: at most one per kill.
+    s.lost_to_handover = snap
+        .handover_lost
+        .min(faults.reader_kills)
+        .min(s.lost - s.lost_to_stalled_writers);
+    s.duplicated_at_handover = snap.handover_dup.min(faults.reader_kills);
     s.unexplained_lost = s.lost - s.lost_to_handover - s.lost_to_stalled_writers;
     s.unexplained_duplicated = s.duplicated - s.duplicated_at_handover;
     s.unexplained =
@@ -223,8 +228,9 @@ pub fn summarize(
     if faults.reader_kills > 0 {
         s.notes.push(format!(
             "reader hand-over: {} takeovers; {} messages a killed reader had received but not \
-             yet checked (counted delivered, unchecked); {} lost at a take-over (a killed \
-             reader between the library's return and noting the message in hand), {} \
+             yet checked (counted delivered, unchecked); {} gaps at a stream's first message \
+             after a take-over (a killed reader between the library's return and noting the \
+             message in hand, or a message destroyed by a stalled writer), {} \
              duplicated, {} journal replays, library delivered {} more than the readers \
              received (counted by a reader killed inside recv), {} handover nodes",
             st.reader_takeovers,
