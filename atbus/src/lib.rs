@@ -79,6 +79,8 @@ mod config;
 mod copy;
 mod error;
 #[cfg(not(loom))]
+pub mod ffi;
+#[cfg(not(loom))]
 mod futex;
 #[cfg(not(loom))]
 pub mod inspect;

@@ -1,0 +1,833 @@
+//! The C ABI: every function of `include/atbus.h`, which cbindgen generates from this
+//! file (the test `atbus/tests/header.rs` fails when the committed header is stale).
+//!
+//! Conventions, for every function here:
+//! * Functions return an `int32_t`: [`ATBUS_OK`] (0) or a negative `ATBUS_ERR_*` code.
+//!   [`atbus_strerror`] names a code; [`atbus_last_error`] gives the full message of the
+//!   last failure on the calling thread (which channel, what sizes, what to do next).
+//! * Out-parameters are written on success only, except where a function says otherwise.
+//! * A NULL pointer, a name that is not UTF-8, a bad configuration: an error code, never
+//!   a crash. No Rust panic crosses into C: a panic becomes [`ATBUS_ERR_PANIC`].
+//! * A handle (`atbus_channel *`) may be shared by threads: `atbus_send`,
+//!   `atbus_get_stats` and the queries run concurrently; `atbus_recv` calls are serialised
+//!   on a lock inside the handle. Only `atbus_close` must not race with any other call on
+//!   the same handle.
+//! * Handles do not survive `fork`: a child process opens the channel anew.
+
+#![allow(non_camel_case_types)]
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::{Channel, Config, Error, Reader, Stats, Writer};
+
+/// Success.
+pub const ATBUS_OK: i32 = 0;
+/// No message is ready now (`atbus_recv`). Not a failure: call again later.
+pub const ATBUS_ERR_EMPTY: i32 = -1;
+/// The ring has no room for the message now; nothing was written. Retry later, or use
+/// `atbus_send_timeout`.
+pub const ATBUS_ERR_FULL: i32 = -2;
+/// The message can never fit in this channel (see `atbus_max_message_len`).
+pub const ATBUS_ERR_TOO_LARGE: i32 = -3;
+/// The caller's buffer is smaller than the next message. `*out_len` holds the size
+/// needed; the message stays in the ring.
+pub const ATBUS_ERR_BUFFER_TOO_SMALL: i32 = -4;
+/// A NULL or misaligned pointer, a name that is not UTF-8 or not a valid channel name,
+/// or a configuration value out of range (node size, timeout, mode, channel size too
+/// small for two nodes, protect area too large).
+pub const ATBUS_ERR_INVALID_ARGUMENT: i32 = -5;
+/// No channel of that name exists.
+pub const ATBUS_ERR_NOT_FOUND: i32 = -6;
+/// `atbus_create` found a channel of that name already there.
+pub const ATBUS_ERR_EXISTS: i32 = -7;
+/// The object is not a usable atbus segment: truncated, no atbus magic, made by an
+/// incompatible atbus build, or holding values no atbus process writes.
+pub const ATBUS_ERR_BAD_SEGMENT: i32 = -8;
+/// The channel's creator has not finished initialising it. Retry shortly; if its creator
+/// died, unlink the name and create it again.
+pub const ATBUS_ERR_NOT_INITIALIZED: i32 = -9;
+/// A live process (or another handle in this process) holds the reader role.
+pub const ATBUS_ERR_READER_BUSY: i32 = -10;
+/// `atbus_send_timeout`: the ring stayed full for the whole timeout;
+/// `atbus_recv_timeout`: no message arrived within the timeout.
+pub const ATBUS_ERR_TIMEOUT: i32 = -11;
+/// This writer stalled past the channel's torn-block timeout while writing; the reader
+/// skipped its block, so the message was not delivered. Send it again.
+pub const ATBUS_ERR_ABANDONED: i32 = -12;
+/// The operating system refused access to the channel.
+pub const ATBUS_ERR_PERMISSION: i32 = -13;
+/// The file system holding the channel (`/dev/shm` for shared-memory names) has no room
+/// for a channel of that size.
+pub const ATBUS_ERR_NO_SPACE: i32 = -14;
+/// Another operating-system error; `atbus_last_error` says which.
+pub const ATBUS_ERR_IO: i32 = -15;
+/// A message read in place changed while it was read (Rust API only; the C functions
+/// copy and never return it).
+pub const ATBUS_ERR_DAMAGED: i32 = -16;
+/// A bug inside atbus: a Rust panic was caught at the boundary. `atbus_last_error` holds
+/// its message; please report it.
+pub const ATBUS_ERR_PANIC: i32 = -17;
+
+/// An open channel: the mapping, a writer, and (once `atbus_recv` has taken it) the
+/// reader role. Opaque: create it with `atbus_create` or `atbus_open`, free it with
+/// `atbus_close`.
+pub struct atbus_channel {
+    channel: Channel,
+    writer: Writer,
+    reader: Mutex<Option<Reader>>,
+}
+
+/// How a channel is created. Fill it with `atbus_config_default`, then change fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct atbus_config {
+    /// Bytes per node: a power of two from 64 to 65536. Default 128. A message occupies
+    /// `ceil((32 + len) / node_size)` nodes.
+    pub node_size: usize,
+    /// Torn-block timeout in milliseconds, 1 to 3600000: how long a block may stay
+    /// claimed but unwritten before the reader skips it as the work of a stalled live
+    /// writer. Default 1000. Keep it well above a scheduler slice.
+    pub timeout_ms: u64,
+    /// Failed claim compare-exchanges a writer retries before it yields the CPU.
+    /// Default 4.
+    pub write_retries: u32,
+    /// File mode of the shared-memory object; must include 0600 and nothing beyond 0777.
+    /// Default 0600.
+    pub mode: u32,
+    /// Bytes writers always leave free (rounded up to whole nodes). Default 0.
+    pub protect_bytes: usize,
+    /// Skip a torn block at once when its writer's process no longer exists (needs every
+    /// process of the channel in one pid namespace). Default true.
+    pub detect_dead_writers: bool,
+    /// Compute a crc32 of every payload (writers) and check it (the reader). Default
+    /// true. Off saves ~0.7 us per 16 KiB on each side, but a writer that stalled past
+    /// the timeout and woke to scribble on reused nodes can then get damaged bytes
+    /// delivered: only for channels whose writers never stall that long.
+    pub checksums: bool,
+}
+
+/// Every counter of a channel (see `atbus_get_stats`). Each counter is read atomically;
+/// the set is not one atomic snapshot while the channel is in use.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct atbus_stats {
+    /// Messages writers published.
+    pub messages_sent: u64,
+    /// Payload bytes writers published.
+    pub bytes_sent: u64,
+    /// Sends that failed with `ATBUS_ERR_FULL`.
+    pub full: u64,
+    /// Claim compare-exchanges lost to another writer and retried.
+    pub write_retries: u64,
+    /// Sends that failed with `ATBUS_ERR_ABANDONED`.
+    pub abandoned: u64,
+    /// Padding blocks claimed at the end of the ring.
+    pub padding_claims: u64,
+    /// Messages the reader delivered.
+    pub messages_received: u64,
+    /// Payload bytes the reader delivered.
+    pub bytes_received: u64,
+    /// Torn blocks skipped after the timeout.
+    pub timeout_blocks: u64,
+    /// Torn blocks skipped at once because their writer process was gone.
+    pub dead_writer_blocks: u64,
+    /// Nodes skipped without delivery, for any reason but padding.
+    pub bad_nodes: u64,
+    /// Published blocks that failed a check (crc or header) and were skipped.
+    pub bad_blocks: u64,
+    /// Blocks whose crc32 did not match their payload.
+    pub crc_failures: u64,
+    /// Blocks whose length, node count or sequence did not check out.
+    pub check_failures: u64,
+    /// Padding blocks the reader skipped.
+    pub padding_blocks: u64,
+    /// Nodes a dead reader had consumed but not released, skipped by its successor.
+    pub handover_nodes: u64,
+    /// Times the reader role was taken over from a dead owner.
+    pub reader_takeovers: u64,
+    /// Reservations dropped without commit (Rust zero-copy sends), skipped by the reader.
+    pub aborted_blocks: u64,
+    /// Times a blocking reader (`atbus_recv_timeout`) went to sleep on the channel's
+    /// futex.
+    pub reader_sleeps: u64,
+    /// Futex wake-ups writers issued to a sleeping reader.
+    pub wakeups: u64,
+    /// The shared read cursor (released position, in nodes).
+    pub read_cursor: u64,
+    /// The write cursor (next position to claim, in nodes).
+    pub write_cursor: u64,
+    /// The operation sequence (blocks claimed so far).
+    pub op_seq: u64,
+}
+
+impl From<Stats> for atbus_stats {
+    fn from(s: Stats) -> atbus_stats {
+        // Exhaustive on purpose: a counter added to `Stats` fails to compile here until
+        // the C struct carries it too.
+        let Stats {
+            messages_sent,
+            bytes_sent,
+            full,
+            write_retries,
+            abandoned,
+            padding_claims,
+            messages_received,
+            bytes_received,
+            timeout_blocks,
+            dead_writer_blocks,
+            bad_nodes,
+            bad_blocks,
+            crc_failures,
+            check_failures,
+            padding_blocks,
+            handover_nodes,
+            reader_takeovers,
+            aborted_blocks,
+            reader_sleeps,
+            wakeups,
+            read_cursor,
+            write_cursor,
+            op_seq,
+        } = s;
+        atbus_stats {
+            messages_sent,
+            bytes_sent,
+            full,
+            write_retries,
+            abandoned,
+            padding_claims,
+            messages_received,
+            bytes_received,
+            timeout_blocks,
+            dead_writer_blocks,
+            bad_nodes,
+            bad_blocks,
+            crc_failures,
+            check_failures,
+            padding_blocks,
+            handover_nodes,
+            reader_takeovers,
+            aborted_blocks,
+            reader_sleeps,
+            wakeups,
+            read_cursor,
+            write_cursor,
+            op_seq,
+        }
+    }
+}
+
+impl From<&Config> for atbus_config {
+    fn from(c: &Config) -> atbus_config {
+        atbus_config {
+            node_size: c.node_size,
+            timeout_ms: u64::try_from(c.timeout.as_millis()).unwrap_or(u64::MAX),
+            write_retries: c.write_retries,
+            mode: c.mode,
+            protect_bytes: c.protect_bytes,
+            detect_dead_writers: c.detect_dead_writers,
+            checksums: c.checksums,
+        }
+    }
+}
+
+impl From<&atbus_config> for Config {
+    fn from(c: &atbus_config) -> Config {
+        Config {
+            node_size: c.node_size,
+            timeout: Duration::from_millis(c.timeout_ms),
+            write_retries: c.write_retries,
+            protect_bytes: c.protect_bytes,
+            mode: c.mode,
+            detect_dead_writers: c.detect_dead_writers,
+            checksums: c.checksums,
+        }
+    }
+}
+
+/// The C return code of an error.
+pub fn error_code(e: &Error) -> i32 {
+    // No wildcard: inside this crate the match is exhaustive despite `#[non_exhaustive]`,
+    // so a new variant fails to compile here until it has a code.
+    match e {
+        Error::InvalidName { .. } | Error::InvalidConfig { .. } => ATBUS_ERR_INVALID_ARGUMENT,
+        Error::AlreadyExists { .. } => ATBUS_ERR_EXISTS,
+        Error::NotFound { .. } => ATBUS_ERR_NOT_FOUND,
+        Error::PermissionDenied { .. } => ATBUS_ERR_PERMISSION,
+        Error::NoSpace { .. } => ATBUS_ERR_NO_SPACE,
+        Error::Io { .. } => ATBUS_ERR_IO,
+        Error::Truncated { .. }
+        | Error::NotAtbus { .. }
+        | Error::Incompatible { .. }
+        | Error::Corrupt { .. } => ATBUS_ERR_BAD_SEGMENT,
+        Error::NotInitialized { .. } => ATBUS_ERR_NOT_INITIALIZED,
+        Error::Full => ATBUS_ERR_FULL,
+        Error::Empty => ATBUS_ERR_EMPTY,
+        Error::Timeout => ATBUS_ERR_TIMEOUT,
+        Error::TooLarge { .. } => ATBUS_ERR_TOO_LARGE,
+        Error::BufferTooSmall { .. } => ATBUS_ERR_BUFFER_TOO_SMALL,
+        Error::ReaderBusy { .. } => ATBUS_ERR_READER_BUSY,
+        Error::Abandoned { .. } => ATBUS_ERR_ABANDONED,
+        Error::Damaged => ATBUS_ERR_DAMAGED,
+    }
+}
+
+/// Why an entry point failed: its code and the message for `atbus_last_error`.
+struct Failure {
+    code: i32,
+    message: String,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure {
+            code: error_code(&e),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Failure {
+    Failure {
+        code: ATBUS_ERR_INVALID_ARGUMENT,
+        message: message.into(),
+    }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(message: String) {
+    // A message never holds NUL, but make sure rather than drop it.
+    let message = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+    // try_with: during thread teardown the slot may be gone; the code still tells.
+    let _ = LAST_ERROR.try_with(|slot| {
+        if let Ok(mut slot) = slot.try_borrow_mut() {
+            *slot = message;
+        }
+    });
+}
+
+/// Runs one entry point: catches panics, turns the outcome into a code, and records the
+/// message of a failure for `atbus_last_error`.
+fn entry(f: impl FnOnce() -> Result<(), Failure>) -> i32 {
+    // AssertUnwindSafe: after a panic the only state the caller can observe again is
+    // the handle, whose reader sits behind a Mutex that the panic poisons (`lock_reader`
+    // recovers from that by dropping the reader); writers and the channel keep no state
+    // a panic can leave half-changed outside the shared segment, which is built to
+    // survive a writer dying at any point.
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    let failure = match outcome {
+        Ok(Ok(())) => return ATBUS_OK,
+        Ok(Err(failure)) => failure,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string payload".into());
+            // Dropping the payload could itself panic (a Drop impl that panics); a
+            // panic here would unwind into C, so forget it instead.
+            std::mem::forget(payload);
+            Failure {
+                code: ATBUS_ERR_PANIC,
+                message: format!("atbus panicked (a bug, please report it): {what}"),
+            }
+        }
+    };
+    set_last_error(failure.message);
+    failure.code
+}
+
+/// Checks an out-pointer: non-NULL and aligned for `T`.
+fn check_out<T>(p: *mut T, what: &str) -> Result<(), Failure> {
+    if p.is_null() {
+        return Err(invalid(format!("{what} is NULL")));
+    }
+    if !p.is_aligned() {
+        return Err(invalid(format!("{what} is not aligned for its type")));
+    }
+    Ok(())
+}
+
+/// Borrows a handle.
+///
+/// # Safety
+/// `channel` is NULL or a live handle from `atbus_create`/`atbus_open`.
+unsafe fn handle<'a>(channel: *const atbus_channel) -> Result<&'a atbus_channel, Failure> {
+    if channel.is_null() {
+        return Err(invalid("the channel handle is NULL"));
+    }
+    if !channel.is_aligned() {
+        return Err(invalid("the channel handle is not a handle (misaligned)"));
+    }
+    // SAFETY: non-NULL and aligned; the caller promises it is a live handle, i.e. a
+    // pointer from Box::into_raw not yet passed to atbus_close. Handles are only ever
+    // shared (`&`): all mutation inside goes through Sync types.
+    Ok(unsafe { &*channel })
+}
+
+/// Reads a channel name.
+///
+/// # Safety
+/// `name` is NULL or points to a NUL-terminated string that stays valid during the call.
+unsafe fn name_arg<'a>(name: *const c_char) -> Result<&'a str, Failure> {
+    if name.is_null() {
+        return Err(invalid("the channel name is NULL"));
+    }
+    // SAFETY: non-NULL, and the caller promises a NUL-terminated string valid for the
+    // duration of the call; the borrow does not outlive the call.
+    let name = unsafe { CStr::from_ptr(name) };
+    name.to_str()
+        .map_err(|_| invalid(format!("the channel name {name:?} is not valid UTF-8")))
+}
+
+fn lock_reader(h: &atbus_channel) -> MutexGuard<'_, Option<Reader>> {
+    h.reader.lock().unwrap_or_else(|poisoned| {
+        // A panic inside a receive left the reader in an unknown state: drop it (giving
+        // the role back as a crashed reader would) and take the role anew next time.
+        let mut guard = poisoned.into_inner();
+        *guard = None;
+        h.reader.clear_poison();
+        guard
+    })
+}
+
+fn new_handle(channel: Channel) -> *mut atbus_channel {
+    let writer = channel.writer();
+    Box::into_raw(Box::new(atbus_channel {
+        channel,
+        writer,
+        reader: Mutex::new(None),
+    }))
+}
+
+/// Fills `*out` with the default configuration (node size 128, timeout 1000 ms, 4 write
+/// retries, mode 0600, no protect area, dead-writer detection on).
+///
+/// Returns `ATBUS_OK`, or `ATBUS_ERR_INVALID_ARGUMENT` if `out` is NULL.
+///
+/// # Safety
+/// `out` is NULL or points to writable memory for one `atbus_config`.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_config_default(out: *mut atbus_config) -> i32 {
+    entry(|| {
+        check_out(out, "out")?;
+        // SAFETY: checked non-NULL and aligned; the caller promises it is writable.
+        // `write` does not read or drop the (possibly uninitialised) old value.
+        unsafe { out.write(atbus_config::from(&Config::default())) };
+        Ok(())
+    })
+}
+
+/// Creates channel `name` of `size` bytes (header and node heads included) and opens a
+/// handle on it. The memory is reserved now, so a too-small `/dev/shm` fails here with
+/// `ATBUS_ERR_NO_SPACE` rather than with SIGBUS later.
+///
+/// `name` is a POSIX shared-memory name: one leading slash and no other, like
+/// `"/orders"`, at most 255 bytes, UTF-8. (A name with more slashes is taken as a file
+/// path, e.g. on tmpfs or hugetlbfs.) `config` NULL means the defaults.
+///
+/// On success `*out` is a new handle that the caller owns and frees with `atbus_close`;
+/// on failure `*out` is set to NULL (if `out` is not NULL). Returns `ATBUS_OK`,
+/// `ATBUS_ERR_EXISTS`, `ATBUS_ERR_INVALID_ARGUMENT` (bad name, bad config, size too
+/// small for two nodes or too large for the address space), `ATBUS_ERR_NO_SPACE`,
+/// `ATBUS_ERR_PERMISSION` or `ATBUS_ERR_IO`. The channel exists until `atbus_unlink`,
+/// even after every handle is closed.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string; `config` is NULL or points to a valid
+/// `atbus_config`; `out` is NULL or points to writable memory for one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_create(
+    name: *const c_char,
+    size: usize,
+    config: *const atbus_config,
+    out: *mut *mut atbus_channel,
+) -> i32 {
+    entry(|| {
+        check_out(out, "out")?;
+        // SAFETY: checked non-NULL and aligned; the caller promises it is writable.
+        unsafe { out.write(std::ptr::null_mut()) };
+        // SAFETY: the caller promises `name` is NULL or NUL-terminated.
+        let name = unsafe { name_arg(name) }?;
+        let config = if config.is_null() {
+            Config::default()
+        } else {
+            if !config.is_aligned() {
+                return Err(invalid("config is not aligned for atbus_config"));
+            }
+            // SAFETY: non-NULL and aligned; the caller promises it points to a valid
+            // atbus_config. Copied out at once; the C side keeps ownership.
+            Config::from(unsafe { &*config })
+        };
+        if size > isize::MAX as usize {
+            // The core would fail resizing the object (an `off_t` is signed): say why.
+            return Err(invalid(format!(
+                "channel size {size} is beyond any address space; ask for at most a \
+                 fraction of /dev/shm"
+            )));
+        }
+        let channel = Channel::create(name, size, &config)?;
+        // SAFETY: checked above; the handle's ownership passes to the caller.
+        unsafe { out.write(new_handle(channel)) };
+        Ok(())
+    })
+}
+
+/// Opens existing channel `name` (same name rules as `atbus_create`), validating its
+/// header. Waits up to 200 ms for a creator that is still initialising it.
+///
+/// On success `*out` is a new handle that the caller owns and frees with `atbus_close`;
+/// on failure `*out` is set to NULL (if `out` is not NULL). Returns `ATBUS_OK`,
+/// `ATBUS_ERR_NOT_FOUND`, `ATBUS_ERR_INVALID_ARGUMENT` (bad name),
+/// `ATBUS_ERR_BAD_SEGMENT`, `ATBUS_ERR_NOT_INITIALIZED`, `ATBUS_ERR_PERMISSION` or
+/// `ATBUS_ERR_IO`.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string; `out` is NULL or points to writable memory
+/// for one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_open(name: *const c_char, out: *mut *mut atbus_channel) -> i32 {
+    entry(|| {
+        check_out(out, "out")?;
+        // SAFETY: checked non-NULL and aligned; the caller promises it is writable.
+        unsafe { out.write(std::ptr::null_mut()) };
+        // SAFETY: the caller promises `name` is NULL or NUL-terminated.
+        let name = unsafe { name_arg(name) }?;
+        let channel = Channel::open(name)?;
+        // SAFETY: checked above; the handle's ownership passes to the caller.
+        unsafe { out.write(new_handle(channel)) };
+        Ok(())
+    })
+}
+
+/// Closes a handle: gives back the reader role if it holds it and unmaps the channel.
+/// The channel itself stays (see `atbus_unlink`). NULL is a no-op.
+///
+/// # Safety
+/// `channel` is NULL or a handle from `atbus_create`/`atbus_open` not closed before, and
+/// no other thread uses it during or after this call.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_close(channel: *mut atbus_channel) {
+    if channel.is_null() {
+        return;
+    }
+    // Nothing to report from a close; a panic (a bug) is swallowed, never unwound into C.
+    let _ = entry(|| {
+        // SAFETY: the caller promises this is a live handle made by Box::into_raw in
+        // `new_handle`, closed only now and used by no one else: we own it again.
+        drop(unsafe { Box::from_raw(channel) });
+        Ok(())
+    });
+}
+
+/// Removes channel `name`. Processes that have it open keep working on the old memory;
+/// the name can be created anew at once.
+///
+/// Returns `ATBUS_OK`, `ATBUS_ERR_NOT_FOUND`, `ATBUS_ERR_INVALID_ARGUMENT` (bad name),
+/// `ATBUS_ERR_PERMISSION` or `ATBUS_ERR_IO`.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_unlink(name: *const c_char) -> i32 {
+    entry(|| {
+        // SAFETY: the caller promises `name` is NULL or NUL-terminated.
+        let name = unsafe { name_arg(name) }?;
+        Channel::unlink(name)?;
+        Ok(())
+    })
+}
+
+/// Sends one message of `len` bytes from `data` (copied; the caller keeps `data`).
+/// `data` may be NULL when `len` is 0: empty messages are messages too. Never blocks.
+///
+/// Returns `ATBUS_OK` (the message will be delivered), `ATBUS_ERR_FULL` (no room now;
+/// nothing was written), `ATBUS_ERR_TOO_LARGE` (can never fit), `ATBUS_ERR_ABANDONED`
+/// (this writer stalled past the channel's timeout and the message was not delivered) or
+/// `ATBUS_ERR_INVALID_ARGUMENT`. Safe to call from several threads on one handle.
+///
+/// # Safety
+/// `channel` is NULL or a live handle; `data` is NULL or readable for `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_send(
+    channel: *mut atbus_channel,
+    data: *const c_void,
+    len: usize,
+) -> i32 {
+    entry(|| {
+        // SAFETY: the caller promises NULL or a live handle.
+        let h = unsafe { handle(channel) }?;
+        // SAFETY: the caller promises `data` is readable for `len` bytes.
+        let message = unsafe { message_arg(h, data, len) }?;
+        h.writer.send(message)?;
+        Ok(())
+    })
+}
+
+/// Like `atbus_send`, but while the ring is full retries for up to `timeout_ms`
+/// milliseconds (spinning briefly, then yielding, then sleeping). Returns
+/// `ATBUS_ERR_TIMEOUT` if it stayed full, otherwise as `atbus_send`.
+///
+/// # Safety
+/// As `atbus_send`.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_send_timeout(
+    channel: *mut atbus_channel,
+    data: *const c_void,
+    len: usize,
+    timeout_ms: u64,
+) -> i32 {
+    entry(|| {
+        // SAFETY: the caller promises NULL or a live handle.
+        let h = unsafe { handle(channel) }?;
+        // SAFETY: the caller promises `data` is readable for `len` bytes.
+        let message = unsafe { message_arg(h, data, len) }?;
+        h.writer
+            .send_timeout(message, Duration::from_millis(timeout_ms))?;
+        Ok(())
+    })
+}
+
+/// The message argument of a send, checked.
+///
+/// # Safety
+/// `data` is NULL or readable for `len` bytes for the life of the returned slice.
+unsafe fn message_arg<'a>(
+    h: &atbus_channel,
+    data: *const c_void,
+    len: usize,
+) -> Result<&'a [u8], Failure> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if data.is_null() {
+        return Err(invalid(format!("data is NULL but len is {len}")));
+    }
+    // Refuse before building a slice: a len beyond isize::MAX is no valid slice.
+    let max = h.writer.max_message_len();
+    if len > max {
+        return Err(Error::TooLarge { len, max }.into());
+    }
+    // SAFETY: non-NULL; the caller promises `len` readable bytes that stay valid and
+    // unchanged for the call; u8 has alignment 1; len <= max_message_len, which is below
+    // the channel's mapped size and so below isize::MAX.
+    Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
+}
+
+/// Receives the next message into `buf` (capacity `cap` bytes) and sets `*out_len` to
+/// its length. Never blocks.
+///
+/// The first call on a handle takes the channel's reader role, which the handle keeps
+/// until `atbus_release_reader` or `atbus_close`; a channel has one reader across all
+/// processes (the role of a dead process is taken over).
+///
+/// Returns:
+/// * `ATBUS_OK`: `buf[0..*out_len]` holds the message;
+/// * `ATBUS_ERR_EMPTY`: nothing ready now (`*out_len` = 0);
+/// * `ATBUS_ERR_BUFFER_TOO_SMALL`: `*out_len` = the size needed; the message stays in the
+///   ring, call again with a larger buffer (`buf` may be NULL with `cap` 0 to ask for
+///   the size);
+/// * `ATBUS_ERR_READER_BUSY`: another live process or handle holds the reader role;
+/// * `ATBUS_ERR_INVALID_ARGUMENT`: NULL `channel` or `out_len`, or NULL `buf` with
+///   `cap` > 0.
+///
+/// Torn, corrupt and padding blocks on the way are skipped and counted in the stats.
+/// Calls from several threads on one handle are serialised.
+///
+/// # Safety
+/// `channel` is NULL or a live handle; `buf` is NULL or writable for `cap` bytes;
+/// `out_len` is NULL or points to writable memory for one `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_recv(
+    channel: *mut atbus_channel,
+    buf: *mut c_void,
+    cap: usize,
+    out_len: *mut usize,
+) -> i32 {
+    // SAFETY: the caller's promises are the ones `recv` needs.
+    entry(|| unsafe { recv(channel, buf, cap, out_len, None) })
+}
+
+/// Like `atbus_recv`, but waits up to `timeout_ms` milliseconds for a message: spins
+/// briefly, then yields, then sleeps on a futex in the channel that writers signal (an
+/// idle reader uses no CPU). Returns `ATBUS_ERR_TIMEOUT` (`*out_len` = 0) if nothing
+/// arrived, otherwise as `atbus_recv`. While it waits, other `atbus_recv` calls on the
+/// same handle wait for it.
+///
+/// # Safety
+/// As `atbus_recv`.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_recv_timeout(
+    channel: *mut atbus_channel,
+    buf: *mut c_void,
+    cap: usize,
+    out_len: *mut usize,
+    timeout_ms: u64,
+) -> i32 {
+    let timeout = Duration::from_millis(timeout_ms);
+    // SAFETY: the caller's promises are the ones `recv` needs.
+    entry(|| unsafe { recv(channel, buf, cap, out_len, Some(timeout)) })
+}
+
+/// The body of `atbus_recv` (`timeout` None) and `atbus_recv_timeout`.
+///
+/// # Safety
+/// As `atbus_recv`.
+unsafe fn recv(
+    channel: *mut atbus_channel,
+    buf: *mut c_void,
+    cap: usize,
+    out_len: *mut usize,
+    timeout: Option<Duration>,
+) -> Result<(), Failure> {
+    check_out(out_len, "out_len")?;
+    // SAFETY: checked non-NULL and aligned; the caller promises it is writable.
+    unsafe { out_len.write(0) };
+    // SAFETY: the caller promises NULL or a live handle.
+    let h = unsafe { handle(channel) }?;
+    let buf: &mut [u8] = if cap == 0 {
+        &mut []
+    } else if buf.is_null() {
+        return Err(invalid(format!("buf is NULL but cap is {cap}")));
+    } else {
+        // A slice shorter than the caller's buffer is sound, one beyond isize::MAX is
+        // not; no message is that long anyway.
+        let cap = cap.min(isize::MAX as usize);
+        // SAFETY: non-NULL; the caller promises `cap` writable bytes, not aliased by
+        // anything we touch, valid for the call; u8 has alignment 1.
+        unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), cap) }
+    };
+    let mut slot = lock_reader(h);
+    let reader = match &mut *slot {
+        Some(reader) => reader,
+        empty => empty.insert(h.channel.reader()?),
+    };
+    let received = match timeout {
+        None => reader.try_recv(buf),
+        Some(timeout) => reader.recv_timeout(buf, timeout),
+    };
+    match received {
+        Ok(n) => {
+            // SAFETY: checked non-NULL and aligned above.
+            unsafe { out_len.write(n) };
+            Ok(())
+        }
+        Err(e) => {
+            if let Error::BufferTooSmall { needed } = e {
+                // SAFETY: checked non-NULL and aligned above.
+                unsafe { out_len.write(needed) };
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Gives back the reader role if this handle holds it (releasing every consumed node to
+/// the writers), so another handle or process can read. The next `atbus_recv` on this
+/// handle takes the role again. Returns `ATBUS_OK`, also when the handle did not hold
+/// the role, or `ATBUS_ERR_INVALID_ARGUMENT` for a NULL handle.
+///
+/// # Safety
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_release_reader(channel: *mut atbus_channel) -> i32 {
+    entry(|| {
+        // SAFETY: the caller promises NULL or a live handle.
+        let h = unsafe { handle(channel) }?;
+        *lock_reader(h) = None;
+        Ok(())
+    })
+}
+
+/// Fills `*out` with a snapshot of the channel's shared counters (those of every process
+/// using the channel, not just this handle).
+///
+/// Returns `ATBUS_OK` or `ATBUS_ERR_INVALID_ARGUMENT` (NULL `channel` or `out`).
+///
+/// # Safety
+/// `channel` is NULL or a live handle; `out` is NULL or points to writable memory for one
+/// `atbus_stats`.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_get_stats(
+    channel: *const atbus_channel,
+    out: *mut atbus_stats,
+) -> i32 {
+    entry(|| {
+        check_out(out, "out")?;
+        // SAFETY: the caller promises NULL or a live handle.
+        let h = unsafe { handle(channel) }?;
+        let stats = atbus_stats::from(h.channel.stats());
+        // SAFETY: checked non-NULL and aligned; the caller promises it is writable.
+        unsafe { out.write(stats) };
+        Ok(())
+    })
+}
+
+/// The largest message, in bytes, this channel accepts (half its ring), or 0 if
+/// `channel` is NULL.
+///
+/// # Safety
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_max_message_len(channel: *const atbus_channel) -> usize {
+    let mut len = 0;
+    entry(|| {
+        // SAFETY: the caller promises NULL or a live handle.
+        len = unsafe { handle(channel) }?.channel.max_message_len();
+        Ok(())
+    });
+    len
+}
+
+/// A static description of a return code, like "no message ready" for
+/// `ATBUS_ERR_EMPTY`. Never NULL; an unknown code gives "unknown atbus error code". The
+/// string is owned by the library and must not be freed.
+#[no_mangle]
+pub extern "C" fn atbus_strerror(code: i32) -> *const c_char {
+    let s: &'static CStr = match code {
+        ATBUS_OK => c"success",
+        ATBUS_ERR_EMPTY => c"no message ready",
+        ATBUS_ERR_FULL => c"channel is full",
+        ATBUS_ERR_TOO_LARGE => c"message can never fit in this channel",
+        ATBUS_ERR_BUFFER_TOO_SMALL => c"buffer too small for the next message",
+        ATBUS_ERR_INVALID_ARGUMENT => c"invalid argument",
+        ATBUS_ERR_NOT_FOUND => c"channel not found",
+        ATBUS_ERR_EXISTS => c"channel already exists",
+        ATBUS_ERR_BAD_SEGMENT => c"not a usable atbus segment",
+        ATBUS_ERR_NOT_INITIALIZED => c"channel not initialised by its creator yet",
+        ATBUS_ERR_READER_BUSY => c"the reader role is held by another live reader",
+        ATBUS_ERR_TIMEOUT => c"timed out",
+        ATBUS_ERR_ABANDONED => c"message abandoned: this writer stalled past the timeout",
+        ATBUS_ERR_PERMISSION => c"permission denied",
+        ATBUS_ERR_NO_SPACE => c"no space for the channel",
+        ATBUS_ERR_IO => c"operating-system error",
+        ATBUS_ERR_PANIC => c"internal error in atbus (a bug)",
+        ATBUS_ERR_DAMAGED => c"message damaged while read in place",
+        _ => c"unknown atbus error code",
+    };
+    s.as_ptr()
+}
+
+/// The full message of the last failure of an atbus function on the calling thread: what
+/// failed, on which channel, and what to do next. Empty ("") if none failed yet; calls
+/// that succeed leave it unchanged. Never NULL. The string is owned by the library and
+/// stays valid until the next atbus call on this thread fails.
+#[no_mangle]
+pub extern "C" fn atbus_last_error() -> *const c_char {
+    static EMPTY: &CStr = c"";
+    LAST_ERROR
+        .try_with(|slot| match slot.try_borrow() {
+            // The CString's heap buffer stays put until the slot is replaced, which only
+            // a later failure on this same thread does.
+            Ok(s) => s.as_ptr(),
+            Err(_) => EMPTY.as_ptr(),
+        })
+        .unwrap_or(EMPTY.as_ptr())
+}

@@ -1,0 +1,50 @@
+// include/atbus.h compiles as C++ (c++ -std=c++11 -Wall -Wextra -Werror -c), its
+// functions have C linkage, and its structs have the layout of the Rust side, whose
+// sizes and offsets the test passes in as -D definitions.
+#include "atbus.h"
+
+#include <cstddef>
+#include <type_traits>
+
+static_assert(std::is_standard_layout<atbus_config>::value, "atbus_config is plain data");
+static_assert(std::is_trivially_copyable<atbus_stats>::value, "atbus_stats is plain data");
+static_assert(sizeof(atbus_config) == RUST_CONFIG_SIZE, "atbus_config size");
+static_assert(offsetof(atbus_config, node_size) == RUST_CONFIG_NODE_SIZE, "node_size");
+static_assert(offsetof(atbus_config, timeout_ms) == RUST_CONFIG_TIMEOUT_MS, "timeout_ms");
+static_assert(offsetof(atbus_config, write_retries) == RUST_CONFIG_WRITE_RETRIES,
+              "write_retries");
+static_assert(offsetof(atbus_config, mode) == RUST_CONFIG_MODE, "mode");
+static_assert(offsetof(atbus_config, protect_bytes) == RUST_CONFIG_PROTECT_BYTES,
+              "protect_bytes");
+static_assert(offsetof(atbus_config, detect_dead_writers) == RUST_CONFIG_DETECT_DEAD_WRITERS,
+              "detect_dead_writers");
+static_assert(offsetof(atbus_config, checksums) == RUST_CONFIG_CHECKSUMS, "checksums");
+static_assert(sizeof(atbus_stats) == RUST_STATS_SIZE, "atbus_stats size");
+static_assert(ATBUS_OK == 0 && ATBUS_ERR_EMPTY < 0 && ATBUS_ERR_PANIC < 0, "codes");
+
+// Every function, taken by address with its exact C++ type.
+extern "C" {
+typedef int32_t (*create_fn)(const char *, size_t, const atbus_config *, atbus_channel **);
+typedef int32_t (*recv_fn)(atbus_channel *, void *, size_t, size_t *);
+}
+
+int atbus_header_compiles_as_cpp() {
+    create_fn create = &atbus_create;
+    recv_fn recv = &atbus_recv;
+    int32_t (*open)(const char *, atbus_channel **) = &atbus_open;
+    void (*close)(atbus_channel *) = &atbus_close;
+    int32_t (*unlink)(const char *) = &atbus_unlink;
+    int32_t (*send)(atbus_channel *, const void *, size_t) = &atbus_send;
+    int32_t (*send_timeout)(atbus_channel *, const void *, size_t, uint64_t) =
+        &atbus_send_timeout;
+    int32_t (*release)(atbus_channel *) = &atbus_release_reader;
+    int32_t (*stats)(const atbus_channel *, atbus_stats *) = &atbus_get_stats;
+    int32_t (*config)(atbus_config *) = &atbus_config_default;
+    size_t (*max_len)(const atbus_channel *) = &atbus_max_message_len;
+    const char *(*strerror)(int32_t) = &atbus_strerror;
+    const char *(*last_error)() = &atbus_last_error;
+    return create != nullptr && recv != nullptr && open != nullptr && close != nullptr &&
+           unlink != nullptr && send != nullptr && send_timeout != nullptr &&
+           release != nullptr && stats != nullptr && config != nullptr &&
+           max_len != nullptr && strerror != nullptr && last_error != nullptr;
+}

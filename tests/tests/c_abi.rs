@@ -1,0 +1,709 @@
+//! The C ABI from C and C++: the programs in `tests/c/` are compiled with the system
+//! compiler (`$CC`, default `cc`; `$CXX`, default `c++`) against `include/atbus.h` and
+//! linked to a `libatbus.a` / `libatbus.so` built from the current source. Two codes
+//! no C program can provoke (a writer stalled past the timeout, a panic inside atbus)
+//! are reached through the same `extern "C"` functions from Rust, with fault injection.
+
+use std::ffi::{c_void, CStr, CString};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, Instant};
+
+use atbus::ffi::*;
+use atbus::{Backoff, Channel, Config, Error, Step};
+use atbus_tests::{check_payload, length, payload, TestChannel};
+
+/// The workspace root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// The directory holding a `libatbus.a` and a `libatbus.so` built from the current
+/// source, without test features, exactly as a C user builds them: `cargo build -p atbus
+/// --lib` into a target directory of its own (once per test process; cargo makes it a
+/// quick no-op when nothing changed). The copies cargo leaves in `target/debug/deps/`
+/// are not used: atbus builds of different feature sets share those file names and
+/// overwrite each other, so they may not match the source this test was built from.
+fn lib_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c-abi-lib");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "-p", "atbus", "--lib", "--target-dir"])
+            .arg(&target)
+            .current_dir(root());
+        run(&mut cmd);
+        let dir = target.join("debug");
+        for lib in ["libatbus.a", "libatbus.so"] {
+            assert!(
+                dir.join(lib).is_file(),
+                "`cargo build -p atbus` made no {lib} in {}: atbus/Cargo.toml must list \
+                 crate-type = [\"rlib\", \"cdylib\", \"staticlib\"]",
+                dir.display()
+            );
+        }
+        dir
+    })
+    .clone()
+}
+
+fn tool(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+/// A directory for one test's programs and files, removed when the test ends.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("c-abi-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the scratch directory");
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs a command to completion and returns its output, failing the test with the
+/// command line, stdout and stderr if it does not exit 0.
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Link {
+    /// `cc app.c -Iinclude libatbus.a -lpthread -ldl -lm`
+    Static,
+    /// `cc app.c -Iinclude -L<dir> -latbus -Wl,-rpath,<dir>`
+    Dynamic,
+}
+
+/// Compiles `tests/c/<program>.c` with `-Wall -Wextra -Werror` and links it to atbus the
+/// way the README tells C users to.
+fn compile(scratch: &Scratch, program: &str, link: Link) -> PathBuf {
+    let c = root().join("tests/c");
+    let out = scratch.path(&format!("{program}-{link:?}"));
+    let lib = lib_dir();
+    let mut cmd = Command::new(tool("CC", "cc"));
+    cmd.args([
+        "-std=c99",
+        "-pedantic",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-g",
+        "-pthread",
+    ])
+    .arg("-I")
+    .arg(root().join("include"))
+    .arg("-I")
+    .arg(&c)
+    .arg(c.join(format!("{program}.c")))
+    .arg("-o")
+    .arg(&out);
+    match link {
+        Link::Static => cmd
+            .arg(lib.join("libatbus.a"))
+            .args(["-lpthread", "-ldl", "-lm"]),
+        Link::Dynamic => cmd
+            .arg(format!("-L{}", lib.display()))
+            .arg("-latbus")
+            .arg(format!("-Wl,-rpath,{}", lib.display())),
+    };
+    run(&mut cmd);
+    out
+}
+
+#[test]
+fn header_compiles_as_cpp11_and_matches_the_rust_layout() {
+    use std::mem::{offset_of, size_of};
+    let scratch = Scratch::new("cpp");
+    let defines = [
+        ("RUST_CONFIG_SIZE", size_of::<atbus_config>()),
+        ("RUST_CONFIG_NODE_SIZE", offset_of!(atbus_config, node_size)),
+        (
+            "RUST_CONFIG_TIMEOUT_MS",
+            offset_of!(atbus_config, timeout_ms),
+        ),
+        (
+            "RUST_CONFIG_WRITE_RETRIES",
+            offset_of!(atbus_config, write_retries),
+        ),
+        ("RUST_CONFIG_MODE", offset_of!(atbus_config, mode)),
+        (
+            "RUST_CONFIG_PROTECT_BYTES",
+            offset_of!(atbus_config, protect_bytes),
+        ),
+        (
+            "RUST_CONFIG_DETECT_DEAD_WRITERS",
+            offset_of!(atbus_config, detect_dead_writers),
+        ),
+        ("RUST_CONFIG_CHECKSUMS", offset_of!(atbus_config, checksums)),
+        ("RUST_STATS_SIZE", size_of::<atbus_stats>()),
+    ];
+    let mut cmd = Command::new(tool("CXX", "c++"));
+    cmd.args(["-std=c++11", "-Wall", "-Wextra", "-Werror", "-c"])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(root().join("tests/c/header_compiles.cpp"))
+        .arg("-o")
+        .arg(scratch.path("header_compiles.o"));
+    for (name, value) in defines {
+        cmd.arg(format!("-D{name}={value}"));
+    }
+    run(&mut cmd);
+    // Every counter is a u64, so the size pins the count: 23 counters.
+    assert_eq!(size_of::<atbus_stats>(), 23 * 8);
+}
+
+#[test]
+fn c_round_trip_linked_statically_and_dynamically() {
+    let scratch = Scratch::new("roundtrip");
+    for link in [Link::Static, Link::Dynamic] {
+        let program = compile(&scratch, "roundtrip", link);
+        let ch = TestChannel::new("c-roundtrip");
+        let out = run(Command::new(&program).arg(&ch.name));
+        assert!(
+            stdout(&out).starts_with("roundtrip ok: 3005 messages"),
+            "{out:?}"
+        );
+        // The program unlinked its channel itself.
+        assert!(matches!(
+            Channel::open(&ch.name),
+            Err(Error::NotFound { .. })
+        ));
+    }
+}
+
+/// The example of the README's `## C and C++` section is `tests/c/example.c`, and it
+/// runs as shown with both link lines.
+#[test]
+fn readme_c_example_compiles_and_runs() {
+    let example = std::fs::read_to_string(root().join("tests/c/example.c")).unwrap();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("\n## C and C++")
+        .nth(1)
+        .expect("README.md has a `## C and C++` section");
+    let block = section
+        .split("```c\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the C and C++ section has a ```c block");
+    assert_eq!(
+        block, example,
+        "the README's C example differs from tests/c/example.c: copy the file into it"
+    );
+    let scratch = Scratch::new("example");
+    for link in [Link::Static, Link::Dynamic] {
+        let program = compile(&scratch, "example", link);
+        let ch = TestChannel::new("c-example");
+        let out = run(Command::new(&program).arg(&ch.name));
+        assert_eq!(stdout(&out), "received hello\nsent 1, received 1\n");
+    }
+}
+
+/// Channels `errors.c` names after its prefix, removed even when it fails.
+struct ErrorChannels(String);
+
+impl Drop for ErrorChannels {
+    fn drop(&mut self) {
+        for what in ["args", "exists", "ring", "busy", "perm", "nospace"] {
+            let _ = Channel::unlink(&format!("{}-{what}", self.0));
+        }
+    }
+}
+
+#[test]
+fn c_program_reaches_every_error_code_it_can() {
+    let scratch = Scratch::new("errors");
+    let program = compile(&scratch, "errors", Link::Static);
+    let ch = TestChannel::new("c-errors");
+    let _cleanup = ErrorChannels(ch.name.clone());
+    let files = scratch.path("files");
+    std::fs::create_dir(&files).unwrap();
+    let out = run(Command::new(&program).arg(&ch.name).arg(&files));
+    assert_eq!(stdout(&out), "errors ok\n");
+}
+
+/// Per-writer order and byte checks for a stream of `atbus_tests::payload` messages.
+struct Tally {
+    next: Vec<u64>,
+    first_id: u64,
+    messages: u64,
+    bytes: u64,
+}
+
+impl Tally {
+    fn new(first_id: u64, writers: usize) -> Tally {
+        Tally {
+            next: vec![0; writers],
+            first_id,
+            messages: 0,
+            bytes: 0,
+        }
+    }
+
+    fn add(&mut self, msg: &[u8]) {
+        let (id, seq) = check_payload(msg).unwrap_or_else(|e| panic!("{e}"));
+        let slot = id
+            .checked_sub(self.first_id)
+            .and_then(|i| self.next.get_mut(i as usize))
+            .unwrap_or_else(|| panic!("message from unknown writer {id}"));
+        assert_eq!(seq, *slot, "writer {id}: message {seq} out of order");
+        assert_eq!(
+            msg.len(),
+            length(id, seq, 16, 2000),
+            "writer {id} message {seq}"
+        );
+        *slot += 1;
+        self.messages += 1;
+        self.bytes += msg.len() as u64;
+    }
+}
+
+/// Fails with the child's stderr if it exited unsuccessfully.
+fn check_child(child: &mut Child, what: &str) {
+    if let Some(status) = child.try_wait().unwrap() {
+        if !status.success() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            panic!("{what} failed ({status}): {stderr}");
+        }
+    }
+}
+
+#[test]
+fn c_writer_threads_feed_a_rust_reader_every_byte_checked() {
+    const THREADS: usize = 4;
+    const PER_THREAD: u64 = 20_000;
+    let scratch = Scratch::new("c-writer");
+    let program = compile(&scratch, "writer", Link::Static);
+    let ch = TestChannel::new("c-writer");
+    // A small ring: the writers wait for the reader and the ring wraps many times.
+    let channel = Channel::create(&ch.name, 256 << 10, &Config::default()).unwrap();
+    let mut reader = channel.reader().unwrap();
+    let mut child = Command::new(&program)
+        .args([
+            &ch.name,
+            "100",
+            &THREADS.to_string(),
+            &PER_THREAD.to_string(),
+            "16",
+            "2000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut tally = Tally::new(100, THREADS);
+    let mut buf = vec![0u8; 4096];
+    let mut last = Instant::now();
+    while tally.messages < THREADS as u64 * PER_THREAD {
+        match reader.recv_timeout(&mut buf, Duration::from_millis(100)) {
+            Ok(n) => {
+                tally.add(&buf[..n]);
+                last = Instant::now();
+            }
+            Err(Error::Timeout) => {
+                check_child(&mut child, "the C writer");
+                assert!(
+                    last.elapsed() < Duration::from_secs(60),
+                    "no message for 60 s"
+                );
+            }
+            Err(e) => panic!("receive failed: {e}"),
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        format!("sent {}\n", THREADS as u64 * PER_THREAD)
+    );
+    assert!(matches!(reader.try_recv(&mut buf), Err(Error::Empty)));
+    let s = channel.stats();
+    assert_eq!(s.messages_sent, tally.messages);
+    assert_eq!(s.bytes_sent, tally.bytes);
+    assert_eq!(s.bad_nodes + s.bad_blocks, 0, "{s:?}");
+}
+
+#[test]
+fn rust_writers_feed_a_c_reader_every_byte_checked() {
+    const WRITERS: u64 = 3;
+    const PER_WRITER: u64 = 20_000;
+    let scratch = Scratch::new("c-reader");
+    let program = compile(&scratch, "reader", Link::Dynamic);
+    let ch = TestChannel::new("c-reader");
+    let channel = Channel::create(&ch.name, 256 << 10, &Config::default()).unwrap();
+    let child = Command::new(&program)
+        .args([
+            &ch.name,
+            "200",
+            &WRITERS.to_string(),
+            &PER_WRITER.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let writer = channel.writer();
+                s.spawn(move || {
+                    let id = 200 + w;
+                    let mut bytes = 0;
+                    for seq in 0..PER_WRITER {
+                        let msg = payload(id, seq, length(id, seq, 16, 2000));
+                        writer
+                            .send_timeout(&msg, Duration::from_secs(60))
+                            .unwrap_or_else(|e| panic!("writer {id} message {seq}: {e}"));
+                        bytes += msg.len() as u64;
+                    }
+                    bytes
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the C reader failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout(&out),
+        format!("received {} bytes {bytes}\n", WRITERS * PER_WRITER)
+    );
+    let s = channel.stats();
+    assert_eq!(s.messages_received, WRITERS * PER_WRITER);
+    assert_eq!(s.bad_nodes + s.bad_blocks, 0, "{s:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The same functions called from Rust: codes that need a writer stopped inside atbus.
+
+/// What the fault hook does on this thread at `MidPayload`; other threads and tests in
+/// this binary are unaffected.
+enum Fault {
+    Panic,
+    Stall {
+        stalled: mpsc::Sender<()>,
+        resume: mpsc::Receiver<()>,
+    },
+}
+
+thread_local! {
+    static FAULT: std::cell::RefCell<Option<Fault>> = const { std::cell::RefCell::new(None) };
+}
+
+fn hook(step: Step) {
+    if step != Step::MidPayload {
+        return;
+    }
+    match FAULT.with(|f| f.borrow_mut().take()) {
+        None => {}
+        Some(Fault::Panic) => panic!("injected panic in the middle of a send"),
+        Some(Fault::Stall { stalled, resume }) => {
+            stalled.send(()).unwrap();
+            // Err when the test failed and dropped the sender: go on rather than hang.
+            let _ = resume.recv();
+        }
+    }
+}
+
+/// A handle made with `atbus_create`, closed when dropped.
+struct Handle(*mut atbus_channel);
+
+// SAFETY: an atbus_channel handle may be used from any thread (its parts are Sync);
+// the tests close it only after every thread using it has been joined.
+unsafe impl Send for Handle {}
+// SAFETY: as above.
+unsafe impl Sync for Handle {}
+
+impl Handle {
+    fn create(name: &str, config: &atbus_config) -> Handle {
+        let cname = CString::new(name).unwrap();
+        let mut h = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated name, a valid config and a valid out-pointer.
+        let rc = unsafe { atbus_create(cname.as_ptr(), 1 << 20, config, &mut h) };
+        assert_eq!(rc, ATBUS_OK, "{}", last_error());
+        Handle(h)
+    }
+
+    fn send(&self, msg: &[u8]) -> i32 {
+        // SAFETY: a live handle; `msg` is readable for its length.
+        unsafe { atbus_send(self.0, msg.as_ptr().cast::<c_void>(), msg.len()) }
+    }
+
+    fn recv(&self, buf: &mut [u8]) -> (i32, usize) {
+        let mut len = 0;
+        // SAFETY: a live handle; `buf` is writable for its length; `len` is a usize.
+        let rc = unsafe { atbus_recv(self.0, buf.as_mut_ptr().cast(), buf.len(), &mut len) };
+        (rc, len)
+    }
+
+    fn stats(&self) -> atbus_stats {
+        let mut s = atbus_stats::default();
+        // SAFETY: a live handle and a valid out-pointer.
+        assert_eq!(unsafe { atbus_get_stats(self.0, &mut s) }, ATBUS_OK);
+        s
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // SAFETY: made by atbus_create, closed once, no thread uses it any more.
+        unsafe { atbus_close(self.0) };
+    }
+}
+
+fn last_error() -> String {
+    // SAFETY: atbus_last_error returns a NUL-terminated string valid until the next
+    // failing atbus call on this thread; it is copied at once.
+    unsafe { CStr::from_ptr(atbus_last_error()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn config_with_timeout_ms(ms: u64) -> atbus_config {
+    let mut config = std::mem::MaybeUninit::<atbus_config>::uninit();
+    // SAFETY: a valid out-pointer; atbus_config_default initialises all of it on OK.
+    assert_eq!(
+        unsafe { atbus_config_default(config.as_mut_ptr()) },
+        ATBUS_OK
+    );
+    // SAFETY: initialised by atbus_config_default above.
+    let mut config = unsafe { config.assume_init() };
+    config.timeout_ms = ms;
+    config
+}
+
+#[test]
+fn writer_stalled_past_the_timeout_gets_abandoned_through_the_abi() {
+    atbus::set_fault_hook(hook);
+    let ch = TestChannel::new("c-abandoned");
+    let handle = Handle::create(&ch.name, &config_with_timeout_ms(1));
+    let (stalled_tx, stalled_rx) = mpsc::channel();
+    let (resume_tx, resume_rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        // Moved in, so that a failing assertion drops it and the writer goes on.
+        let resume_tx = resume_tx;
+        let handle = &handle;
+        let writer = s.spawn(move || {
+            FAULT.with(|f| {
+                *f.borrow_mut() = Some(Fault::Stall {
+                    stalled: stalled_tx,
+                    resume: resume_rx,
+                })
+            });
+            let rc = handle.send(&payload(1, 0, 500));
+            (rc, last_error())
+        });
+        stalled_rx.recv().unwrap();
+        // The same handle reads on this thread while its writer is stopped mid-send:
+        // after the 1 ms timeout it skips the torn block.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut buf = [0u8; 1024];
+        let mut backoff = Backoff::new();
+        while handle.stats().timeout_blocks == 0 {
+            assert_eq!(handle.recv(&mut buf).0, ATBUS_ERR_EMPTY);
+            assert!(
+                Instant::now() < deadline,
+                "the torn block was never skipped"
+            );
+            backoff.snooze();
+        }
+        resume_tx.send(()).unwrap();
+        let (rc, message) = writer.join().unwrap();
+        assert_eq!(rc, ATBUS_ERR_ABANDONED, "{message}");
+        assert!(message.contains("not delivered"), "{message}");
+        assert_eq!(handle.recv(&mut buf).0, ATBUS_ERR_EMPTY);
+    });
+    let s = handle.stats();
+    assert_eq!(
+        (s.abandoned, s.timeout_blocks, s.messages_received),
+        (1, 1, 0)
+    );
+    // The channel goes on working.
+    assert_eq!(handle.send(b"after"), ATBUS_OK);
+    let mut buf = [0u8; 16];
+    assert_eq!(handle.recv(&mut buf), (ATBUS_OK, 5));
+}
+
+#[test]
+fn a_panic_inside_atbus_becomes_a_code_not_an_unwind_into_c() {
+    atbus::set_fault_hook(hook);
+    let ch = TestChannel::new("c-panic");
+    let handle = Handle::create(&ch.name, &config_with_timeout_ms(1));
+    FAULT.with(|f| *f.borrow_mut() = Some(Fault::Panic));
+    assert_eq!(handle.send(&payload(2, 0, 100)), ATBUS_ERR_PANIC);
+    let message = last_error();
+    assert!(message.contains("injected panic"), "{message}");
+    // SAFETY: atbus_strerror returns a static NUL-terminated string.
+    let text = unsafe { CStr::from_ptr(atbus_strerror(ATBUS_ERR_PANIC)) };
+    assert_eq!(text.to_str().unwrap(), "internal error in atbus (a bug)");
+    // The handle still works: the half-written block is skipped after the timeout.
+    assert_eq!(handle.send(&payload(2, 1, 100)), ATBUS_OK);
+    let mut buf = [0u8; 256];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let len = loop {
+        match handle.recv(&mut buf) {
+            (ATBUS_OK, len) => break len,
+            (ATBUS_ERR_EMPTY, _) => assert!(Instant::now() < deadline),
+            (rc, _) => panic!("recv returned {rc}: {}", last_error()),
+        }
+    };
+    assert_eq!(check_payload(&buf[..len]), Ok((2, 1)));
+}
+
+#[test]
+fn every_error_maps_to_its_code() {
+    let io = || std::io::Error::other("x");
+    let n = || "/n".to_string();
+    let cases = [
+        (
+            Error::InvalidName {
+                name: n(),
+                reason: "r",
+            },
+            ATBUS_ERR_INVALID_ARGUMENT,
+        ),
+        (
+            Error::InvalidConfig { reason: n() },
+            ATBUS_ERR_INVALID_ARGUMENT,
+        ),
+        (Error::AlreadyExists { name: n() }, ATBUS_ERR_EXISTS),
+        (Error::NotFound { name: n() }, ATBUS_ERR_NOT_FOUND),
+        (Error::PermissionDenied { name: n() }, ATBUS_ERR_PERMISSION),
+        (Error::NoSpace { name: n(), size: 1 }, ATBUS_ERR_NO_SPACE),
+        (
+            Error::Io {
+                op: "op",
+                name: n(),
+                source: io(),
+            },
+            ATBUS_ERR_IO,
+        ),
+        (
+            Error::Truncated {
+                name: n(),
+                actual: 1,
+                expected: 2,
+            },
+            ATBUS_ERR_BAD_SEGMENT,
+        ),
+        (Error::NotAtbus { name: n() }, ATBUS_ERR_BAD_SEGMENT),
+        (
+            Error::NotInitialized { name: n() },
+            ATBUS_ERR_NOT_INITIALIZED,
+        ),
+        (
+            Error::Incompatible {
+                name: n(),
+                reason: n(),
+            },
+            ATBUS_ERR_BAD_SEGMENT,
+        ),
+        (
+            Error::Corrupt {
+                name: n(),
+                reason: n(),
+            },
+            ATBUS_ERR_BAD_SEGMENT,
+        ),
+        (Error::Full, ATBUS_ERR_FULL),
+        (Error::Empty, ATBUS_ERR_EMPTY),
+        (Error::Timeout, ATBUS_ERR_TIMEOUT),
+        (Error::TooLarge { len: 2, max: 1 }, ATBUS_ERR_TOO_LARGE),
+        (
+            Error::BufferTooSmall { needed: 1 },
+            ATBUS_ERR_BUFFER_TOO_SMALL,
+        ),
+        (Error::ReaderBusy { pid: 1 }, ATBUS_ERR_READER_BUSY),
+        (Error::Damaged, ATBUS_ERR_DAMAGED),
+        (Error::Abandoned { seq: 1 }, ATBUS_ERR_ABANDONED),
+    ];
+    for (error, code) in cases {
+        assert_eq!(error_code(&error), code, "{error:?}");
+    }
+}
+
+#[test]
+fn stats_carry_every_counter_of_channel_stats() {
+    let ch = TestChannel::new("c-stats");
+    let handle = Handle::create(&ch.name, &config_with_timeout_ms(1000));
+    for i in 0..50u64 {
+        assert_eq!(handle.send(&payload(3, i, 16 + i as usize * 37)), ATBUS_OK);
+    }
+    let mut buf = [0u8; 4096];
+    for _ in 0..20 {
+        assert_eq!(handle.recv(&mut buf).0, ATBUS_OK);
+    }
+    let c = handle.stats();
+    let r = Channel::open(&ch.name).unwrap().stats();
+    let pairs = [
+        (c.messages_sent, r.messages_sent),
+        (c.bytes_sent, r.bytes_sent),
+        (c.full, r.full),
+        (c.write_retries, r.write_retries),
+        (c.abandoned, r.abandoned),
+        (c.padding_claims, r.padding_claims),
+        (c.messages_received, r.messages_received),
+        (c.bytes_received, r.bytes_received),
+        (c.timeout_blocks, r.timeout_blocks),
+        (c.dead_writer_blocks, r.dead_writer_blocks),
+        (c.bad_nodes, r.bad_nodes),
+        (c.bad_blocks, r.bad_blocks),
+        (c.crc_failures, r.crc_failures),
+        (c.check_failures, r.check_failures),
+        (c.padding_blocks, r.padding_blocks),
+        (c.handover_nodes, r.handover_nodes),
+        (c.reader_takeovers, r.reader_takeovers),
+        (c.aborted_blocks, r.aborted_blocks),
+        (c.reader_sleeps, r.reader_sleeps),
+        (c.wakeups, r.wakeups),
+        (c.read_cursor, r.read_cursor),
+        (c.write_cursor, r.write_cursor),
+        (c.op_seq, r.op_seq),
+    ];
+    assert_eq!(pairs.len() * 8, std::mem::size_of::<atbus_stats>());
+    for (i, (from_c, from_rust)) in pairs.into_iter().enumerate() {
+        assert_eq!(from_c, from_rust, "counter {i} of atbus_stats");
+    }
+    assert_eq!((c.messages_sent, c.messages_received), (50, 20));
+}
