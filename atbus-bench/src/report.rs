@@ -212,6 +212,25 @@ pub fn summarize(
             st.dead_writer_blocks, st.timeout_blocks, s.in_flight_not_delivered, s.abandoned
         ));
     }
+    let attributed = s.lost_to_stalled_writers + s.lost_to_handover;
+    if attributed > 0 {
+        s.notes.push(format!(
+            "skipped torn blocks ({}) {} attributed losses ({}){}",
+            s.skip_blocks,
+            if s.skip_blocks >= attributed {
+                ">="
+            } else {
+                "<"
+            },
+            attributed,
+            if s.skip_blocks >= attributed {
+                ""
+            } else {
+                ": one stalled writer's late write can span and destroy several other \
+                 messages, and a reader take-over loses without skipping a block"
+            }
+        ));
+    }
     if bad > 0 {
         s.notes.push(format!(
             "{} blocks failed crc32 / {} failed header checks: {}",
