@@ -2,28 +2,10 @@
 //! padding and wrap-around, buffer sizes, the reader role, and corrupt segments.
 #![cfg(not(loom))]
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use atbus::{Channel, Config, Error};
 
-/// A channel name unique to this process and test, unlinked on drop.
-struct Named(String);
-
-impl Named {
-    fn new(tag: &str) -> Named {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let name = format!("/atbus-t-{}-{tag}-{n}", std::process::id());
-        let _ = Channel::unlink(&name);
-        Named(name)
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        let _ = Channel::unlink(&self.0);
-    }
-}
+mod common;
+use common::Named;
 
 /// Deterministic payload for message `i` of a given length.
 fn payload(i: u64, len: usize) -> Vec<u8> {

@@ -2,28 +2,12 @@
 //! one process (the cross-process cases are in tests/tests/).
 #![cfg(not(loom))]
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use atbus::{Channel, Config, Error};
 
-struct Named(String);
-
-impl Named {
-    fn new(tag: &str) -> Named {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let name = format!("/atbus-zc-{}-{tag}-{n}", std::process::id());
-        let _ = Channel::unlink(&name);
-        Named(name)
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        let _ = Channel::unlink(&self.0);
-    }
-}
+mod common;
+use common::Named;
 
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
     (0..len)

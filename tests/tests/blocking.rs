@@ -2,36 +2,14 @@
 //! reader that outlives a killed writer, and what an in-place reader sees when a stalled
 //! writer wakes into its message.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use atbus::{Backoff, Channel, Config, Error, Inspector};
 use atbus_tests::{check_payload, payload, TestChannel, EXIT_ABANDONED};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
-const PEER: &str = env!("CARGO_BIN_EXE_atbus-peer");
-
-fn peer(args: &[&str]) -> Child {
-    Command::new(PEER)
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn atbus-peer")
-}
-
-fn wait_stopped(child: &Child) {
-    let pid = Pid::from_raw(child.id() as i32);
-    match waitpid(pid, Some(WaitPidFlag::WUNTRACED)).unwrap() {
-        WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
-        other => panic!("peer did not stop: {other:?}"),
-    }
-}
-
-fn signal(child: &Child, sig: Signal) {
-    kill(Pid::from_raw(child.id() as i32), sig).unwrap();
-}
+mod common;
+use common::{peer, signal, wait_stopped};
 
 #[test]
 fn ping_pong_between_two_blocking_readers_never_loses_a_wake_up() {

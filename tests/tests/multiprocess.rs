@@ -2,51 +2,15 @@
 //! mappings, and writers stopped or killed between the steps of a send.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use atbus::{Backoff, Channel, Config, Error};
+use atbus::{Channel, Config, Error};
 use atbus_tests::{check_payload, payload, TestChannel, EXIT_ABANDONED};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
-const PEER: &str = env!("CARGO_BIN_EXE_atbus-peer");
-
-fn peer(args: &[&str]) -> Child {
-    Command::new(PEER)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("spawn atbus-peer")
-}
-
-/// Waits until `child` has stopped itself with SIGSTOP (without reaping it).
-fn wait_stopped(child: &Child) {
-    let pid = Pid::from_raw(child.id() as i32);
-    match waitpid(pid, Some(WaitPidFlag::WUNTRACED)).unwrap() {
-        WaitStatus::Stopped(_, Signal::SIGSTOP) => {}
-        other => panic!("peer did not stop: {other:?}"),
-    }
-}
-
-fn signal(child: &Child, sig: Signal) {
-    kill(Pid::from_raw(child.id() as i32), sig).unwrap();
-}
-
-/// Receives one message, polling with backoff for at most `limit`.
-fn recv_within(r: &mut atbus::Reader, limit: Duration) -> Vec<u8> {
-    let deadline = Instant::now() + limit;
-    let mut backoff = Backoff::new();
-    loop {
-        match r.try_recv_vec() {
-            Ok(m) => return m,
-            Err(Error::Empty) if Instant::now() < deadline => backoff.snooze(),
-            other => panic!("no message within {limit:?}: {other:?}"),
-        }
-    }
-}
+mod common;
+use common::{peer, recv_within, signal, wait_stopped};
 
 fn small_config(timeout: Duration) -> Config {
     Config {
