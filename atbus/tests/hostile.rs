@@ -170,14 +170,16 @@ fn payload(id: u64, len: usize) -> Vec<u8> {
 /// A monotonic clock the tests can move forward, so that torn-block timeouts pass
 /// without sleeping. Shared by every reader that uses it: moving it forward only makes
 /// time pass faster, which any reader must tolerate.
-static CLOCK_SKEW_NS: AtomicU64 = AtomicU64::new(0);
+/// (Milliseconds: a million cases moving it an hour at a time stay far from overflow.)
+static CLOCK_SKEW_MS: AtomicU64 = AtomicU64::new(0);
 
 fn skewed_now() -> Instant {
-    Instant::now() + Duration::from_nanos(CLOCK_SKEW_NS.load(Ordering::Relaxed))
+    Instant::now() + Duration::from_millis(CLOCK_SKEW_MS.load(Ordering::Relaxed))
 }
 
 fn advance_clock(by: Duration) {
-    CLOCK_SKEW_NS.fetch_add(by.as_nanos() as u64, Ordering::Relaxed);
+    let ms = (by.as_nanos().div_ceil(1_000_000)) as u64;
+    CLOCK_SKEW_MS.fetch_add(ms, Ordering::Relaxed);
 }
 
 /// Errors `Channel::open` and `Inspector::open` may give for a corrupted segment.
@@ -935,6 +937,15 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
                 }
                 progress();
             };
+            // The blocking receive, on the futex whose words the corruption may have
+            // hit: it times out or reports the corruption, or delivers a message (1 ms of
+            // real time can reveal a dead writer's block, skipped without the timeout).
+            let mut buf = vec![0u8; channel.max_message_len()];
+            match r.recv_timeout(&mut buf, Duration::from_millis(1)) {
+                Ok(len) => got.push(buf[..len].to_vec()),
+                Err(Error::Timeout | Error::Corrupt { .. } | Error::Damaged) => {}
+                Err(e) => prop_assert!(false, "recv_timeout at rest: {:?}", e),
+            }
             for m in &got {
                 bump(&TALLY.delivered);
                 if strict {
@@ -981,6 +992,12 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
             }
         }
         drop(reader);
+        // The handle-level views of a corrupted channel.
+        let _ = (
+            channel.stats(),
+            channel.max_message_len(),
+            channel.timeout(),
+        );
     }
     progress();
     if let Ok(view) = inspectable {
