@@ -1157,11 +1157,23 @@ fn run_live_case(c: &LiveCase) -> Result<(), TestCaseError> {
     r.set_clock(skewed_now);
     let mut got = Vec::new();
     let budget = 4 * c.nodes as usize + 16 + c.sends.len();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    // A tool inspecting the channel meanwhile.
+    let view = Inspector::open(&ch.name).unwrap();
     std::thread::scope(|scope| -> Result<(), TestCaseError> {
         let peer = scope.spawn(|| {
             for &t in &c.corruptions {
                 corrupt(&ch, &ctx, &g, t);
                 std::thread::yield_now();
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+        let tool = scope.spawn(|| {
+            for _ in 0..3 {
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                inspect_everything(&view);
             }
         });
         for (i, &s) in c.sends.iter().enumerate() {
@@ -1174,6 +1186,7 @@ fn run_live_case(c: &LiveCase) -> Result<(), TestCaseError> {
             }
         }
         peer.join().unwrap();
+        tool.join().unwrap();
         Ok(())
     })?;
     // The peer is done: the reader must come to rest.
