@@ -334,7 +334,10 @@ fn account_checked(
     if s >= *streams {
         *streams = board.control(board::C_STREAMS).load(Ordering::Acquire) as usize;
     }
-    if s >= *streams || board.w(s, board::W_ID).load(Ordering::Relaxed) == 0 {
+    // The parent fills a stream's record before it publishes the count (release), so
+    // every stream below the count is a real one; the writer's line is not touched here
+    // (it changes with every send, and reading it would bounce it between cores).
+    if s >= *streams {
         bump(board.global(board::G_UNATTRIBUTED), 1);
         return;
     }
