@@ -831,3 +831,27 @@ pub extern "C" fn atbus_last_error() -> *const c_char {
         })
         .unwrap_or(EMPTY.as_ptr())
 }
+
+/// The address of every C entry point. `atbus-capi` keeps a reference to this function so
+/// that linking `libatbus.so` keeps all of them: a cdylib pulls in only the objects of its
+/// dependencies it references. List every new entry point here (the C tests fail with
+/// "undefined symbol" otherwise).
+#[doc(hidden)]
+pub fn entry_points() -> [*const (); 14] {
+    [
+        atbus_config_default as *const (),
+        atbus_create as *const (),
+        atbus_open as *const (),
+        atbus_close as *const (),
+        atbus_unlink as *const (),
+        atbus_send as *const (),
+        atbus_send_timeout as *const (),
+        atbus_recv as *const (),
+        atbus_recv_timeout as *const (),
+        atbus_release_reader as *const (),
+        atbus_get_stats as *const (),
+        atbus_max_message_len as *const (),
+        atbus_strerror as *const (),
+        atbus_last_error as *const (),
+    ]
+}

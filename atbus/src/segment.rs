@@ -136,6 +136,11 @@ impl Segment {
     pub fn create(name: &str, size: usize, config: &Config) -> Result<Segment> {
         config.validate()?;
         let loc = Location::parse(name)?;
+        if libc::off_t::try_from(size).is_err() {
+            return Err(Error::InvalidConfig {
+                reason: format!("a channel of {size} bytes is larger than any file can be"),
+            });
+        }
         let geo =
             Geometry::for_size(size, config.node_size).ok_or_else(|| Error::InvalidConfig {
                 reason: format!(

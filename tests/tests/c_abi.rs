@@ -24,17 +24,15 @@ fn root() -> PathBuf {
 }
 
 /// The directory holding a `libatbus.a` and a `libatbus.so` built from the current
-/// source, without test features, exactly as a C user builds them: `cargo build -p atbus
-/// --lib` into a target directory of its own (once per test process; cargo makes it a
-/// quick no-op when nothing changed). The copies cargo leaves in `target/debug/deps/`
-/// are not used: atbus builds of different feature sets share those file names and
-/// overwrite each other, so they may not match the source this test was built from.
+/// source, without test features, exactly as a C user builds them: `cargo build -p
+/// atbus-capi` into a target directory of its own (once per test process; cargo makes it
+/// a quick no-op when nothing changed).
 fn lib_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c-abi-lib");
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "-p", "atbus", "--lib", "--target-dir"])
+        cmd.args(["build", "--quiet", "-p", "atbus-capi", "--target-dir"])
             .arg(&target)
             .current_dir(root());
         run(&mut cmd);
@@ -42,8 +40,8 @@ fn lib_dir() -> PathBuf {
         for lib in ["libatbus.a", "libatbus.so"] {
             assert!(
                 dir.join(lib).is_file(),
-                "`cargo build -p atbus` made no {lib} in {}: atbus/Cargo.toml must list \
-                 crate-type = [\"rlib\", \"cdylib\", \"staticlib\"]",
+                "`cargo build -p atbus-capi` made no {lib} in {}: atbus-capi/Cargo.toml \
+                 must list crate-type = [\"cdylib\", \"staticlib\"]",
                 dir.display()
             );
         }
