@@ -113,10 +113,16 @@ mod off {
     pub const TIMEOUT_NS: u64 = 56;
     pub const FLAGS: u64 = 68;
     pub const PROTECT_NODES: u64 = 72;
-    pub const READ_CURSOR: u64 = 128;
-    pub const WRITE_CURSOR: u64 = 256;
-    pub const OP_SEQ: u64 = 384;
-    pub const READER_OWNER: u64 = 512;
+    // The hot fields, from the layout itself, so the tests follow it if lines move.
+    use atbus::layout::Header;
+    use std::mem::offset_of;
+    pub const READ_CURSOR: u64 = offset_of!(Header, read_cursor) as u64;
+    pub const WRITE_CURSOR: u64 = offset_of!(Header, write_cursor) as u64;
+    pub const OP_SEQ: u64 = offset_of!(Header, op_seq) as u64;
+    pub const READER_OWNER: u64 = offset_of!(Header, reader) as u64;
+    pub const READER_TAKEOVERS: u64 = READER_OWNER + 8;
+    pub const READER_COUNTERS: u64 = offset_of!(Header, reader_counters) as u64;
+    pub const WAKE: u64 = offset_of!(Header, wake) as u64;
 }
 
 /// Offset of node `i`'s head.
@@ -259,33 +265,35 @@ enum Target {
 
 /// Header fields: (offset, width).
 const HEADER_FIELDS: &[(u64, usize)] = &[
-    (0, 8),   // magic
-    (8, 4),   // version
-    (12, 4),  // abi_tag
-    (16, 4),  // header_size
-    (20, 4),  // node_size
-    (24, 8),  // node_count
-    (32, 8),  // total_size
-    (40, 8),  // heads_offset
-    (48, 8),  // data_offset
-    (56, 8),  // timeout_ns
-    (64, 4),  // write_retries
-    (68, 4),  // flags
-    (72, 8),  // protect_nodes
-    (80, 8),  // created_unix_ns
-    (128, 8), // read_cursor
-    (256, 8), // write_cursor
-    (384, 8), // op_seq
-    (512, 8), // reader owner
-    (520, 8), // reader takeovers
-    (640, 8), // writer counters
-    (648, 8),
-    (696, 8),
-    (768, 8), // reader counters
-    (776, 8),
-    (808, 8),
-    (896, 4), // wake.sleeping
-    (900, 4), // wake.seq
+    (0, 8),  // magic
+    (8, 4),  // version
+    (12, 4), // abi_tag
+    (16, 4), // header_size
+    (20, 4), // node_size
+    (24, 8), // node_count
+    (32, 8), // total_size
+    (40, 8), // heads_offset
+    (48, 8), // data_offset
+    (56, 8), // timeout_ns
+    (64, 4), // write_retries
+    (68, 4), // flags
+    (72, 8), // protect_nodes
+    (80, 8), // created_unix_ns
+    (off::READ_CURSOR, 8),
+    (off::WRITE_CURSOR, 8),
+    (off::OP_SEQ, 8),
+    (off::READER_OWNER, 8),
+    (off::READER_TAKEOVERS, 8),
+    // Writer counters (at 640 in layout version 1 as first built; at 1024 + 128 × slot
+    // where the layout gives each writer process a slot).
+    (640, 8),
+    (1024, 8),
+    (1032, 8),
+    (off::READER_COUNTERS, 8), // messages_received
+    (off::READER_COUNTERS + 8, 8),
+    (off::READER_COUNTERS + 40, 8), // bad_blocks
+    (off::WAKE, 4),                 // sleeping
+    (off::WAKE + 4, 4),             // seq
 ];
 
 /// Fields whose corruption changes how the segment's bytes are interpreted (geometry).
@@ -831,7 +839,10 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
     let mut corruptions = c.corruptions.clone();
     corruptions.sort_by_key(|t| matches!(t, Target::SetLen(_)));
     for &t in &corruptions {
-        let cursor = |o: u64| (128..136).contains(&o) || (256..264).contains(&o);
+        let cursor = |o: u64| {
+            (off::READ_CURSOR..off::READ_CURSOR + 8).contains(&o)
+                || (off::WRITE_CURSOR..off::WRITE_CURSOR + 8).contains(&o)
+        };
         fifo &= match t {
             Target::Field(f, _) => !cursor(HEADER_FIELDS[f as usize % HEADER_FIELDS.len()].0),
             Target::HeaderByte(o, _) => !cursor(u64::from(o % 4096)),
@@ -1695,7 +1706,7 @@ fn reader_record_naming_pid_1_is_busy() {
     // Pid 1 with another start time is another (dead) process: taken over.
     ch.write_u64(off::READER_OWNER, word ^ (1 << 40));
     let r = channel.reader().unwrap();
-    assert_eq!(ch.read_u64(520), 1); // takeovers
+    assert_eq!(ch.read_u64(off::READER_TAKEOVERS), 1);
     drop(r);
     assert_eq!(ch.read_u64(off::READER_OWNER), 0);
 }
@@ -1712,7 +1723,7 @@ fn reader_record_naming_a_dead_pid_is_taken_over() {
         ch.write_u64(off::READER_OWNER, word);
         let channel = Channel::open(&ch.name).unwrap();
         let mut r = channel.reader().unwrap();
-        assert_eq!(ch.read_u64(520), 1, "{word:#x}");
+        assert_eq!(ch.read_u64(off::READER_TAKEOVERS), 1, "{word:#x}");
         let (got, end) = drain(&mut r, 200);
         assert_eq!(got, msgs);
         assert!(end.is_none());
