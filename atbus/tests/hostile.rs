@@ -1763,3 +1763,28 @@ fn inspector_survives_absurd_arguments() {
 }
 
 const WRITTEN_BLOCK: u8 = FLAG_START | FLAG_WRITTEN;
+
+#[test]
+fn shared_memory_segment_corrupted_through_dev_shm() {
+    // The same checks for a POSIX shared-memory name, whose bytes are /dev/shm/NAME.
+    let name = format!("/atbus-hostile-shm-{}", std::process::id());
+    let path = PathBuf::from(format!("/dev/shm{name}"));
+    let _ = Channel::unlink(&name);
+    let channel = Channel::create(&name, 1 << 16, &quick_config()).unwrap();
+    channel.writer().send(b"shm").unwrap();
+    drop(channel);
+    let ch = TempChannel {
+        path,
+        name: name.clone(),
+    };
+    ch.write_u64(off::WRITE_CURSOR, u64::MAX);
+    let channel = Channel::open(&name).unwrap();
+    let mut r = channel.reader().unwrap();
+    let (got, end) = drain(&mut r, 200);
+    assert_eq!(got, [b"shm".to_vec()]);
+    assert!(matches!(end, Some(Error::Corrupt { .. })), "{end:?}");
+    drop(r);
+    ch.write_u64(off::NODE_COUNT, 3);
+    assert_open_fails(&ch, |e| matches!(e, Error::Corrupt { .. }));
+    // TempChannel's drop removes /dev/shm/NAME, which is the shm_unlink of the name.
+}
