@@ -29,17 +29,20 @@
 //! | 80     | created_unix_ns   | u64  | wall-clock creation time, for operators                   |
 //! | 128    | read_cursor       | u64  | next position the reader will consume (reader writes)     |
 //! | 256    | write_cursor      | u64  | next position a writer will claim (writers CAS)           |
-//! | 384    | op_seq            | u64  | operation sequence: one per claimed block                 |
+//! | 264    | op_seq            | u64  | operation sequence: one per claimed block                 |
 //! | 512    | reader_owner      | u64  | `pid | (start_time as u32) << 32` of the reader, 0 = none |
 //! | 520    | reader_takeovers  | u64  | times the role was taken from a dead owner                |
-//! | 640    | writer counters   | 8×u64| [`WriterCounters`], shared by all writers                 |
 //! | 768    | reader counters   | 16×u64 | [`ReaderCounters`], written only by the reader          |
 //! | 896    | wake.sleeping     | u32  | 1 while a blocking reader sleeps                          |
 //! | 900    | wake.seq          | u32  | futex word writers bump to wake the reader                |
+//! | 1024   | writer slots      | 16×128 | [`WriterCounters`] of writers with `pid % 16 == i` at `1024 + 128 i` |
 //!
-//! Each of read cursor, write cursor, operation sequence, reader record, writer counters
-//! and reader counters sits on its own 128-byte line (the x86-64 prefetcher pulls pairs
-//! of 64-byte lines), so the reader's and the writers' hot fields never share a line.
+//! The read cursor, the writers' line (write cursor and operation sequence, which every
+//! claim bumps together), the reader record, the reader counters, the wake word and each
+//! writer counter slot sit on 128-byte lines of their own (the x86-64 prefetcher pulls
+//! pairs of 64-byte lines), so the reader's and the writers' hot fields never share a
+//! line, and writer processes do not share a counter line unless their pids collide
+//! modulo 16. Lines at 384 and 640 are reserved.
 //!
 //! Cursors are absolute node *positions* that only grow; a position `p` lives at node
 //! index `p % node_count`, and lap `p / node_count`.
@@ -81,6 +84,16 @@ pub const FLAG_DETECT_DEAD_WRITERS: u32 = 1;
 /// Header flag: writers do not compute, and the reader does not check, payload crc32s.
 pub const FLAG_NO_CHECKSUM: u32 = 2;
 
+/// Writer counter slots in the header.
+pub const WRITER_SLOTS: usize = 16;
+
+impl Header {
+    /// The counter slot of writer process `pid`.
+    pub fn writer_counters(&self, pid: u32) -> &WriterCounters {
+        &self.writer_slots[pid as usize % WRITER_SLOTS]
+    }
+}
+
 /// An atomic padded to 128 bytes so it owns a pair of cache lines.
 #[repr(C, align(128))]
 pub struct Padded<T>(pub T);
@@ -92,7 +105,8 @@ impl<T> std::ops::Deref for Padded<T> {
     }
 }
 
-/// Counters bumped by writers (`fetch_add`, relaxed: they are statistics, not sync).
+/// Counters bumped by writers (`fetch_add`, relaxed: they are statistics, not sync), one
+/// set per writer slot; [`crate::Stats`] sums the slots.
 #[repr(C)]
 pub struct WriterCounters {
     /// Messages whose block was published.
@@ -178,19 +192,24 @@ pub struct Header {
     _pad0: [u8; 128 - 88],
     /// Released read position (reader stores, writers load).
     pub read_cursor: Padded<AtomicU64>,
-    /// Next position to claim (writers CAS).
-    pub write_cursor: Padded<AtomicU64>,
-    /// Operation sequence, one per claimed block.
-    pub op_seq: Padded<AtomicU64>,
+    /// Next position to claim (writers CAS). Shares its line only with `op_seq`.
+    pub write_cursor: AtomicU64,
+    /// Operation sequence, one per claimed block: bumped right after the claim CAS, on
+    /// the line that CAS has just brought to the writer's core.
+    pub op_seq: AtomicU64,
+    _pad_claim: [u8; 128 - 16],
+    _reserved_384: [u8; 128],
     /// The reader-role record.
     pub reader: Padded<ReaderRecord>,
-    /// Counters shared by writers.
-    pub writer_counters: Padded<WriterCounters>,
+    _reserved_640: [u8; 128],
     /// Counters written by the reader.
     pub reader_counters: Padded<ReaderCounters>,
     /// The futex a blocking reader sleeps on.
     pub wake: Padded<WakeWord>,
-    _pad1: [u8; HEADER_SIZE - 1024],
+    /// Counters of writers, one slot per `pid % WRITER_SLOTS`: writer processes bump
+    /// lines of their own instead of sharing one on every send.
+    pub writer_slots: [Padded<WriterCounters>; WRITER_SLOTS],
+    _pad1: [u8; HEADER_SIZE - 1024 - WRITER_SLOTS * 128],
 }
 
 /// Where a blocking reader sleeps (a shared futex) and how writers know to wake it.
@@ -218,15 +237,17 @@ impl Header {
     pub(crate) fn new_model() -> Header {
         let z64 = || AtomicU64::new(0);
         let z32 = || AtomicU32::new(0);
-        let writer = WriterCounters {
-            messages_sent: z64(),
-            bytes_sent: z64(),
-            full: z64(),
-            write_retries: z64(),
-            padding_blocks: z64(),
-            abandoned: z64(),
-            wakeups: z64(),
-            _reserved: [z64()],
+        let writer = || {
+            Padded(WriterCounters {
+                messages_sent: z64(),
+                bytes_sent: z64(),
+                full: z64(),
+                write_retries: z64(),
+                padding_blocks: z64(),
+                abandoned: z64(),
+                wakeups: z64(),
+                _reserved: [z64()],
+            })
         };
         let reader = ReaderCounters {
             messages_received: z64(),
@@ -260,19 +281,22 @@ impl Header {
             created_unix_ns: z64(),
             _pad0: [0; 128 - 88],
             read_cursor: Padded(z64()),
-            write_cursor: Padded(z64()),
-            op_seq: Padded(z64()),
+            write_cursor: z64(),
+            op_seq: z64(),
+            _pad_claim: [0; 128 - 16],
+            _reserved_384: [0; 128],
             reader: Padded(ReaderRecord {
                 owner: z64(),
                 takeovers: z64(),
             }),
-            writer_counters: Padded(writer),
+            _reserved_640: [0; 128],
             reader_counters: Padded(reader),
             wake: Padded(WakeWord {
                 sleeping: z32(),
                 seq: z32(),
             }),
-            _pad1: [0; HEADER_SIZE - 1024],
+            writer_slots: std::array::from_fn(|_| writer()),
+            _pad1: [0; HEADER_SIZE - 1024 - WRITER_SLOTS * 128],
         }
     }
 }
@@ -306,11 +330,11 @@ const _: () = {
     assert!(offset_of!(Header, created_unix_ns) == 80);
     assert!(offset_of!(Header, read_cursor) == 128);
     assert!(offset_of!(Header, write_cursor) == 256);
-    assert!(offset_of!(Header, op_seq) == 384);
+    assert!(offset_of!(Header, op_seq) == 264);
     assert!(offset_of!(Header, reader) == 512);
-    assert!(offset_of!(Header, writer_counters) == 640);
     assert!(offset_of!(Header, reader_counters) == 768);
     assert!(offset_of!(Header, wake) == 896);
+    assert!(offset_of!(Header, writer_slots) == 1024);
     assert!(size_of::<WriterCounters>() <= 128);
     assert!(size_of::<ReaderCounters>() <= 128);
     assert!(size_of::<AtomicU64>() == HEAD_SIZE);

@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    self, NodeState, BLOCK_HEADER_SIZE, FLAG_ABORTED, FLAG_PADDING, FLAG_START, FLAG_WRITTEN,
-    TAG_MASK,
+    self, NodeState, WriterCounters, BLOCK_HEADER_SIZE, FLAG_ABORTED, FLAG_PADDING, FLAG_START,
+    FLAG_WRITTEN, TAG_MASK,
 };
 use crate::process;
 use crate::segment::Segment;
@@ -125,6 +125,7 @@ pub(crate) struct Claimed {
     index: u64,
     seq: u64,
     len: usize,
+    pid: u32,
 }
 
 impl Claimed {
@@ -184,10 +185,11 @@ pub(crate) fn claim_block(
 ) -> Result<Claimed> {
     let geo = seg.geometry();
     let h = seg.header();
+    let counters = h.writer_counters(pid);
     let nodes = geo.nodes_for(len);
 
     // Claim.
-    let (pad_at, pos) = claim(seg, cached_read, nodes)?;
+    let (pad_at, pos) = claim(seg, counters, cached_read, nodes)?;
     // Relaxed: the sequence only has to be unique; it orders nothing.
     let seq = h.op_seq.fetch_add(1, Ordering::Relaxed);
     if let Some(pad) = pad_at {
@@ -205,11 +207,9 @@ pub(crate) fn claim_block(
             )
             .is_err()
         {
-            return Err(abandoned(seg, seq));
+            return Err(abandoned(counters, seq));
         }
-        h.writer_counters
-            .padding_blocks
-            .fetch_add(1, Ordering::Relaxed);
+        counters.padding_blocks.fetch_add(1, Ordering::Relaxed);
     }
     fault_point!(AfterClaim);
 
@@ -229,7 +229,7 @@ pub(crate) fn claim_block(
         )
         .is_err()
     {
-        return Err(abandoned(seg, seq));
+        return Err(abandoned(counters, seq));
     }
     fault_point!(AfterStart);
     let bh = seg.block_header(index);
@@ -238,13 +238,19 @@ pub(crate) fn claim_block(
     // Release: a reader that reads this seq (acquire) also sees len and writer_pid, and
     // can skip the block at once if we die.
     bh.seq.store(seq, Ordering::Release);
-    Ok(Claimed { index, seq, len })
+    Ok(Claimed {
+        index,
+        seq,
+        len,
+        pid,
+    })
 }
 
 /// Publishes a claimed block (or, with `aborted`, marks it for the reader to skip), and
 /// wakes the reader if it sleeps. `Abandoned` if the reader gave up on us meanwhile.
 pub(crate) fn publish(seg: &Segment, block: &Claimed, crc: u32, aborted: bool) -> Result<()> {
     let h = seg.header();
+    let counters = h.writer_counters(block.pid);
     let bh = seg.block_header(block.index);
     bh.crc
         .store(layout::sealed_crc(crc, block.seq), Ordering::Relaxed);
@@ -266,7 +272,7 @@ pub(crate) fn publish(seg: &Segment, block: &Claimed, crc: u32, aborted: bool) -
         )
         .is_err()
     {
-        return Err(abandoned(seg, block.seq));
+        return Err(abandoned(counters, block.seq));
     }
     // The writer's whole cost for blocking readers: one load of a line the reader
     // writes only when it goes to sleep or wakes.
@@ -274,28 +280,31 @@ pub(crate) fn publish(seg: &Segment, block: &Claimed, crc: u32, aborted: bool) -
         h.wake.seq.fetch_add(1, Ordering::Release);
         #[cfg(not(loom))]
         crate::futex::wake_all(&h.wake.seq);
-        h.writer_counters.wakeups.fetch_add(1, Ordering::Relaxed);
+        counters.wakeups.fetch_add(1, Ordering::Relaxed);
     }
     if !aborted {
-        let c = &h.writer_counters;
-        c.messages_sent.fetch_add(1, Ordering::Relaxed);
-        c.bytes_sent.fetch_add(block.len as u64, Ordering::Relaxed);
+        counters.messages_sent.fetch_add(1, Ordering::Relaxed);
+        counters
+            .bytes_sent
+            .fetch_add(block.len as u64, Ordering::Relaxed);
     }
     Ok(())
 }
 
-fn abandoned(seg: &Segment, seq: u64) -> Error {
-    seg.header()
-        .writer_counters
-        .abandoned
-        .fetch_add(1, Ordering::Relaxed);
+fn abandoned(counters: &WriterCounters, seq: u64) -> Error {
+    counters.abandoned.fetch_add(1, Ordering::Relaxed);
     Error::Abandoned { seq }
 }
 
 /// Moves the write cursor past `nodes` free nodes (plus padding to the end of the ring
 /// when the block would not fit before it). Returns the padding position, if any, and
 /// the block's position. `Full` when the reader has not released enough nodes.
-fn claim(seg: &Segment, cached_read: &AtomicU64, nodes: u64) -> Result<(Option<u64>, u64)> {
+fn claim(
+    seg: &Segment,
+    counters: &WriterCounters,
+    cached_read: &AtomicU64,
+    nodes: u64,
+) -> Result<(Option<u64>, u64)> {
     let geo = seg.geometry();
     let h = seg.header();
     let count = geo.node_count;
@@ -325,7 +334,7 @@ fn claim(seg: &Segment, cached_read: &AtomicU64, nodes: u64) -> Result<(Option<u
             r = h.read_cursor.load(Ordering::Acquire);
             cached_read.store(r, Ordering::Release);
             if end.wrapping_sub(r) > capacity {
-                h.writer_counters.full.fetch_add(1, Ordering::Relaxed);
+                counters.full.fetch_add(1, Ordering::Relaxed);
                 return Err(Error::Full);
             }
         }
@@ -340,9 +349,7 @@ fn claim(seg: &Segment, cached_read: &AtomicU64, nodes: u64) -> Result<(Option<u
             Err(current) => {
                 w = current;
                 failures += 1;
-                h.writer_counters
-                    .write_retries
-                    .fetch_add(1, Ordering::Relaxed);
+                counters.write_retries.fetch_add(1, Ordering::Relaxed);
                 if failures % retries_before_yield == 0 {
                     // Another writer won; on an oversubscribed host let it run.
                     crate::sync::yield_now();
@@ -798,9 +805,10 @@ impl ReadState {
         // Interior nodes first, the first node last: a reader that dies in between leaves
         // the block whole for its successor, which delivers it again (at most this one).
         // Relaxed: published to writers by the release store of the read cursor.
-        for q in ready.pos + 1..ready.pos + ready.nodes {
-            seg.head(q % count)
-                .store(NodeState::free(q + count).0, Ordering::Relaxed);
+        // A block never wraps, so its nodes are ready.index.. in order: no division.
+        for i in 1..ready.nodes {
+            seg.head(ready.index + i)
+                .store(NodeState::free(ready.pos + i + count).0, Ordering::Relaxed);
         }
         seg.head(ready.index)
             .store(NodeState::free(ready.pos + count).0, Ordering::Relaxed);

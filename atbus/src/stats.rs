@@ -59,15 +59,21 @@ pub struct Stats {
 impl Stats {
     pub(crate) fn read(h: &Header) -> Stats {
         let r = Ordering::Relaxed;
-        let w = &h.writer_counters;
+        // Sum of the writer slots (each counter atomically; the sum is not one snapshot).
+        let sum = |f: fn(&crate::layout::WriterCounters) -> &crate::sync::atomic::AtomicU64| {
+            h.writer_slots
+                .iter()
+                .map(|s| f(s).load(r))
+                .fold(0u64, u64::wrapping_add)
+        };
         let rc = &h.reader_counters;
         Stats {
-            messages_sent: w.messages_sent.load(r),
-            bytes_sent: w.bytes_sent.load(r),
-            full: w.full.load(r),
-            write_retries: w.write_retries.load(r),
-            abandoned: w.abandoned.load(r),
-            padding_claims: w.padding_blocks.load(r),
+            messages_sent: sum(|c| &c.messages_sent),
+            bytes_sent: sum(|c| &c.bytes_sent),
+            full: sum(|c| &c.full),
+            write_retries: sum(|c| &c.write_retries),
+            abandoned: sum(|c| &c.abandoned),
+            padding_claims: sum(|c| &c.padding_blocks),
             messages_received: rc.messages_received.load(r),
             bytes_received: rc.bytes_received.load(r),
             timeout_blocks: rc.timeout_blocks.load(r),
@@ -81,7 +87,7 @@ impl Stats {
             reader_takeovers: h.reader.takeovers.load(r),
             aborted_blocks: rc.aborted_blocks.load(r),
             reader_sleeps: rc.sleeps.load(r),
-            wakeups: w.wakeups.load(r),
+            wakeups: sum(|c| &c.wakeups),
             read_cursor: h.read_cursor.load(r),
             write_cursor: h.write_cursor.load(r),
             op_seq: h.op_seq.load(r),

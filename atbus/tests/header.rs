@@ -1,6 +1,7 @@
 //! The committed C header `include/atbus.h` is what cbindgen makes of `atbus/src/ffi.rs`.
 //!
 //! Regenerate it with `ATBUS_BLESS=1 cargo test -p atbus --test header`.
+#![cfg(not(loom))]
 
 use std::path::PathBuf;
 

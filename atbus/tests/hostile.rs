@@ -20,6 +20,7 @@
 //! block header in the segment describes, with a crc that checks out; with only header
 //! fields corrupted, messages are delivered at most once and, while the cursors are
 //! untouched, in order; the reader comes to rest at the write cursor and never passes it.
+#![cfg(not(loom))]
 
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;

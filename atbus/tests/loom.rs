@@ -30,6 +30,9 @@ fn builder() -> loom::model::Builder {
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(2);
     }
+    // Every atomic access is a branch: the reader's idle polls (a claimed but unstarted
+    // node is noticed every 64th) and reading the 16 writer counter slots add up.
+    b.max_branches = 20_000;
     b
 }
 
