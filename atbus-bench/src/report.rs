@@ -574,6 +574,8 @@ pub fn json(
             "max_message": run.channel.max_message_len(),
             "timeout_s": run.channel.timeout().as_secs_f64(),
             "writers": run.args.writers,
+            "reader_mode": run.args.reader_mode.name(),
+            "zero_copy": run.args.zero_copy,
             "sizes": run.sizes.label(),
             "size_min": run.sizes.min(),
             "size_max": run.sizes.max(),

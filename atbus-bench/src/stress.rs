@@ -59,9 +59,48 @@ pub struct StressArgs {
     /// Pin writers to these CPUs, round robin (e.g. 0,1).
     #[arg(long, value_delimiter = ',')]
     pub writer_cpus: Vec<usize>,
+    /// How the reader receives: `poll` (try_recv with backoff), `blocking`
+    /// (recv_timeout), `batch` (recv_batch, 64 a call) or `in-place` (try_recv_in_place).
+    #[arg(long, value_enum, default_value_t = ReaderMode::Poll)]
+    pub reader_mode: ReaderMode,
+    /// Writers send with `reserve` + fill in place + `commit` instead of `send`.
+    #[arg(long)]
+    pub zero_copy: bool,
     #[command(flatten)]
     pub faults: FaultArgs,
 }
+
+/// How the stress reader receives.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReaderMode {
+    /// `try_recv` into a buffer, with `Backoff` while empty.
+    Poll,
+    /// `recv_timeout` into a buffer (spin, yield, then sleep on the channel's futex).
+    Blocking,
+    /// `recv_batch`, up to [`BATCH`] messages a call.
+    Batch,
+    /// `try_recv_in_place`: checked inside the ring, committed only once the library
+    /// confirms the crc after the closure.
+    InPlace,
+}
+
+impl ReaderMode {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReaderMode::Poll => "poll",
+            ReaderMode::Blocking => "blocking",
+            ReaderMode::Batch => "batch",
+            ReaderMode::InPlace => "in-place",
+        }
+    }
+}
+
+/// Messages per `recv_batch` call in `--reader-mode batch`.
+pub const BATCH: usize = 64;
+/// How long one `recv_timeout` call of `--reader-mode blocking` waits before the reader
+/// looks whether the run is over.
+const BLOCKING_SLICE: Duration = Duration::from_millis(20);
 
 /// Arguments of the hidden writer role.
 #[derive(clap::Args, Clone, Debug)]
@@ -80,6 +119,8 @@ pub struct WriterRole {
     parent: u32,
     #[arg(long)]
     cpu: Option<usize>,
+    #[arg(long)]
+    zero_copy: bool,
 }
 
 /// Arguments of the hidden reader role.
@@ -99,6 +140,8 @@ pub struct ReaderRole {
     parent: u32,
     #[arg(long)]
     cpu: Option<usize>,
+    #[arg(long, value_enum, default_value_t = ReaderMode::Poll)]
+    mode: ReaderMode,
 }
 
 /// Messages a writer takes from the shared budget at once (with `--messages`).
@@ -139,14 +182,25 @@ pub fn writer_role(a: WriterRole) -> Result<(), String> {
         let word = payload::header_word(a.stream, seq);
         let n = sizes.size_for(a.seed, word);
         let msg = &mut buf[..n];
-        payload::fill(msg, word, a.seed, 1);
+        if !a.zero_copy {
+            payload::fill(msg, word, a.seed, 1);
+        }
         let in_send = board.w(s, board::W_IN_SEND);
         let mut backoff = Backoff::new();
         loop {
             // Marks the send call only (not the backoff between Full retries), so a kill
-            // outside `send` is not counted as one that may have torn a block.
+            // outside `send` is not counted as one that may have torn a block. With
+            // --zero-copy the mark spans reserve, the fill in the ring and commit.
             in_send.store(seq + 1, Ordering::Relaxed);
-            match writer.send(msg) {
+            let sent = if a.zero_copy {
+                writer.reserve(n).and_then(|mut slot| {
+                    payload::fill(&mut slot, word, a.seed, 1);
+                    slot.commit()
+                })
+            } else {
+                writer.send(msg)
+            };
+            match sent {
                 Ok(()) => {
                     ok += 1;
                     bytes += n as u64;
@@ -236,26 +290,79 @@ pub fn reader_role(a: ReaderRole) -> Result<(), String> {
     let mut gaps = Gaps::default();
     let mut streams = 0usize;
     let done = board.control(board::C_WRITERS_DONE);
+    // The run is over when the writers are done and every claimed node was consumed.
+    let drained = |reader: &atbus::Reader| {
+        done.load(Ordering::Acquire) != 0 && reader.position() == channel.stats().write_cursor
+    };
+    let me = a.incarnation;
     let mut backoff = Backoff::new();
     loop {
-        match reader.try_recv(&mut buf) {
-            Ok(n) => {
-                backoff.reset();
+        let got = match a.mode {
+            ReaderMode::Poll => reader.try_recv(&mut buf).map(|n| {
+                let msg = &buf[..n];
                 account(
                     &board,
-                    &buf[..n],
-                    &a,
-                    sizes,
+                    msg.len(),
+                    header(msg),
+                    || check(msg, &a, sizes),
                     &mut streams,
                     &mut gaps,
-                    a.incarnation,
+                    me,
                 );
-            }
-            Err(Error::Empty) => {
-                if backoff.is_sleeping()
-                    && done.load(Ordering::Acquire) != 0
-                    && reader.position() == channel.stats().write_cursor
+            }),
+            ReaderMode::Blocking => match reader.recv_timeout(&mut buf, BLOCKING_SLICE) {
+                Ok(n) => {
+                    let msg = &buf[..n];
+                    account(
+                        &board,
+                        msg.len(),
+                        header(msg),
+                        || check(msg, &a, sizes),
+                        &mut streams,
+                        &mut gaps,
+                        me,
+                    );
+                    Ok(())
+                }
+                Err(Error::Timeout) if drained(&reader) => break,
+                Err(Error::Timeout) => continue,
+                Err(e) => Err(e),
+            },
+            ReaderMode::Batch => reader
+                .recv_batch(BATCH, |msg| {
+                    account(
+                        &board,
+                        msg.len(),
+                        header(msg),
+                        || check(msg, &a, sizes),
+                        &mut streams,
+                        &mut gaps,
+                        me,
+                    );
+                })
+                .map(|_| ()),
+            ReaderMode::InPlace => {
+                // The verdict is only tentative inside the closure (the bytes are in the
+                // ring): it is committed once the library has re-checked the crc.
+                match reader
+                    .try_recv_in_place(|msg| (msg.len(), header(msg), check(msg, &a, sizes)))
                 {
+                    Ok((len, word, verdict)) => {
+                        account(&board, len, word, || verdict, &mut streams, &mut gaps, me);
+                        Ok(())
+                    }
+                    // Counted by the library in `crc_failures` (like a copy that fails
+                    // its crc): the message is not delivered, and its loss is attributed
+                    // to the stalled writer that overwrote it.
+                    Err(Error::Damaged) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match got {
+            Ok(()) => backoff.reset(),
+            Err(Error::Empty) => {
+                if backoff.is_sleeping() && drained(&reader) {
                     break;
                 }
                 backoff.snooze();
@@ -264,6 +371,18 @@ pub fn reader_role(a: ReaderRole) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The header word of a message (its stream and sequence), if it is long enough.
+#[inline]
+fn header(msg: &[u8]) -> Option<u64> {
+    msg.get(..8)
+        .map(|h| u64::from_le_bytes(h.try_into().unwrap()))
+}
+
+#[inline]
+fn check(msg: &[u8], a: &ReaderRole, sizes: Sizes) -> Checked {
+    payload::check(msg, a.seed, sizes, 1)
 }
 
 /// A killed reader may have received a message (the library consumed it) that it had
@@ -291,38 +410,37 @@ fn take_in_hand(board: &Board, me: u64) {
     board.global(board::G_IN_HAND).store(0, Ordering::Release);
 }
 
-/// Checks one received message and commits its verdict to the board.
+/// Checks one received message (`verdict` runs the check) and commits its verdict to
+/// the board. `len` and `word` are the message's length and header word.
 #[inline]
 fn account(
     board: &Board,
-    msg: &[u8],
-    a: &ReaderRole,
-    sizes: Sizes,
+    len: usize,
+    word: Option<u64>,
+    verdict: impl FnOnce() -> Checked,
     streams: &mut usize,
     gaps: &mut Gaps,
     me: u64,
 ) {
     bump(board.global(board::G_RECEIVED), 1);
     let in_hand = board.global(board::G_IN_HAND);
-    if msg.len() >= 8 {
-        let word = u64::from_le_bytes(msg[..8].try_into().unwrap());
+    if let Some(word) = word {
         in_hand.store(word.wrapping_add(1), Ordering::Release);
     }
-    account_checked(board, msg, a, sizes, streams, gaps, me);
+    account_checked(board, len, verdict(), streams, gaps, me);
     in_hand.store(0, Ordering::Release);
 }
 
 #[inline]
 fn account_checked(
     board: &Board,
-    msg: &[u8],
-    a: &ReaderRole,
-    sizes: Sizes,
+    len: usize,
+    verdict: Checked,
     streams: &mut usize,
     gaps: &mut Gaps,
     me: u64,
 ) {
-    let (stream, seq, good) = match payload::check(msg, a.seed, sizes, 1) {
+    let (stream, seq, good) = match verdict {
         Checked::Good { stream, seq } => (stream, seq, true),
         Checked::Corrupt { stream, seq } => (stream, seq, false),
         Checked::Short => {
@@ -357,13 +475,13 @@ fn account_checked(
                 }
             }
             rec[board::R_DELIVERED] += 1;
-            rec[board::R_BYTES] += msg.len() as u64;
+            rec[board::R_BYTES] += len as u64;
             rec[board::R_NEXT] = seq + 1;
         } else if gaps.take(stream, seq) {
             rec[board::R_REORDER] += 1;
             rec[board::R_LOST] -= 1;
             rec[board::R_DELIVERED] += 1;
-            rec[board::R_BYTES] += msg.len() as u64;
+            rec[board::R_BYTES] += len as u64;
         } else {
             rec[board::R_DUP] += 1;
             if first_here && me > 1 {
@@ -446,6 +564,9 @@ impl Run {
         let mut args = vec!["__stress-writer".to_string()];
         args.extend(self.base_args());
         args.extend(["--stream".into(), stream.to_string()]);
+        if self.args.zero_copy {
+            args.push("--zero-copy".into());
+        }
         if !self.args.writer_cpus.is_empty() {
             let cpu = self.args.writer_cpus[id % self.args.writer_cpus.len()];
             args.extend(["--cpu".into(), cpu.to_string()]);
@@ -468,6 +589,7 @@ impl Run {
         let mut args = vec!["__stress-reader".to_string()];
         args.extend(self.base_args());
         args.extend(["--incarnation".into(), self.reader_incarnation.to_string()]);
+        args.extend(["--mode".into(), self.args.reader_mode.name().into()]);
         if let Some(cpu) = self.args.reader_cpu {
             args.extend(["--cpu".into(), cpu.to_string()]);
         }
@@ -611,13 +733,19 @@ pub fn run(args: StressArgs) -> Result<i32, Fail> {
     let mut out = Progress::new(run.args.json, progress_every);
     out.line(&format!(
         "atbus-bench stress: channel {} ({}, {} B nodes x {}, timeout {}), {} writers + 1 \
-         reader, sizes {}, {}, seed {}{}",
+         reader ({}{}), sizes {}, {}, seed {}{}",
         run.name,
         crate::units::fmt_bytes(run.args.channel_size),
         run.channel.node_size(),
         run.channel.node_count(),
         crate::units::fmt_duration(run.channel.timeout()),
         run.args.writers,
+        run.args.reader_mode.name(),
+        if run.args.zero_copy {
+            ", zero-copy writers"
+        } else {
+            ""
+        },
         sizes.label(),
         match (duration, run.args.messages) {
             (Some(d), _) => format!("for {}", crate::units::fmt_duration(d)),

@@ -146,3 +146,70 @@ fn sigterm_removes_the_channel_and_stops_the_children() {
 fn sighup_removes_the_channel_and_stops_the_children() {
     interrupt_removes_the_channel(libc::SIGHUP);
 }
+
+/// A short stress run in one receive / send mode, with a writer kill every second and
+/// (when `stalls`) writers stalled past a short timeout, so late writes can destroy
+/// messages under an in-place read: everything must still be accounted for.
+fn stress_mode_accounts_for_everything(mode: &[&str], stalls: bool) {
+    let mut args = vec![
+        "stress",
+        "--secs",
+        "3",
+        "--writers",
+        "2",
+        "--kill-writer-every",
+        "1s",
+        "--progress-every",
+        "5s",
+    ];
+    if stalls {
+        args.extend([
+            "--stall-writer-every",
+            "800ms",
+            "--stall-for",
+            "150ms",
+            "--timeout",
+            "50ms",
+        ]);
+    }
+    args.extend(mode);
+    let (v, code, stderr) = run_json(&args);
+    let ctx = format!("{mode:?}\n{v:#}\nstderr: {stderr}");
+    assert_eq!(code, 0, "{ctx}");
+    assert_eq!(v["ok"], true, "{ctx}");
+    let t = &v["totals"];
+    assert!(t["delivered"].as_u64().unwrap() > 0, "{ctx}");
+    assert_eq!(v["attribution"]["unexplained"], 0, "{ctx}");
+    assert_eq!(t["corrupted"], 0, "{ctx}");
+    assert_eq!(t["reordered"], 0, "{ctx}");
+    assert_eq!(t["unattributed"], 0, "{ctx}");
+    assert!(v["faults"]["writer_kills"].as_u64().unwrap() >= 1, "{ctx}");
+    let c = &v["config"];
+    let reader_mode = mode
+        .iter()
+        .position(|&m| m == "--reader-mode")
+        .map_or("poll", |i| mode[i + 1]);
+    assert_eq!(c["reader_mode"], reader_mode, "{ctx}");
+    assert_eq!(c["zero_copy"], mode.contains(&"--zero-copy"), "{ctx}");
+    assert!(!shm_exists(c["channel"].as_str().unwrap()));
+}
+
+#[test]
+fn blocking_reader_accounts_for_everything() {
+    stress_mode_accounts_for_everything(&["--reader-mode", "blocking"], false);
+}
+
+#[test]
+fn batch_reader_accounts_for_everything() {
+    stress_mode_accounts_for_everything(&["--reader-mode", "batch"], false);
+}
+
+#[test]
+fn in_place_reader_with_stalled_writers_accounts_for_everything() {
+    stress_mode_accounts_for_everything(&["--reader-mode", "in-place"], true);
+}
+
+#[test]
+fn zero_copy_writers_with_stalls_account_for_everything() {
+    stress_mode_accounts_for_everything(&["--zero-copy"], true);
+}
