@@ -141,12 +141,14 @@ pub fn writer_role(a: CompareRole) -> Result<(), String> {
     while stop.load(Ordering::Relaxed) == 0 {
         let word = payload::header_word(a.stream, seq);
         let n = sizes.size_for(a.seed, word);
-        if a.light {
-            payload::fill_light(&mut buf[..n], word, a.seed);
-        } else {
-            payload::fill(&mut buf[..n], word, a.seed, 1);
-        }
-        tx.send(&buf[..n])?;
+        let (light, seed) = (a.light, a.seed);
+        tx.send_with(n, &mut buf, |msg| {
+            if light {
+                payload::fill_light(msg, word, seed);
+            } else {
+                payload::fill(msg, word, seed, 1);
+            }
+        })?;
         seq += 1;
     }
     board.w(s, board::W_OK).store(seq, Ordering::Relaxed);
@@ -170,44 +172,39 @@ pub fn reader_role(a: CompareRole) -> Result<(), String> {
     let seed = a.seed;
     let light = a.light;
     while ends < a.writers {
-        let verdict = rx.recv(&mut scratch, |msg| {
+        rx.recv_some(&mut scratch, |msg| {
             if msg.len() == 8 && msg == END.to_le_bytes() {
-                return None;
+                ends += 1;
+                return;
             }
             let checked = if light {
                 payload::check_light(msg, seed, sizes)
             } else {
                 payload::check(msg, seed, sizes, 1)
             };
-            Some((checked, msg.len()))
-        })?;
-        match verdict {
-            None => ends += 1,
-            Some((checked, len)) => {
-                if first == 0 {
-                    first = monotonic_ns();
-                }
-                let (stream, seq, good) = match checked {
-                    Checked::Good { stream, seq } => (stream, seq, true),
-                    Checked::Corrupt { stream, seq } => (stream, seq, false),
-                    Checked::Short => (u32::MAX, 0, false),
-                };
-                let Some(rec) = recs.get_mut(stream as usize) else {
-                    unattributed += 1;
-                    continue;
-                };
-                if !good {
-                    rec[board::R_CORRUPT] += 1;
-                } else if seq >= rec[board::R_NEXT] {
-                    rec[board::R_LOST] += seq - rec[board::R_NEXT];
-                    rec[board::R_NEXT] = seq + 1;
-                    rec[board::R_DELIVERED] += 1;
-                    rec[board::R_BYTES] += len as u64;
-                } else {
-                    rec[board::R_DUP] += 1;
-                }
+            if first == 0 {
+                first = monotonic_ns();
             }
-        }
+            let (stream, seq, good) = match checked {
+                Checked::Good { stream, seq } => (stream, seq, true),
+                Checked::Corrupt { stream, seq } => (stream, seq, false),
+                Checked::Short => (u32::MAX, 0, false),
+            };
+            let Some(rec) = recs.get_mut(stream as usize) else {
+                unattributed += 1;
+                return;
+            };
+            if !good {
+                rec[board::R_CORRUPT] += 1;
+            } else if seq >= rec[board::R_NEXT] {
+                rec[board::R_LOST] += seq - rec[board::R_NEXT];
+                rec[board::R_NEXT] = seq + 1;
+                rec[board::R_DELIVERED] += 1;
+                rec[board::R_BYTES] += msg.len() as u64;
+            } else {
+                rec[board::R_DUP] += 1;
+            }
+        })?;
     }
     let last = monotonic_ns();
     for (s, rec) in recs.iter().enumerate() {
@@ -455,7 +452,7 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
     };
     let mut cells: Vec<Cell> = Vec::new();
     for (wi, w) in workloads.iter().enumerate() {
-        for &kind in &kinds {
+        for &kind in kinds.iter().filter(|k| k.measures(w.sizes.max())) {
             cells.push(Cell {
                 workload: wi,
                 kind,
@@ -468,10 +465,12 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
     let total_runs = cells.iter().filter(|c| c.skipped.is_none()).count() * rounds;
     if !args.json {
         println!(
-            "atbus-bench compare: {} workloads x {} transports, {} rounds of {:.1} s runs \
+            "atbus-bench compare: {} workloads x {} transports (atbus-zc: reserve/commit + \
+             try_recv_in_place; atbus-batch: recv_batch of {}, messages up to 1 KiB), {} rounds of {:.1} s runs \
              ({} runs, alternating transports), {}",
             workloads.len(),
             kinds.len(),
+            crate::stress::BATCH,
             rounds,
             secs.as_secs_f64(),
             total_runs,
@@ -545,7 +544,7 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
                 bad = true;
             }
             let ratio = match atbus_med {
-                Some(a) if med > 0.0 && c.kind != Kind::Atbus => Some(a / med),
+                Some(a) if med > 0.0 && !c.kind.is_atbus() => Some(a / med),
                 _ => None,
             };
             let checks = if let Some(s) = &c.skipped {
@@ -597,6 +596,64 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
             }));
         }
     }
+    // The atbus variants against copying atbus, per round (the runs of one round are
+    // next to each other in time, so the ratio of a pair sees the same machine load).
+    let mut variants = Vec::new();
+    let mut variant_rows = Vec::new();
+    for (wi, w) in workloads.iter().enumerate() {
+        let find = |k: Kind| {
+            cells
+                .iter()
+                .find(|c| c.workload == wi && c.kind == k && c.failure.is_none())
+        };
+        let Some(base) = find(Kind::Atbus) else {
+            continue;
+        };
+        for (kind, what) in [
+            (Kind::AtbusZeroCopy, "zero-copy ÷ copying"),
+            (Kind::AtbusBatch, "batch ÷ single receive"),
+        ] {
+            let Some(v) = find(kind) else { continue };
+            let pairs: Vec<f64> = base
+                .samples
+                .iter()
+                .zip(&v.samples)
+                .filter(|(b, _)| b.msgs_per_s > 0.0)
+                .map(|(b, x)| x.msgs_per_s / b.msgs_per_s)
+                .collect();
+            if pairs.is_empty() {
+                continue;
+            }
+            let (lo, med, hi) = stats(&pairs);
+            let (_, bmed, _) = stats(
+                &base
+                    .samples
+                    .iter()
+                    .map(|s| s.msgs_per_s)
+                    .collect::<Vec<_>>(),
+            );
+            let (_, vmed, _) = stats(&v.samples.iter().map(|s| s.msgs_per_s).collect::<Vec<_>>());
+            variants.push(format!(
+                "atbus {what}, {}: medians {:.3} M / {:.3} M msgs/s = {:.2}x; paired by \
+                 round: min {lo:.2}x / median {med:.2}x / max {hi:.2}x ({} rounds)",
+                w.label(),
+                vmed / 1e6,
+                bmed / 1e6,
+                vmed / bmed.max(1e-9),
+                pairs.len(),
+            ));
+            variant_rows.push(json!({
+                "workload": w.label(),
+                "variant": kind.name(),
+                "baseline": Kind::Atbus.name(),
+                "ratio_of_medians": vmed / bmed.max(1e-9),
+                "ratio_per_round": pairs,
+                "ratio_per_round_min": lo,
+                "ratio_per_round_median": med,
+                "ratio_per_round_max": hi,
+            }));
+        }
+    }
     // Large messages against memcpy.
     let mut large = Vec::new();
     for (wi, w) in workloads.iter().enumerate() {
@@ -636,11 +693,15 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
                 "memcpy_hot_gb_per_s": hot_gbs,
                 "mq_maxmsg": crate::transport::MQ_MAXMSG,
                 "results": rows,
+                "atbus_variants": variant_rows,
                 "large_messages": large,
             })
         );
     } else {
         print!("{table}");
+        for l in &variants {
+            println!("{l}");
+        }
         println!(
             "memcpy ceiling: {ring_gbs:.1} GB/s (16 KiB pieces out of a 16 MiB ring), \
              {hot_gbs:.1} GB/s (cache-hot)"

@@ -19,7 +19,13 @@ pub const MQ_MAXMSG: i64 = 10;
 /// Which transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// atbus, copying: `send` and `try_recv`.
     Atbus,
+    /// atbus zero-copy: `reserve` + fill in the ring + `commit`, `try_recv_in_place`.
+    AtbusZeroCopy,
+    /// atbus copying `send`, batched receive: `recv_batch` of up to
+    /// [`BATCH`](crate::stress::BATCH) messages.
+    AtbusBatch,
     UnixDgram,
     Pipe,
     Mq,
@@ -27,12 +33,21 @@ pub enum Kind {
 
 impl Kind {
     /// Every transport, in the order runs alternate.
-    pub const ALL: [Kind; 4] = [Kind::Atbus, Kind::UnixDgram, Kind::Pipe, Kind::Mq];
+    pub const ALL: [Kind; 6] = [
+        Kind::Atbus,
+        Kind::AtbusZeroCopy,
+        Kind::AtbusBatch,
+        Kind::UnixDgram,
+        Kind::Pipe,
+        Kind::Mq,
+    ];
 
     /// Short name (also on the command line).
     pub fn name(self) -> &'static str {
         match self {
             Kind::Atbus => "atbus",
+            Kind::AtbusZeroCopy => "atbus-zc",
+            Kind::AtbusBatch => "atbus-batch",
             Kind::UnixDgram => "unix-dgram",
             Kind::Pipe => "pipe",
             Kind::Mq => "posix-mq",
@@ -44,7 +59,23 @@ impl Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown transport {s:?} (atbus, unix-dgram, pipe, posix-mq)"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown transport {s:?} (atbus, atbus-zc, atbus-batch, unix-dgram, pipe, \
+                     posix-mq)"
+                )
+            })
+    }
+
+    /// One of the atbus variants.
+    pub fn is_atbus(self) -> bool {
+        matches!(self, Kind::Atbus | Kind::AtbusZeroCopy | Kind::AtbusBatch)
+    }
+
+    /// Whether a run of this transport is worth making for messages up to `max_size`
+    /// (batched receive is about per-message overhead: small messages only).
+    pub fn measures(self, max_size: usize) -> bool {
+        self != Kind::AtbusBatch || max_size <= 1024
     }
 
     /// Why this transport cannot carry a workload, if it cannot.
@@ -88,8 +119,8 @@ fn has_cap_sys_resource() -> bool {
 /// What the parent set up for one run, passed to the children as a string.
 #[derive(Clone, Debug)]
 pub enum Endpoint {
-    /// A channel name.
-    Atbus(String),
+    /// An atbus variant and a channel name.
+    Atbus(Kind, String),
     /// A socketpair: (reader fd, writer fd).
     UnixDgram(RawFd, RawFd),
     /// A pipe: (read fd, write fd).
@@ -107,11 +138,11 @@ impl Endpoint {
         channel_size: usize,
     ) -> Result<Endpoint, String> {
         match kind {
-            Kind::Atbus => {
+            Kind::Atbus | Kind::AtbusZeroCopy | Kind::AtbusBatch => {
                 let name = format!("/atbus-bench-cmp-{}-{tag}", std::process::id());
                 crate::stress::create_channel(&name, channel_size, &atbus::Config::default())
                     .map_err(|e| format!("{e:?}"))?;
-                Ok(Endpoint::Atbus(name))
+                Ok(Endpoint::Atbus(kind, name))
             }
             Kind::UnixDgram => {
                 let mut fds = [0; 2];
@@ -165,7 +196,7 @@ impl Endpoint {
     /// The string children parse.
     pub fn to_arg(&self) -> String {
         match self {
-            Endpoint::Atbus(n) => format!("atbus:{n}"),
+            Endpoint::Atbus(k, n) => format!("{}:{n}", k.name()),
             Endpoint::UnixDgram(r, w) => format!("unix-dgram:{r}:{w}"),
             Endpoint::Pipe(r, w) => format!("pipe:{r}:{w}"),
             Endpoint::Mq(n, s) => format!("posix-mq:{n}:{s}"),
@@ -181,7 +212,9 @@ impl Endpoint {
             Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
         };
         Ok(match kind {
-            "atbus" => Endpoint::Atbus(rest.into()),
+            "atbus" | "atbus-zc" | "atbus-batch" => {
+                Endpoint::Atbus(Kind::parse(kind)?, rest.into())
+            }
             "unix-dgram" => {
                 let (r, w) = two(rest)?;
                 Endpoint::UnixDgram(r, w)
@@ -201,7 +234,7 @@ impl Endpoint {
     /// Removes names and closes the parent's descriptors.
     pub fn destroy(&self) {
         match self {
-            Endpoint::Atbus(n) => {
+            Endpoint::Atbus(_, n) => {
                 let _ = Channel::unlink(n);
             }
             Endpoint::UnixDgram(r, w) | Endpoint::Pipe(r, w) => {
@@ -247,7 +280,8 @@ fn open_mq(name: &str, flags: i32) -> Result<libc::mqd_t, String> {
 
 /// The sending side in a writer process.
 pub enum Sender {
-    Atbus(atbus::Writer),
+    /// An atbus writer; `true`: zero-copy (`reserve` + `commit`).
+    Atbus(atbus::Writer, bool),
     Fd(RawFd),
     Pipe(RawFd, Vec<u8>),
     Mq(libc::mqd_t),
@@ -257,9 +291,9 @@ impl Sender {
     /// Opens the writer side.
     pub fn open(ep: &Endpoint) -> Result<Sender, String> {
         Ok(match ep {
-            Endpoint::Atbus(n) => {
+            Endpoint::Atbus(k, n) => {
                 let ch = Channel::open(n).map_err(|e| e.to_string())?;
-                Sender::Atbus(ch.writer())
+                Sender::Atbus(ch.writer(), *k == Kind::AtbusZeroCopy)
             }
             Endpoint::UnixDgram(r, w) => {
                 // SAFETY: closing the inherited reader end we do not use.
@@ -275,11 +309,38 @@ impl Sender {
         })
     }
 
+    /// Sends one message of `len` bytes that `fill` writes: into the ring for a
+    /// zero-copy atbus writer, else into `buf` (then sent from there). Waits while the
+    /// transport is full.
+    #[inline]
+    pub fn send_with(
+        &mut self,
+        len: usize,
+        buf: &mut [u8],
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), String> {
+        if let Sender::Atbus(w, true) = self {
+            let mut backoff = Backoff::new();
+            loop {
+                match w.reserve(len) {
+                    Ok(mut slot) => {
+                        fill(&mut slot);
+                        return slot.commit().map_err(|e| e.to_string());
+                    }
+                    Err(Error::Full) => backoff.snooze(),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        }
+        fill(&mut buf[..len]);
+        self.send(&buf[..len])
+    }
+
     /// Sends one message, waiting while the transport is full.
     #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<(), String> {
         match self {
-            Sender::Atbus(w) => {
+            Sender::Atbus(w, _) => {
                 let mut backoff = Backoff::new();
                 loop {
                     match w.send(msg) {
@@ -340,7 +401,8 @@ fn write_all(fd: RawFd, mut data: &[u8]) -> Result<(), String> {
 
 /// The receiving side in the reader process.
 pub enum Receiver {
-    Atbus(atbus::Reader),
+    /// An atbus reader and how it receives.
+    Atbus(atbus::Reader, Kind),
     Fd(RawFd),
     Pipe {
         fd: RawFd,
@@ -355,9 +417,9 @@ impl Receiver {
     /// Opens the reader side.
     pub fn open(ep: &Endpoint) -> Result<Receiver, String> {
         Ok(match ep {
-            Endpoint::Atbus(n) => {
+            Endpoint::Atbus(_, n) => {
                 let ch = Channel::open(n).map_err(|e| e.to_string())?;
-                Receiver::Atbus(ch.reader().map_err(|e| e.to_string())?)
+                Receiver::Atbus(ch.reader().map_err(|e| e.to_string())?, kind_of(ep))
             }
             Endpoint::UnixDgram(r, w) => {
                 // SAFETY: closing the inherited writer end we do not use.
@@ -378,12 +440,48 @@ impl Receiver {
         })
     }
 
+    /// Receives at least one message, handing each to `f`; returns how many. One at a
+    /// time but for a batching atbus reader (up to [`BATCH`](crate::stress::BATCH));
+    /// in the ring for a zero-copy one. Waits like [`recv`](Receiver::recv).
+    #[inline]
+    pub fn recv_some(
+        &mut self,
+        scratch: &mut [u8],
+        mut f: impl FnMut(&[u8]),
+    ) -> Result<usize, String> {
+        match self {
+            Receiver::Atbus(r, Kind::AtbusBatch) => {
+                let mut backoff = Backoff::new();
+                loop {
+                    match r.recv_batch(crate::stress::BATCH, &mut f) {
+                        Ok(n) => return Ok(n),
+                        Err(Error::Empty) => backoff.snooze(),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            }
+            Receiver::Atbus(r, Kind::AtbusZeroCopy) => {
+                let mut backoff = Backoff::new();
+                loop {
+                    // No faults in `compare`: `Damaged` (the bytes changed under `f`,
+                    // which has already counted them) cannot happen and fails the run.
+                    match r.try_recv_in_place(&mut f) {
+                        Ok(()) => return Ok(1),
+                        Err(Error::Empty) => backoff.snooze(),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            }
+            _ => self.recv(scratch, f).map(|()| 1),
+        }
+    }
+
     /// Receives the next message and hands it to `f`; returns what `f` returned.
     /// Waits (spin, yield, sleep for atbus; blocking for kernel transports).
     #[inline]
     pub fn recv<R>(&mut self, scratch: &mut [u8], f: impl FnOnce(&[u8]) -> R) -> Result<R, String> {
         match self {
-            Receiver::Atbus(r) => {
+            Receiver::Atbus(r, _) => {
                 let mut backoff = Backoff::new();
                 loop {
                     match r.try_recv(scratch) {
@@ -452,5 +550,14 @@ impl Receiver {
                 }
             },
         }
+    }
+}
+
+fn kind_of(ep: &Endpoint) -> Kind {
+    match ep {
+        Endpoint::Atbus(k, _) => *k,
+        Endpoint::UnixDgram(..) => Kind::UnixDgram,
+        Endpoint::Pipe(..) => Kind::Pipe,
+        Endpoint::Mq(..) => Kind::Mq,
     }
 }

@@ -16,13 +16,20 @@ fn quick_compare_checks_every_transport() {
     assert_eq!(out.status.code(), Some(0), "{v:#}\n{stderr}");
     assert_eq!(v["ok"], true, "{v:#}");
     let rows = v["results"].as_array().unwrap();
-    for t in ["atbus", "unix-dgram", "pipe", "posix-mq"] {
+    for (t, at_least) in [
+        ("atbus", 8),
+        ("atbus-zc", 8),
+        ("atbus-batch", 2),
+        ("unix-dgram", 4),
+        ("pipe", 4),
+        ("posix-mq", 4),
+    ] {
         let ran: Vec<_> = rows
             .iter()
             .filter(|r| r["transport"] == t && r["skipped"].is_null())
             .collect();
         assert!(
-            ran.len() >= 4,
+            ran.len() >= at_least,
             "{t} ran only {} workloads: {v:#}",
             ran.len()
         );
@@ -32,9 +39,18 @@ fn quick_compare_checks_every_transport() {
             assert_eq!(r["errors"], 0, "{r:#}");
         }
     }
+    // The zero-copy and batched variants are compared with copying atbus.
+    let variants = v["atbus_variants"].as_array().unwrap();
+    for (variant, workload) in [("atbus-zc", "1->1 16KiB"), ("atbus-batch", "1->1 64B")] {
+        let row = variants
+            .iter()
+            .find(|r| r["variant"] == variant && r["workload"] == workload)
+            .unwrap_or_else(|| panic!("no {variant} ratio at {workload}: {v:#}"));
+        assert!(row["ratio_of_medians"].as_f64().unwrap() > 0.0, "{row:#}");
+    }
     // atbus carries every workload; skipped ones say why.
     for r in rows {
-        if r["transport"] == "atbus" {
+        if r["transport"].as_str().unwrap().starts_with("atbus") {
             assert!(r["skipped"].is_null(), "{r:#}");
         }
         if let Some(why) = r["skipped"].as_str() {
