@@ -77,7 +77,8 @@ pub enum Step {
     AfterClaim,
     /// The first node is START; the block header and payload are not written.
     AfterStart,
-    /// Half the payload is written.
+    /// Half the payload is written and the writer has checked its block is still its own
+    /// (stopped here, it resumes straight into copying the second half).
     MidPayload,
     /// Everything is written; WRITTEN is not set yet.
     BeforePublish,
@@ -143,6 +144,17 @@ impl Claimed {
     pub(crate) fn len(&self) -> usize {
         self.len
     }
+
+    /// `Abandoned` if the reader has skipped this block (its head is no longer our
+    /// START): the nodes may already belong to another writer.
+    fn check_still_ours(&self, seg: &Segment) -> Result<()> {
+        // Relaxed: a hint only; the publish CAS is what decides.
+        let head = seg.head(self.index).load(Ordering::Relaxed);
+        if head != NodeState::block(FLAG_START, self.seq).0 {
+            return Err(abandoned(seg.header().writer_counters(self.pid), self.seq));
+        }
+        Ok(())
+    }
 }
 
 /// Sends one message. `cached_read` is the writer handle's copy of the read cursor.
@@ -156,9 +168,16 @@ pub(crate) fn send(seg: &Segment, cached_read: &AtomicU64, pid: u32, data: &[u8]
     };
     let block = claim_block(seg, cached_read, pid, data.len())?;
     // We own the block's bytes: our START CAS succeeded, so no other writer of this lap
-    // writes them and the reader reads them only after WRITTEN.
+    // writes them and the reader reads them only after WRITTEN — unless we stall past the
+    // timeout and the reader gives up on us. claim_block looked before the header; look
+    // again between the halves (one load of a line this core holds): a writer that wakes
+    // after the skip then leaves the nodes, since reused by another writer, alone
+    // instead of destroying that writer's message.
     let (first, second) = data.split_at(data.len() / 2);
     seg.write_payload(block.index, 0, first);
+    block.check_still_ours(seg)?;
+    // A writer stopped here has looked and is copying: it models one descheduled in the
+    // middle of its copy, the window no look can close (the crc catches what it writes).
     fault_point!(MidPayload);
     seg.write_payload(block.index, first.len(), second);
     fault_point!(BeforePublish);
@@ -232,18 +251,22 @@ pub(crate) fn claim_block(
         return Err(abandoned(counters, seq));
     }
     fault_point!(AfterStart);
+    let block = Claimed {
+        index,
+        seq,
+        len,
+        pid,
+    };
+    // Still ours? A writer stalled past the timeout stops here rather than writing a
+    // header into nodes the reader has handed to someone else.
+    block.check_still_ours(seg)?;
     let bh = seg.block_header(index);
     bh.len.store(len as u32, Ordering::Relaxed);
     bh.writer_pid.store(pid, Ordering::Relaxed);
     // Release: a reader that reads this seq (acquire) also sees len and writer_pid, and
     // can skip the block at once if we die.
     bh.seq.store(seq, Ordering::Release);
-    Ok(Claimed {
-        index,
-        seq,
-        len,
-        pid,
-    })
+    Ok(block)
 }
 
 /// Publishes a claimed block (or, with `aborted`, marks it for the reader to skip), and
