@@ -34,9 +34,14 @@ pub struct LatencyArgs {
     #[arg(long, default_value_t = 64)]
     pub size: usize,
     /// How the reader waits: spin (busy-poll try_recv), backoff (spin, yield, sleep),
-    /// block (Reader::recv, futex wake-up).
-    #[arg(long, default_value = "spin")]
-    pub reader: String,
+    /// block (Reader::recv_timeout, futex wake-up), unix-dgram (not atbus: a Unix
+    /// datagram socketpair, blocking recv). Several, comma separated, run one after the
+    /// other in each round (e.g. spin,block,unix-dgram).
+    #[arg(long, value_delimiter = ',', default_value = "spin")]
+    pub reader: Vec<String>,
+    /// Rounds: every reader runs every variant once per round, alternating.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
     /// Pin the reader to this CPU.
     #[arg(long)]
     pub reader_cpu: Option<usize>,
@@ -78,6 +83,56 @@ pub struct LatencyRole {
     cpu: Option<usize>,
     #[arg(long)]
     rt: bool,
+    /// `unix-dgram`: the socketpair's descriptors, `READ:WRITE` (inherited).
+    #[arg(long)]
+    fds: Option<String>,
+}
+
+/// The inherited socketpair of a `unix-dgram` run: (read end, write end).
+fn fds(a: &LatencyRole) -> Result<(i32, i32), String> {
+    let f = a.fds.as_deref().ok_or("unix-dgram without --fds")?;
+    let (r, w) = f.split_once(':').ok_or("bad --fds")?;
+    Ok((
+        r.parse().map_err(|_| "bad --fds")?,
+        w.parse().map_err(|_| "bad --fds")?,
+    ))
+}
+
+fn os_err(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+/// How one latency run's messages travel.
+enum Tx {
+    Atbus(atbus::Writer),
+    Dgram(i32),
+}
+
+impl Tx {
+    fn send(&self, msg: &[u8]) -> Result<(), String> {
+        match self {
+            Tx::Atbus(w) => loop {
+                match w.send(msg) {
+                    Ok(()) => return Ok(()),
+                    Err(Error::Full) => std::hint::spin_loop(),
+                    Err(e) => return Err(e.to_string()),
+                }
+            },
+            Tx::Dgram(fd) => loop {
+                // SAFETY: msg is a valid slice; fd is our end of the socketpair.
+                let n = unsafe { libc::send(*fd, msg.as_ptr().cast(), msg.len(), 0) };
+                if n == msg.len() as isize {
+                    return Ok(());
+                }
+                if n < 0
+                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+                {
+                    continue;
+                }
+                return Err(os_err("send"));
+            },
+        }
+    }
 }
 
 const G_READY: usize = 11;
@@ -132,8 +187,18 @@ fn sleep_until(t_ns: u64) {
 pub fn writer_role(a: LatencyRole) -> Result<(), String> {
     setup(&a)?;
     let board = Board::map(a.board_fd).map_err(|e| format!("board: {e}"))?;
-    let channel = Channel::open(&a.channel).map_err(|e| e.to_string())?;
-    let writer = channel.writer();
+    let tx = if a.reader == "unix-dgram" {
+        let (r, w) = fds(&a)?;
+        // SAFETY: closing the inherited read end we do not use.
+        unsafe { libc::close(r) };
+        Tx::Dgram(w)
+    } else {
+        Tx::Atbus(
+            Channel::open(&a.channel)
+                .map_err(|e| e.to_string())?
+                .writer(),
+        )
+    };
     let ready = board.global(G_READY);
     let mut backoff = atbus::Backoff::new();
     while ready.load(Ordering::Acquire) == 0 {
@@ -154,13 +219,7 @@ pub fn writer_role(a: LatencyRole) -> Result<(), String> {
             }
         }
         buf[8..16].copy_from_slice(&now_ns().to_le_bytes());
-        loop {
-            match writer.send(&buf) {
-                Ok(()) => break,
-                Err(Error::Full) => std::hint::spin_loop(),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
+        tx.send(&buf)?;
     }
     Ok(())
 }
@@ -170,8 +229,16 @@ pub fn writer_role(a: LatencyRole) -> Result<(), String> {
 pub fn reader_role(a: LatencyRole) -> Result<(), String> {
     setup(&a)?;
     let board = Board::map(a.board_fd).map_err(|e| format!("board: {e}"))?;
-    let channel = Channel::open(&a.channel).map_err(|e| e.to_string())?;
-    let mut reader = channel.reader().map_err(|e| e.to_string())?;
+    let mode = a.reader.as_str();
+    let (mut reader, dgram) = if mode == "unix-dgram" {
+        let (r, w) = fds(&a)?;
+        // SAFETY: closing the inherited write end we do not use.
+        unsafe { libc::close(w) };
+        (None, r)
+    } else {
+        let channel = Channel::open(&a.channel).map_err(|e| e.to_string())?;
+        (Some(channel.reader().map_err(|e| e.to_string())?), -1)
+    };
     let mut hist =
         Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; a.size.max(64)];
@@ -179,11 +246,25 @@ pub fn reader_role(a: LatencyRole) -> Result<(), String> {
     let (mut next, mut errors) = (0u64, 0u64);
     board.global(G_READY).store(1, Ordering::Release);
     let mut backoff = atbus::Backoff::new();
-    let mode = a.reader.as_str();
     while next < a.count {
-        let r = match mode {
-            "block" => reader.recv(&mut buf),
-            _ => reader.try_recv(&mut buf),
+        let r = match (&mut reader, mode) {
+            // The wait ends with a message; the timeout only bounds a lost run.
+            (Some(reader), "block") => reader.recv_timeout(&mut buf, Duration::from_secs(10)),
+            (Some(reader), _) => reader.try_recv(&mut buf),
+            (None, _) => {
+                // SAFETY: buf is a valid buffer; dgram is our end of the socketpair.
+                let n = unsafe { libc::recv(dgram, buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if n < 0 {
+                    if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(os_err("recv"));
+                }
+                if n == 0 {
+                    return Err("unix-dgram: the writer closed its end early".into());
+                }
+                Ok(n as usize)
+            }
         };
         match r {
             Ok(n) => {
@@ -228,10 +309,27 @@ pub fn reader_role(a: LatencyRole) -> Result<(), String> {
     Ok(())
 }
 
-fn run_variant(a: &LatencyArgs, rate: u64, sleep: bool) -> Result<Value, String> {
+fn run_variant(a: &LatencyArgs, rate: u64, sleep: bool, mode: &str) -> Result<Value, String> {
     let name = format!("/atbus-bench-lat-{}", std::process::id());
     let channel = crate::stress::create_channel(&name, 16 << 20, &Config::default())
         .map_err(|e| format!("{e:?}"))?;
+    let mut pair = [-1; 2];
+    if mode == "unix-dgram" {
+        // SAFETY: socketpair writes two descriptors (no CLOEXEC: the children inherit
+        // them).
+        if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, pair.as_mut_ptr()) } != 0 {
+            let _ = Channel::unlink(&name);
+            return Err(os_err("socketpair"));
+        }
+    }
+    let close_pair = || {
+        for fd in pair {
+            if fd >= 0 {
+                // SAFETY: closing the parent's copies of descriptors it created.
+                unsafe { libc::close(fd) };
+            }
+        }
+    };
     let result = (|| {
         let board = Board::create().map_err(|e| format!("board: {e}"))?;
         let count = WARMUP + (a.secs.as_secs_f64() * rate as f64) as u64;
@@ -251,7 +349,7 @@ fn run_variant(a: &LatencyArgs, rate: u64, sleep: bool) -> Result<Value, String>
                 "--seed".into(),
                 "7".into(),
                 "--reader".into(),
-                a.reader.clone(),
+                mode.to_string(),
                 "--parent".into(),
                 std::process::id().to_string(),
             ];
@@ -264,12 +362,16 @@ fn run_variant(a: &LatencyArgs, rate: u64, sleep: bool) -> Result<Value, String>
             if let Some(c) = cpu {
                 v.extend(["--cpu".into(), c.to_string()]);
             }
+            if pair[0] >= 0 {
+                v.extend(["--fds".into(), format!("{}:{}", pair[0], pair[1])]);
+            }
             v
         };
         let mut reader = procs::spawn_self_piped(&base("__latency-reader", a.reader_cpu))
             .map_err(|e| e.to_string())?;
         let mut writer = procs::spawn_self(&base("__latency-writer", a.writer_cpu))
             .map_err(|e| e.to_string())?;
+        close_pair();
         let mut line = String::new();
         let out = reader.stdout.take().unwrap();
         let read = BufReader::new(out).read_line(&mut line);
@@ -282,11 +384,19 @@ fn run_variant(a: &LatencyArgs, rate: u64, sleep: bool) -> Result<Value, String>
         let mut v: Value = serde_json::from_str(line.trim()).map_err(|e| e.to_string())?;
         v["rate"] = json!(rate);
         v["writer"] = json!(if sleep { "sleeping" } else { "spinning" });
-        v["reader"] = json!(a.reader);
+        v["reader"] = json!(mode);
+        v["transport"] = json!(if mode == "unix-dgram" {
+            "unix-dgram"
+        } else {
+            "atbus"
+        });
         v["size"] = json!(a.size);
         v["sched_fifo"] = json!(a.rt);
         Ok(v)
     })();
+    if result.is_err() {
+        close_pair();
+    }
     let _ = Channel::unlink(&name);
     result
 }
@@ -298,11 +408,17 @@ pub fn run(a: LatencyArgs) -> Result<i32, Fail> {
             "--size must be at least 16 (header word and timestamp)".into(),
         ));
     }
-    if !["spin", "backoff", "block"].contains(&a.reader.as_str()) {
+    if let Some(bad) = a
+        .reader
+        .iter()
+        .find(|r| !["spin", "backoff", "block", "unix-dgram"].contains(&r.as_str()))
+    {
         return Err(Fail::Usage(format!(
-            "--reader {:?}: use spin, backoff or block",
-            a.reader
+            "--reader {bad:?}: use spin, backoff, block or unix-dgram"
         )));
+    }
+    if a.rounds == 0 {
+        return Err(Fail::Usage("--rounds must be at least 1".into()));
     }
     let cpus = procs::cpu_count();
     if let Some(cpu) = a
@@ -328,23 +444,25 @@ pub fn run(a: LatencyArgs) -> Result<i32, Fail> {
     procs::install_interrupt_handler();
     let mut results = Vec::new();
     let mut failed = false;
-    for (rate, sleep) in variants {
-        if procs::interrupted() > 0 {
-            return Ok(130);
-        }
-        match run_variant(&a, rate, sleep) {
-            Ok(v) => {
+    for (rate, sleep) in &variants {
+        let (rate, sleep) = (*rate, *sleep);
+        for round in 0..a.rounds {
+            for mode in &a.reader {
+                if procs::interrupted() > 0 {
+                    return Ok(130);
+                }
+                let mut v = run_variant(&a, rate, sleep, mode).map_err(Fail::Run)?;
+                v["round"] = json!(round);
                 if v["errors"].as_u64() != Some(0) {
                     failed = true;
                 }
                 if !a.json {
                     println!(
-                        "latency {} B, {rate} msgs/s, writer {}, reader {}{}: {} samples, p50 \
-                         {:.2} us, p90 {:.2} us, p99 {:.2} us, p99.9 {:.2} us, max {:.1} us, \
-                         errors {}",
+                        "latency {} B, {rate} msgs/s, writer {}, reader {mode}{}: {} samples, \
+                         p50 {:.2} us, p90 {:.2} us, p99 {:.2} us, p99.9 {:.2} us, max {:.1} \
+                         us, errors {}",
                         a.size,
                         v["writer"].as_str().unwrap_or(""),
-                        a.reader,
                         if a.rt { " (SCHED_FIFO)" } else { "" },
                         v["count"],
                         v["p50_us"].as_f64().unwrap_or(0.0),
@@ -354,14 +472,14 @@ pub fn run(a: LatencyArgs) -> Result<i32, Fail> {
                         v["max_us"].as_f64().unwrap_or(0.0),
                         v["errors"],
                     );
-                    if sleep && rate == 10_000 {
+                    if sleep && rate == 10_000 && mode != "unix-dgram" {
                         let (p50, p99) = (
                             v["p50_us"].as_f64().unwrap_or(f64::MAX),
                             v["p99_us"].as_f64().unwrap_or(f64::MAX),
                         );
                         println!(
-                            "  target at 10k/s, sleeping writer: p50 <= 1.5 us ({}), p99 <= 20 \
-                             us ({})",
+                            "  target at 10k/s, sleeping writer: p50 <= 1.5 us ({}), p99 <= \
+                             20 us ({})",
                             if p50 <= 1.5 { "met" } else { "missed" },
                             if p99 <= 20.0 { "met" } else { "missed" }
                         );
@@ -369,16 +487,82 @@ pub fn run(a: LatencyArgs) -> Result<i32, Fail> {
                 }
                 results.push(v);
             }
-            Err(e) => return Err(Fail::Run(e)),
+        }
+    }
+    let summary = summarize(&a, &variants, &results);
+    if !a.json {
+        for l in &summary {
+            println!("{l}");
         }
     }
     if a.json {
         println!(
             "{}",
-            json!({"command": "latency", "schema": 1, "ok": !failed, "results": results})
+            json!({"command": "latency", "schema": 1, "ok": !failed, "results": results,
+                   "summary": summary})
         );
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// Medians over rounds per (variant, reader), and blocking atbus against blocking Unix
+/// datagram sockets when both ran.
+fn summarize(a: &LatencyArgs, variants: &[(u64, bool)], results: &[Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    if a.rounds == 1 && a.reader.len() == 1 {
+        return out;
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(|x, y| x.total_cmp(y));
+        let n = v.len();
+        if n == 0 {
+            f64::NAN
+        } else if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    for &(rate, sleep) in variants {
+        let writer = if sleep { "sleeping" } else { "spinning" };
+        let mut p50s = Vec::new();
+        for mode in &a.reader {
+            let runs: Vec<&Value> = results
+                .iter()
+                .filter(|v| v["rate"] == rate && v["writer"] == writer && v["reader"] == *mode)
+                .collect();
+            let col = |k: &str| -> Vec<f64> { runs.iter().filter_map(|v| v[k].as_f64()).collect() };
+            let mut cols: Vec<Vec<f64>> = ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"]
+                .iter()
+                .map(|k| col(k))
+                .collect();
+            let p50 = cols[0].clone();
+            let (lo, hi) = p50
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+            let m: Vec<f64> = cols.iter_mut().map(med).collect();
+            out.push(format!(
+                "median of {} rounds, {rate} msgs/s, writer {writer}, reader {mode}: p50 {:.2} \
+                 us (range {lo:.2}-{hi:.2}), p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.1} us",
+                runs.len(),
+                m[0],
+                m[1],
+                m[2],
+                m[3],
+                m[4]
+            ));
+            p50s.push((mode.as_str(), m[0]));
+        }
+        let get = |m: &str| p50s.iter().find(|(k, _)| *k == m).map(|&(_, v)| v);
+        if let (Some(b), Some(u)) = (get("block"), get("unix-dgram")) {
+            out.push(format!(
+                "  blocking atbus p50 {b:.2} us vs blocking unix-dgram p50 {u:.2} us (medians): \
+                 atbus no worse: {}",
+                if b <= u { "met" } else { "missed" }
+            ));
+        }
+    }
+    out
 }
 
 /// Options of the hidden `__hot-loop` command: send + recv of one size in one process,

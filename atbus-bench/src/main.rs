@@ -4,6 +4,7 @@
 mod board;
 mod compare;
 mod faults;
+mod futexcheck;
 mod latency;
 mod payload;
 mod procs;
@@ -34,6 +35,13 @@ enum Command {
     Compare(compare::CompareArgs),
     /// One-way latency of 64-byte messages at a fixed rate (HDR histogram).
     Latency(latency::LatencyArgs),
+    /// A blocking reader with no writer: its CPU use over one recv_timeout.
+    Idle(futexcheck::IdleArgs),
+    /// This process writes to a spinning reader (run under `strace -c` to count the
+    /// writer's system calls).
+    FastPath(futexcheck::FastPathArgs),
+    #[command(name = "__spin-reader", hide = true)]
+    SpinReader(futexcheck::SpinReaderRole),
     #[command(name = "__hot-loop", hide = true)]
     HotLoop(latency::HotLoopArgs),
     #[command(name = "__latency-writer", hide = true)]
@@ -80,6 +88,9 @@ fn main() {
         Some(Command::Stress(a)) => stress::run(a),
         Some(Command::Compare(a)) => compare::run(a),
         Some(Command::Latency(a)) => latency::run(a),
+        Some(Command::Idle(a)) => futexcheck::idle(a),
+        Some(Command::FastPath(a)) => futexcheck::fast_path(a),
+        Some(Command::SpinReader(a)) => role(futexcheck::spin_reader_role(a)),
         Some(Command::HotLoop(a)) => latency::hot_loop(a),
         Some(Command::LatencyWriter(a)) => role(latency::writer_role(a)),
         Some(Command::LatencyReader(a)) => role(latency::reader_role(a)),
