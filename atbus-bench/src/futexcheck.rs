@@ -167,3 +167,99 @@ pub fn fast_path(a: FastPathArgs) -> Result<i32, Fail> {
     let _ = Channel::unlink(&name);
     result.map(|()| 0).map_err(Fail::Run)
 }
+
+/// Options of `drain`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DrainArgs {
+    /// Message size.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Rounds; each round fills the ring once per receive mode and times the drain.
+    #[arg(long, default_value_t = 15)]
+    pub rounds: usize,
+    /// Channel size.
+    #[arg(long, value_parser = crate::units::bytes_arg, default_value = "16MiB")]
+    pub channel_size: usize,
+}
+
+/// Runs `drain`: the reader's own cost per message, without a concurrent writer. One
+/// process fills the ring until `Full`, then drains it with `try_recv`, `recv_batch`
+/// (64 a call) or `try_recv_in_place`, alternating the modes round by round.
+pub fn drain(a: DrainArgs) -> Result<i32, Fail> {
+    if a.rounds == 0 || a.size < 8 {
+        return Err(Fail::Usage("--rounds >= 1 and --size >= 8".into()));
+    }
+    let name = format!("/atbus-bench-drain-{}", std::process::id());
+    let channel = crate::stress::create_channel(&name, a.channel_size, &Config::default())?;
+    let result = (|| {
+        let writer = channel.writer();
+        let mut reader = channel.reader().map_err(|e| e.to_string())?;
+        let msg = vec![0x5au8; a.size];
+        let mut buf = vec![0u8; a.size];
+        let modes = ["single", "batch", "in-place"];
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+        for _ in 0..a.rounds {
+            for (m, mode) in modes.iter().enumerate() {
+                let mut n = 0u64;
+                while writer.send(&msg).is_ok() {
+                    n += 1;
+                }
+                let mut got = 0u64;
+                let mut sum = 0u64;
+                let t0 = Instant::now();
+                while got < n {
+                    let r = match *mode {
+                        "single" => reader.try_recv(&mut buf).map(|k| {
+                            sum += u64::from(buf[k - 1]);
+                            1
+                        }),
+                        "batch" => reader.recv_batch(crate::stress::BATCH, |b| {
+                            sum += u64::from(b[b.len() - 1]);
+                        }),
+                        _ => reader
+                            .try_recv_in_place(|b| {
+                                sum += u64::from(b[b.len() - 1]);
+                            })
+                            .map(|()| 1),
+                    };
+                    got += r.map_err(|e| format!("{mode}: {e}"))? as u64;
+                }
+                let dt = t0.elapsed().as_secs_f64();
+                std::hint::black_box(sum);
+                reader.release();
+                rates[m].push(n as f64 / dt);
+            }
+        }
+        let med = |v: &[f64]| {
+            let mut s = v.to_vec();
+            s.sort_by(|x, y| x.total_cmp(y));
+            (s[0], s[s.len() / 2], s[s.len() - 1])
+        };
+        println!(
+            "drain {} B messages from a full {} ring, one process, {} rounds (modes alternate):",
+            a.size,
+            crate::units::fmt_bytes(a.channel_size),
+            a.rounds
+        );
+        for (m, mode) in modes.iter().enumerate() {
+            let (lo, md, hi) = med(&rates[m]);
+            println!(
+                "  {mode:<8} {:.2} M / {:.2} M / {:.2} M msgs/s (min / median / max)",
+                lo / 1e6,
+                md / 1e6,
+                hi / 1e6
+            );
+        }
+        for m in 1..modes.len() {
+            let pairs: Vec<f64> = rates[m].iter().zip(&rates[0]).map(|(x, b)| x / b).collect();
+            let (lo, md, hi) = med(&pairs);
+            println!(
+                "  {} ÷ single, paired by round: min {lo:.2}x / median {md:.2}x / max {hi:.2}x",
+                modes[m]
+            );
+        }
+        Ok(())
+    })();
+    let _ = Channel::unlink(&name);
+    result.map(|()| 0).map_err(Fail::Run)
+}

@@ -40,6 +40,9 @@ enum Command {
     /// This process writes to a spinning reader (run under `strace -c` to count the
     /// writer's system calls).
     FastPath(futexcheck::FastPathArgs),
+    /// The reader's cost per message alone: drain a full ring with try_recv, recv_batch
+    /// or try_recv_in_place.
+    Drain(futexcheck::DrainArgs),
     #[command(name = "__spin-reader", hide = true)]
     SpinReader(futexcheck::SpinReaderRole),
     #[command(name = "__hot-loop", hide = true)]
@@ -90,6 +93,7 @@ fn main() {
         Some(Command::Latency(a)) => latency::run(a),
         Some(Command::Idle(a)) => futexcheck::idle(a),
         Some(Command::FastPath(a)) => futexcheck::fast_path(a),
+        Some(Command::Drain(a)) => futexcheck::drain(a),
         Some(Command::SpinReader(a)) => role(futexcheck::spin_reader_role(a)),
         Some(Command::HotLoop(a)) => latency::hot_loop(a),
         Some(Command::LatencyWriter(a)) => role(latency::writer_role(a)),
