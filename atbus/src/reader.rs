@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::process;
 use crate::ring::{ReadState, Ready};
@@ -16,6 +15,8 @@ const IDLE_SLICE: Duration = Duration::from_millis(100);
 /// Futex sleep while a claimed block is unwritten: its writer's publish wakes us, but if
 /// it died nobody will, so look again soon.
 const TORN_SLICE: Duration = Duration::from_millis(1);
+/// Empty polls a blocking receive spins through before it sleeps (a few microseconds).
+const SPIN_POLLS: u32 = 100;
 
 /// Receives messages from a channel. There is exactly one reader per channel across all
 /// processes: [`Channel::reader`](crate::Channel::reader) takes the role, and dropping the
@@ -102,9 +103,9 @@ impl Reader {
         self.block_on(None, |r| r.try_recv(buf))
     }
 
-    /// Receives the next message into `buf`, waiting up to `timeout` for one: spins
-    /// briefly, then yields, then sleeps on a futex in the segment that writers signal
-    /// after publishing. An idle reader uses no CPU. `Timeout` if nothing arrives.
+    /// Receives the next message into `buf`, waiting up to `timeout` for one: spins for
+    /// a few microseconds, then sleeps on a futex in the segment that writers signal after
+    /// publishing. An idle reader uses no CPU. `Timeout` if nothing arrives.
     ///
     /// ```
     /// # let name = format!("/atbus-doc-recv-timeout-{}", std::process::id());
@@ -210,7 +211,7 @@ impl Reader {
         deadline: Option<Instant>,
         mut attempt: impl FnMut(&mut Self) -> Result<R>,
     ) -> Result<R> {
-        let mut backoff = Backoff::new();
+        let mut spins = 0;
         loop {
             match attempt(self) {
                 Err(Error::Empty) => {}
@@ -222,8 +223,12 @@ impl Reader {
                 Some(d) => d - now,
                 None => IDLE_SLICE,
             };
-            if !backoff.is_sleeping() {
-                backoff.snooze(); // spin, then yield
+            // Spin for a few microseconds, then sleep. No yield phase: on a busy host a
+            // yield hands the core to another process for a whole slice, which is what a
+            // blocking receive must not cost.
+            if spins < SPIN_POLLS {
+                spins += 1;
+                std::hint::spin_loop();
                 continue;
             }
             let slice = if self.state.claimed_ahead(&self.seg) {
@@ -248,7 +253,7 @@ impl Reader {
             crate::ring::bump(&seg.header().reader_counters.sleeps, 1);
             crate::futex::wait(&wake.seq, seq, slice.min(left));
             wake.sleeping.store(0, Ordering::Relaxed);
-            backoff.reset();
+            spins = 0;
         }
     }
 
