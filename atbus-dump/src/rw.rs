@@ -116,6 +116,7 @@ pub fn recv(out: &mut impl Write, args: &RecvArgs) -> Outcome {
     );
     let mut received = 0u64;
     let mut backoff = Backoff::new();
+    let mut follow_buf: Option<Vec<u8>> = None;
     let mut waiting = false;
     while args.count.map_or(true, |c| received < c) {
         match reader.try_recv_with(|m| write_message(out, m, args)) {
@@ -130,7 +131,17 @@ pub fn recv(out: &mut impl Write, args: &RecvArgs) -> Outcome {
             }
             Err(Error::Empty) if args.follow => {
                 out.flush()?;
-                backoff.snooze();
+                // Sleep on the channel's futex until a writer publishes (no polling).
+                let buf = follow_buf.get_or_insert_with(|| vec![0u8; channel.max_message_len()]);
+                match reader.recv_timeout(buf, Duration::from_secs(1)) {
+                    Ok(n) => {
+                        write_message(out, &buf[..n], args)?;
+                        received += 1;
+                        out.flush()?;
+                    }
+                    Err(Error::Timeout) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             Err(Error::Empty) => {
                 // Claimed nodes ahead: a block being written, or a torn one the reader
