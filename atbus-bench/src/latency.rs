@@ -118,19 +118,7 @@ impl Tx {
                     Err(e) => return Err(e.to_string()),
                 }
             },
-            Tx::Dgram(fd) => loop {
-                // SAFETY: msg is a valid slice; fd is our end of the socketpair.
-                let n = unsafe { libc::send(*fd, msg.as_ptr().cast(), msg.len(), 0) };
-                if n == msg.len() as isize {
-                    return Ok(());
-                }
-                if n < 0
-                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-                {
-                    continue;
-                }
-                return Err(os_err("send"));
-            },
+            Tx::Dgram(fd) => crate::transport::send_datagram(*fd, msg),
         }
     }
 }

@@ -295,33 +295,22 @@ pub fn reader_role(a: ReaderRole) -> Result<(), String> {
         done.load(Ordering::Acquire) != 0 && reader.position() == channel.stats().write_cursor
     };
     let me = a.incarnation;
+    // Accounts one received message; `verdict` runs only after the message is noted as
+    // in hand, so a reader killed while checking it is not mistaken for a loss.
+    let mut deliver = |len: usize, word: Option<u64>, verdict: &mut dyn FnMut() -> Checked| {
+        account(&board, len, word, verdict, &mut streams, &mut gaps, me)
+    };
     let mut backoff = Backoff::new();
     loop {
         let got = match a.mode {
             ReaderMode::Poll => reader.try_recv(&mut buf).map(|n| {
                 let msg = &buf[..n];
-                account(
-                    &board,
-                    msg.len(),
-                    header(msg),
-                    || check(msg, &a, sizes),
-                    &mut streams,
-                    &mut gaps,
-                    me,
-                );
+                deliver(n, header(msg), &mut || check(msg, &a, sizes));
             }),
             ReaderMode::Blocking => match reader.recv_timeout(&mut buf, BLOCKING_SLICE) {
                 Ok(n) => {
                     let msg = &buf[..n];
-                    account(
-                        &board,
-                        msg.len(),
-                        header(msg),
-                        || check(msg, &a, sizes),
-                        &mut streams,
-                        &mut gaps,
-                        me,
-                    );
+                    deliver(n, header(msg), &mut || check(msg, &a, sizes));
                     Ok(())
                 }
                 Err(Error::Timeout) if drained(&reader) => break,
@@ -330,15 +319,7 @@ pub fn reader_role(a: ReaderRole) -> Result<(), String> {
             },
             ReaderMode::Batch => reader
                 .recv_batch(BATCH, |msg| {
-                    account(
-                        &board,
-                        msg.len(),
-                        header(msg),
-                        || check(msg, &a, sizes),
-                        &mut streams,
-                        &mut gaps,
-                        me,
-                    );
+                    deliver(msg.len(), header(msg), &mut || check(msg, &a, sizes));
                 })
                 .map(|_| ()),
             ReaderMode::InPlace => {
@@ -348,7 +329,7 @@ pub fn reader_role(a: ReaderRole) -> Result<(), String> {
                     .try_recv_in_place(|msg| (msg.len(), header(msg), check(msg, &a, sizes)))
                 {
                     Ok((len, word, verdict)) => {
-                        account(&board, len, word, || verdict, &mut streams, &mut gaps, me);
+                        deliver(len, word, &mut || verdict);
                         Ok(())
                     }
                     // Counted by the library in `crc_failures` (like a copy that fails

@@ -264,6 +264,21 @@ impl Endpoint {
     }
 }
 
+/// Sends `msg` as one datagram on socket `fd`, retrying when a signal interrupts it.
+pub fn send_datagram(fd: i32, msg: &[u8]) -> Result<(), String> {
+    loop {
+        // SAFETY: msg is a valid slice for msg.len() bytes; send only reads it.
+        let n = unsafe { libc::send(fd, msg.as_ptr().cast(), msg.len(), 0) };
+        if n == msg.len() as isize {
+            return Ok(());
+        }
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        return Err(os_err("send"));
+    }
+}
+
 fn os_err(what: &str) -> String {
     format!("{what}: {}", std::io::Error::last_os_error())
 }
@@ -350,19 +365,7 @@ impl Sender {
                     }
                 }
             }
-            Sender::Fd(fd) => loop {
-                // SAFETY: msg is a valid slice; fd is our socket.
-                let n = unsafe { libc::send(*fd, msg.as_ptr().cast(), msg.len(), 0) };
-                if n == msg.len() as isize {
-                    return Ok(());
-                }
-                if n < 0
-                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-                {
-                    continue;
-                }
-                return Err(os_err("send"));
-            },
+            Sender::Fd(fd) => send_datagram(*fd, msg),
             Sender::Pipe(fd, frame) => {
                 frame.clear();
                 frame.extend_from_slice(&(msg.len() as u32).to_le_bytes());
