@@ -341,7 +341,7 @@ fn claim(
         if w > MAX_POSITION {
             return Err(corrupt_cursor(seg, "write cursor", w));
         }
-        let index = w % count;
+        let index = geo.index(w);
         let pad = if index + nodes > count {
             count - index
         } else {
@@ -480,7 +480,7 @@ impl ReadState {
             if pos > MAX_POSITION {
                 return Err(corrupt_cursor(seg, "read position", pos));
             }
-            let index = pos % count;
+            let index = seg.geometry().index(pos);
             // Acquire: pairs with the writer's release CAS that set WRITTEN.
             let state = NodeState(seg.head(index).load(Ordering::Acquire));
 
@@ -659,7 +659,7 @@ impl ReadState {
         let count = seg.geometry().node_count;
         // AcqRel/Acquire: if the writer won the race and published, we must see its bytes
         // when we come back round to deliver the block.
-        let head = seg.head(pos % count);
+        let head = seg.head(seg.geometry().index(pos));
         if head
             .compare_exchange(
                 state.0,
@@ -694,7 +694,7 @@ impl ReadState {
             let expected = if q == pos { first } else { NodeState::free(q) };
             // Relaxed: nodes skipped here are released by the read cursor's release store.
             let ok = seg
-                .head(q % count)
+                .head(seg.geometry().index(q))
                 .compare_exchange(
                     expected.0,
                     NodeState::free(q + count).0,
