@@ -403,8 +403,8 @@ int32_t atbus_send_timeout(struct atbus_channel *channel,
 int32_t atbus_recv(struct atbus_channel *channel, void *buf, size_t cap, size_t *out_len);
 
 /**
- * Like `atbus_recv`, but waits up to `timeout_ms` milliseconds for a message: spins
- * briefly, then yields, then sleeps on a futex in the channel that writers signal (an
+ * Like `atbus_recv`, but waits up to `timeout_ms` milliseconds for a message: polls
+ * a few times, then sleeps on a futex in the channel that writers signal (an
  * idle reader uses no CPU). Returns `ATBUS_ERR_TIMEOUT` (`*out_len` = 0) if nothing
  * arrived, otherwise as `atbus_recv`. While it waits, other `atbus_recv` calls on the
  * same handle wait for it.

@@ -655,8 +655,8 @@ pub unsafe extern "C" fn atbus_recv(
     entry(|| unsafe { recv(channel, buf, cap, out_len, None) })
 }
 
-/// Like `atbus_recv`, but waits up to `timeout_ms` milliseconds for a message: spins
-/// briefly, then yields, then sleeps on a futex in the channel that writers signal (an
+/// Like `atbus_recv`, but waits up to `timeout_ms` milliseconds for a message: polls
+/// a few times, then sleeps on a futex in the channel that writers signal (an
 /// idle reader uses no CPU). Returns `ATBUS_ERR_TIMEOUT` (`*out_len` = 0) if nothing
 /// arrived, otherwise as `atbus_recv`. While it waits, other `atbus_recv` calls on the
 /// same handle wait for it.
