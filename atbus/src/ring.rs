@@ -472,7 +472,27 @@ impl ReadState {
 
     /// Finds the next deliverable block, skipping (and counting) whatever must be
     /// skipped on the way. `Empty` when nothing is ready yet.
+    #[inline]
     pub(crate) fn poll(&mut self, seg: &Segment, now: fn() -> Instant) -> Result<Ready> {
+        // The common case inline (a published block that checks out), so that the
+        // caller gets `Ready` in registers; everything else in `poll_slow`, which starts
+        // over from the same position.
+        let pos = self.pos;
+        if pos <= MAX_POSITION {
+            let index = seg.geometry().index(pos);
+            // Acquire: pairs with the writer's release CAS that set WRITTEN.
+            let state = NodeState(seg.head(index).load(Ordering::Acquire));
+            if state.is_written_block() {
+                if let Some(ready) = self.check(seg, pos, index, state) {
+                    return Ok(ready);
+                }
+            }
+        }
+        self.poll_slow(seg, now)
+    }
+
+    #[inline(never)]
+    fn poll_slow(&mut self, seg: &Segment, now: fn() -> Instant) -> Result<Ready> {
         let count = seg.geometry().node_count;
         let rc = &seg.header().reader_counters;
         loop {
@@ -584,6 +604,7 @@ impl ReadState {
     }
 
     /// Checks a published block's header; `None` if it does not check out.
+    #[inline]
     fn check(&mut self, seg: &Segment, pos: u64, index: u64, state: NodeState) -> Option<Ready> {
         let bh = seg.block_header(index);
         // Relaxed: the head's acquire load already synchronised with the publish CAS,
