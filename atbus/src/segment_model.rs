@@ -95,6 +95,9 @@ impl Segment {
         &self.heads[index as usize]
     }
 
+    /// No cache to warm in the model.
+    pub fn prefetch_nodes(&self, _index: u64, _nodes: u64) {}
+
     pub fn block_header(&self, index: u64) -> &BlockHeader {
         &self.block_headers[index as usize]
     }
