@@ -196,6 +196,7 @@ pub(crate) fn check_len(seg: &Segment, len: usize) -> Result<()> {
 /// Claims a block for `len` payload bytes, marks it START and writes what the reader
 /// needs to skip it should we die (length, pid). The crc and sequence are written at
 /// publish.
+#[inline]
 pub(crate) fn claim_block(
     seg: &Segment,
     cached_read: &AtomicU64,
