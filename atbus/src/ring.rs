@@ -162,7 +162,7 @@ pub(crate) fn send(seg: &Segment, cached_read: &AtomicU64, pid: u32, data: &[u8]
     check_len(seg, data.len())?;
     // Checksum before claiming: a writer preempted here holds no claim.
     let crc = if seg.settings().checksums {
-        crc32fast::hash(data)
+        seg.crc32(data)
     } else {
         0
     };
@@ -803,7 +803,7 @@ impl ReadState {
         // on it; the crc is computed on our copy, so what we deliver is what we checked.
         let buf = &mut buf[..ready.len];
         seg.read_payload(ready.index, buf);
-        !seg.settings().checksums || ready.crc_matches(crc32fast::hash(buf))
+        !seg.settings().checksums || ready.crc_matches(seg.crc32(buf))
     }
 
     /// Hands the payload of `ready` to `f` in place, in the ring, then verifies the crc
@@ -827,7 +827,7 @@ impl ReadState {
         // reports it. The slice does not escape `f`.
         let msg = unsafe { std::slice::from_raw_parts(src as *const u8, ready.len) };
         let result = f(msg);
-        let ok = !seg.settings().checksums || ready.crc_matches(crc32fast::hash(msg));
+        let ok = !seg.settings().checksums || ready.crc_matches(seg.crc32(msg));
         self.finish(seg, ready, ok, true);
         ok.then_some(result)
     }

@@ -98,6 +98,11 @@ impl Segment {
     /// No cache to warm in the model.
     pub fn prefetch_nodes(&self, _index: u64, _nodes: u64) {}
 
+    /// crc32 (IEEE) of `data`.
+    pub fn crc32(&self, data: &[u8]) -> u32 {
+        crc32fast::hash(data)
+    }
+
     pub fn block_header(&self, index: u64) -> &BlockHeader {
         &self.block_headers[index as usize]
     }

@@ -147,7 +147,7 @@ impl Reservation<'_> {
         let block = self.block.take().expect("a reservation is committed once");
         let seg = &self.writer.seg;
         let crc = if seg.settings().checksums {
-            crc32fast::hash(slice(seg, &block))
+            seg.crc32(slice(seg, &block))
         } else {
             0
         };
