@@ -221,7 +221,7 @@ impl Reader {
                 Err(Error::Empty) => {}
                 other => return other,
             }
-            // Spin for a few microseconds, then sleep. No yield phase: on a busy host a
+            // Poll a few times (SPIN_POLLS), then sleep. No yield phase: on a busy host a
             // yield hands the core to another process for a whole slice, which is what a
             // blocking receive must not cost. No clock read while spinning either (a
             // clock read costs as much as a poll in a VM): the deadline is looked at
