@@ -193,7 +193,7 @@ impl Walker<'_> {
         let mut q = p;
         while q < self.write && head(self.view, q % self.n).is_free_for(q) {
             q += 1;
-            if q % self.n == 0 {
+            if q.is_multiple_of(self.n) {
                 break; // blocks never wrap
             }
         }

@@ -118,7 +118,7 @@ pub fn recv(out: &mut impl Write, args: &RecvArgs) -> Outcome {
     let mut backoff = Backoff::new();
     let mut follow_buf: Option<Vec<u8>> = None;
     let mut waiting = false;
-    while args.count.map_or(true, |c| received < c) {
+    while args.count.is_none_or(|c| received < c) {
         match reader.try_recv_with(|m| write_message(out, m, args)) {
             Ok(written) => {
                 written?;

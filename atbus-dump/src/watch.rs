@@ -51,7 +51,7 @@ pub fn run(out: &mut impl Write, name: &str, interval: Duration, count: Option<u
         out.flush()?;
     }
     let mut refresh = 0u64;
-    while count.map_or(true, |c| refresh < c) {
+    while count.is_none_or(|c| refresh < c) {
         std::thread::sleep(interval);
         let after = view.stats();
         let t1 = Instant::now();
