@@ -79,6 +79,8 @@ mod backoff;
 mod channel;
 mod config;
 mod copy;
+#[cfg(not(loom))]
+mod crc;
 mod error;
 #[cfg(not(loom))]
 pub mod ffi;

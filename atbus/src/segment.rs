@@ -19,6 +19,7 @@ use nix::sys::stat::Mode;
 
 use crate::config::Config;
 use crate::copy::copy_bytes;
+use crate::crc::Crc32;
 use crate::error::{Error, Result};
 use crate::layout::{self, BlockHeader, Geometry, Header, NodeState, HEADER_SIZE};
 use crate::sync::atomic::{AtomicU64, Ordering};
@@ -122,9 +123,9 @@ pub struct Segment {
     map: MmapRaw,
     geo: Geometry,
     settings: Settings,
-    /// A fresh crc32 hasher, cloned per message: `crc32fast::hash` would detect the CPU's
-    /// features again on every call (a tenth of a 64-byte crc's instructions).
-    crc: crc32fast::Hasher,
+    /// How this CPU computes crc32s (detected once: per call it was a tenth of a 64-byte
+    /// crc's instructions).
+    crc: Crc32,
 }
 
 // SAFETY: the mapping is shared memory that other processes mutate anyway; every access
@@ -207,7 +208,7 @@ impl Segment {
             name: name.into(),
             map,
             geo,
-            crc: crc32fast::Hasher::new(),
+            crc: Crc32::detect(),
             settings: Settings {
                 timeout: config.timeout,
                 write_retries: config.write_retries,
@@ -389,16 +390,14 @@ impl Segment {
             map,
             geo,
             settings,
-            crc: crc32fast::Hasher::new(),
+            crc: Crc32::detect(),
         })
     }
 
     /// crc32 (IEEE) of `data`, as `crc32fast::hash` computes it.
     #[inline]
     pub fn crc32(&self, data: &[u8]) -> u32 {
-        let mut h = self.crc.clone();
-        h.update(data);
-        h.finalize()
+        self.crc.checksum(data)
     }
 
     /// The channel name this segment was opened by.
@@ -500,6 +499,22 @@ impl Segment {
         // the mapping. Concurrent writers of these bytes exist only in the fault above:
         // another process's stores can make the bytes anything, never unsound for u8.
         unsafe { copy_bytes(data.as_ptr(), at, data.len()) };
+    }
+
+    /// [`write_payload`](Self::write_payload), returning the crc32 of `data` continued from
+    /// `crc` (0 for the payload's first bytes).
+    pub fn write_payload_crc(&self, index: u64, offset: usize, data: &[u8], crc: u32) -> u32 {
+        let at = self.payload_range(index, offset, data.len());
+        // SAFETY: as in write_payload.
+        unsafe { self.crc.copy(at, data.as_ptr(), data.len(), crc) }
+    }
+
+    /// [`read_payload`](Self::read_payload), returning the crc32 of the bytes it stored in
+    /// `buf` (even if a faulty writer changed the ring meanwhile).
+    pub fn read_payload_crc(&self, index: u64, buf: &mut [u8]) -> u32 {
+        let at = self.payload_range(index, 0, buf.len());
+        // SAFETY: as in read_payload.
+        unsafe { self.crc.copy(buf.as_mut_ptr(), at, buf.len(), 0) }
     }
 
     /// Copies the first `buf.len()` payload bytes of the block at node `index` into `buf`.

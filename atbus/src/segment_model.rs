@@ -123,6 +123,20 @@ impl Segment {
         }
     }
 
+    /// `write_payload`, returning the crc32 of `data` continued from `crc`.
+    pub fn write_payload_crc(&self, index: u64, offset: usize, data: &[u8], crc: u32) -> u32 {
+        self.write_payload(index, offset, data);
+        let mut h = crc32fast::Hasher::new_with_initial(crc);
+        h.update(data);
+        h.finalize()
+    }
+
+    /// `read_payload`, returning the crc32 of the bytes copied.
+    pub fn read_payload_crc(&self, index: u64, buf: &mut [u8]) -> u32 {
+        self.read_payload(index, buf);
+        crc32fast::hash(buf)
+    }
+
     pub fn write_payload(&self, index: u64, offset: usize, data: &[u8]) {
         self.each_piece(index, offset, data.len(), |cell, at, range| {
             if self.track_data {
