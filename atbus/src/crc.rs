@@ -183,8 +183,8 @@ unsafe fn block<const COPY: bool>(dst: *mut u8, src: *const u8, o: usize) -> __m
 /// The kernels below checksum `len` bytes of `src` and, if `COPY`, copy them to `dst`
 /// (else `dst` is never touched).
 ///
-/// Copies and checksums `len >= 16` bytes with PCLMULQDQ: four 128-bit lanes while 64
-/// bytes remain, folded together at once, then [`finish`].
+/// Copies and checksums `len >= 16` bytes with PCLMULQDQ: [`four_lanes`] from 64 bytes
+/// on, then [`finish`].
 ///
 /// # Safety
 /// As [`Crc32::copy`], plus: the CPU supports PCLMULQDQ, SSE4.1 and SSSE3, and `len >= 16`.
@@ -192,19 +192,45 @@ unsafe fn block<const COPY: bool>(dst: *mut u8, src: *const u8, o: usize) -> __m
 #[target_feature(enable = "pclmulqdq,sse2,sse4.1,ssse3")]
 unsafe fn copy_clmul<const COPY: bool>(dst: *mut u8, src: *const u8, len: usize, crc: u32) -> u32 {
     let seed = _mm_cvtsi32_si128(!crc as i32);
-    // SAFETY: every `block` and `finish` call below has its offset + 16 <= len (`finish`:
-    // its offset <= len), inside the caller's ranges, and this function's features.
+    // SAFETY: `block` reads and writes 16 bytes at 0, and len >= 16; `four_lanes` and
+    // `finish` get offsets their contracts allow; this function has their features.
     unsafe {
+        let raw = block::<COPY>(dst, src, 0);
+        let first = _mm_xor_si128(raw, seed);
         if len < 64 {
-            let first = block::<COPY>(dst, src, 0);
-            return finish::<COPY>(dst, src, len, 16, _mm_xor_si128(first, seed), first);
+            return finish::<COPY>(dst, src, len, 16, first, raw);
         }
-        let mut x3 = _mm_xor_si128(block::<COPY>(dst, src, 0), seed);
-        let mut x2 = block::<COPY>(dst, src, 16);
-        let mut x1 = block::<COPY>(dst, src, 32);
-        let mut x0 = block::<COPY>(dst, src, 48);
+        let (x, last, o) = four_lanes::<COPY>(dst, src, len, 0, first);
+        finish::<COPY>(dst, src, len, o, x, last)
+    }
+}
+
+/// Folds the blocks from offset `o` on in four 128-bit lanes while 64 bytes remain, then
+/// the lanes together side by side (not one into the next: at 64-byte messages that chain
+/// of three folds was most of the checksum's time). `first` is the block at `o`, already
+/// loaded (and copied) with the remainder of the bytes before it folded in. Returns the
+/// remainder, the raw 16 bytes before the returned offset, and that offset.
+///
+/// # Safety
+/// As [`Crc32::copy`], plus: PCLMULQDQ, and `o + 64 <= len`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "pclmulqdq,sse2")]
+unsafe fn four_lanes<const COPY: bool>(
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+    mut o: usize,
+    first: __m128i,
+) -> (__m128i, __m128i, usize) {
+    // SAFETY: every `block` offset + 16 <= len: inside the caller's ranges.
+    unsafe {
+        let mut x3 = first;
+        let mut x2 = block::<COPY>(dst, src, o + 16);
+        let mut x1 = block::<COPY>(dst, src, o + 32);
+        let mut x0 = block::<COPY>(dst, src, o + 48);
         let mut last = x0;
-        let mut o = 64;
+        o += 64;
         let fold_512 = keys(k::FOLD_512);
         while len - o >= 64 {
             x3 = fold(x3, block::<COPY>(dst, src, o), fold_512);
@@ -214,8 +240,6 @@ unsafe fn copy_clmul<const COPY: bool>(dst: *mut u8, src: *const u8, len: usize,
             x0 = fold(x0, last, fold_512);
             o += 64;
         }
-        // The four lanes moved to the last one's place side by side, not one by one:
-        // at 64-byte messages the chain of three folds was most of the checksum's time.
         let zero = _mm_setzero_si128();
         let x = _mm_xor_si128(
             fold(x3, x0, keys(k::FOLD_384)),
@@ -224,12 +248,13 @@ unsafe fn copy_clmul<const COPY: bool>(dst: *mut u8, src: *const u8, len: usize,
                 fold(x1, zero, keys(k::FOLD_128)),
             ),
         );
-        finish::<COPY>(dst, src, len, o, x, last)
+        (x, last, o)
     }
 }
 
 /// Copies and checksums `len` bytes with 512-bit VPCLMULQDQ: sixteen 128-bit lanes in four
-/// registers while 256 bytes remain, then [`finish`]. Shorter copies go to [`copy_clmul`].
+/// registers while 256 bytes remain, then [`four_lanes`] while 64 do, then [`finish`].
+/// Shorter copies go to [`copy_clmul`].
 ///
 /// # Safety
 /// As [`Crc32::copy`], plus: the CPU supports AVX-512F, VPCLMULQDQ, PCLMULQDQ, SSE4.1 and
@@ -245,7 +270,7 @@ unsafe fn copy_wide<const COPY: bool>(dst: *mut u8, src: *const u8, len: usize, 
     let wide = |o: usize| unsafe { wide_block::<COPY>(dst, src, o) };
     let mut x0 = _mm512_xor_si512(
         wide(0),
-        _mm512_castsi128_si512(_mm_cvtsi32_si128(!crc as i32)),
+        _mm512_zextsi128_si512(_mm_cvtsi32_si128(!crc as i32)),
     );
     let mut x1 = wide(64);
     let mut x2 = wide(128);
@@ -290,8 +315,16 @@ unsafe fn copy_wide<const COPY: bool>(dst: *mut u8, src: *const u8, len: usize, 
             _mm512_extracti32x4_epi32(x, 3),
         ),
     );
-    // SAFETY: the caller's contract; o <= len.
-    unsafe { finish::<COPY>(dst, src, len, o, x, last) }
+    // SAFETY: the caller's contract: `block` at o when o + 16 <= len, `four_lanes` when
+    // o + 64 <= len, `finish` with o <= len.
+    unsafe {
+        if len - o >= 64 {
+            let first = fold(x, block::<COPY>(dst, src, o), keys(k::FOLD_128));
+            let (x, last, o) = four_lanes::<COPY>(dst, src, len, o, first);
+            return finish::<COPY>(dst, src, len, o, x, last);
+        }
+        finish::<COPY>(dst, src, len, o, x, last)
+    }
 }
 
 /// Loads the 64 bytes at offset `o` (and stores them to `dst` if `COPY`).
