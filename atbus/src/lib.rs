@@ -38,8 +38,8 @@
 //!   (`dead_writer_blocks`, `timeout_blocks`, `bad_nodes`). A writer that stalls past the
 //!   timeout and wakes gets [`Error::Abandoned`]: its message was not delivered.
 //! * **Stalled writers cannot corrupt what is delivered**: a skipped writer that wakes
-//!   checks its block before writing its header and again between the halves of its
-//!   payload, and stops with `Abandoned`. Only a writer descheduled in the middle of a
+//!   checks its block before writing its header (and, from 1 KiB on, again between the
+//!   halves of its payload), and stops with `Abandoned`. Only a writer descheduled in the middle of a
 //!   copy writes on into nodes since reused; the damaged message then fails its crc32
 //!   (sealed with the block's sequence) or sequence check and is skipped and counted
 //!   (`crc_failures`, `check_failures`). Its sender had been told `Ok`, so this is the
