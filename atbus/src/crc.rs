@@ -77,7 +77,7 @@ impl Crc32 {
     /// must not overlap. Another process may write either meanwhile (shared memory in a
     /// fault); each source byte is then read once, and the value stored is the value
     /// checksummed.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn copy(&self, dst: *mut u8, src: *const u8, len: usize, crc: u32) -> u32 {
         // SAFETY: the caller's contract.
         if let Some(crc) = unsafe { self.kernel::<true>(dst, src, len, crc) } {
@@ -116,7 +116,7 @@ impl Crc32 {
     ) -> Option<u32> {
         #[cfg(target_arch = "x86_64")]
         if len >= 16 {
-            if self.wide {
+            if self.wide && len >= WIDE_FROM {
                 // SAFETY: detect() found AVX-512F and VPCLMULQDQ besides the 128-bit
                 // kernel's features; the pointers are the caller's contract.
                 return Some(unsafe { copy_wide::<COPY>(dst, src, len, crc) });
@@ -130,6 +130,11 @@ impl Crc32 {
         None
     }
 }
+
+/// Copies this long or longer go to the 512-bit kernel (shorter ones straight to the
+/// 128-bit one, without a call through the wide kernel).
+#[cfg(target_arch = "x86_64")]
+const WIDE_FROM: usize = 256;
 
 /// Multipliers `(reflect32(x^(d+32) mod P) << 1, reflect32(x^(d-32) mod P) << 1)` for the
 /// IEEE polynomial P: folding a 128-bit block with them moves it `d` bits along the
@@ -262,7 +267,7 @@ unsafe fn four_lanes<const COPY: bool>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,vpclmulqdq,pclmulqdq,sse2,sse4.1,ssse3")]
 unsafe fn copy_wide<const COPY: bool>(dst: *mut u8, src: *const u8, len: usize, crc: u32) -> u32 {
-    if len < 256 {
+    if len < WIDE_FROM {
         // SAFETY: the caller's contract, which covers this kernel's.
         return unsafe { copy_clmul::<COPY>(dst, src, len, crc) };
     }
