@@ -9,8 +9,8 @@
 //! bytes stored are exactly the bytes checksummed, even when the source changes meanwhile
 //! (a stalled writer scribbling on a block the reader is copying out).
 //!
-//! Without PCLMULQDQ (or on other architectures) it copies, then checksums the copy with
-//! `crc32fast`.
+//! Without PCLMULQDQ (or on other architectures) it copies through a 256-byte buffer of
+//! its own and checksums that with `crc32fast`, keeping the same guarantee.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -118,11 +118,13 @@ impl Crc32 {
         if len >= 16 {
             if self.wide && len >= WIDE_FROM {
                 // SAFETY: detect() found AVX-512F and VPCLMULQDQ besides the 128-bit
-                // kernel's features; the pointers are the caller's contract.
+                // kernel's features; len >= WIDE_FROM; the pointers are the caller's
+                // contract.
                 return Some(unsafe { copy_wide::<COPY>(dst, src, len, crc) });
             }
             if self.clmul {
-                // SAFETY: detect() found PCLMULQDQ, SSE4.1 and SSSE3; as above.
+                // SAFETY: detect() found PCLMULQDQ, SSE4.1 and SSSE3; len >= 16; the
+                // pointers are the caller's contract.
                 return Some(unsafe { copy_clmul::<COPY>(dst, src, len, crc) });
             }
         }
@@ -185,11 +187,9 @@ unsafe fn block<const COPY: bool>(dst: *mut u8, src: *const u8, o: usize) -> __m
     }
 }
 
-/// The kernels below checksum `len` bytes of `src` and, if `COPY`, copy them to `dst`
-/// (else `dst` is never touched).
-///
-/// Copies and checksums `len >= 16` bytes with PCLMULQDQ: [`four_lanes`] from 64 bytes
-/// on, then [`finish`].
+/// Checksums `len >= 16` bytes of `src` with PCLMULQDQ and, if `COPY`, copies them to
+/// `dst` (else `dst` is never touched): [`four_lanes`] from 64 bytes on, then [`finish`].
+/// The other kernels below take `COPY` the same way.
 ///
 /// # Safety
 /// As [`Crc32::copy`], plus: the CPU supports PCLMULQDQ, SSE4.1 and SSSE3, and `len >= 16`.
@@ -257,20 +257,17 @@ unsafe fn four_lanes<const COPY: bool>(
     }
 }
 
-/// Copies and checksums `len` bytes with 512-bit VPCLMULQDQ: sixteen 128-bit lanes in four
-/// registers while 256 bytes remain, then [`four_lanes`] while 64 do, then [`finish`].
-/// Shorter copies go to [`copy_clmul`].
+/// Copies and checksums `len >= WIDE_FROM` bytes with 512-bit VPCLMULQDQ: sixteen 128-bit
+/// lanes in four registers while 256 bytes remain, then [`four_lanes`] while 64 do, then
+/// [`finish`]. ([`Crc32::kernel`] sends shorter copies to [`copy_clmul`].)
 ///
 /// # Safety
 /// As [`Crc32::copy`], plus: the CPU supports AVX-512F, VPCLMULQDQ, PCLMULQDQ, SSE4.1 and
-/// SSSE3, and `len >= 16`.
+/// SSSE3, and `len >= WIDE_FROM`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,vpclmulqdq,pclmulqdq,sse2,sse4.1,ssse3")]
 unsafe fn copy_wide<const COPY: bool>(dst: *mut u8, src: *const u8, len: usize, crc: u32) -> u32 {
-    if len < WIDE_FROM {
-        // SAFETY: the caller's contract, which covers this kernel's.
-        return unsafe { copy_clmul::<COPY>(dst, src, len, crc) };
-    }
+    debug_assert!(len >= WIDE_FROM);
     // SAFETY: each `wide_block` offset + 64 <= len, inside the caller's ranges.
     let wide = |o: usize| unsafe { wide_block::<COPY>(dst, src, o) };
     let mut x0 = _mm512_xor_si512(

@@ -39,11 +39,12 @@
 //!   timeout and wakes gets [`Error::Abandoned`]: its message was not delivered.
 //! * **Stalled writers cannot corrupt what is delivered**: a skipped writer that wakes
 //!   checks its block before writing its header (and, from 1 KiB on, again between the
-//!   halves of its payload), and stops with `Abandoned`. Only a writer descheduled in the middle of a
-//!   copy writes on into nodes since reused; the damaged message then fails its crc32
-//!   (sealed with the block's sequence) or sequence check and is skipped and counted
-//!   (`crc_failures`, `check_failures`). Its sender had been told `Ok`, so this is the
-//!   one way a successful send is lost, and it needs a writer stalled past the timeout.
+//!   halves of its payload), and stops with `Abandoned`. Only a writer descheduled in
+//!   the middle of a copy writes on into nodes since reused; the damaged message then
+//!   fails its crc32 (sealed with the block's sequence) or sequence check and is skipped
+//!   and counted (`crc_failures`, `check_failures`). Its sender had been told `Ok`, so
+//!   this is the one way a successful send is lost, and it needs a writer stalled past
+//!   the timeout.
 //! * **A reader that crashes** mid-message: the next reader (the role is taken over
 //!   from a dead owner) resumes at the crashed reader's position and delivers at most
 //!   the one message that was being read again. Messages it had fully consumed are not
