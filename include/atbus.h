@@ -261,13 +261,10 @@ typedef struct atbus_stats {
    */
   uint64_t read_cursor;
   /**
-   * The write cursor (next position to claim, in nodes).
+   * The write cursor (next position to claim, in nodes; a block's sequence is its
+   * position).
    */
   uint64_t write_cursor;
-  /**
-   * The operation sequence (blocks claimed so far).
-   */
-  uint64_t op_seq;
 } atbus_stats;
 
 #ifdef __cplusplus

@@ -485,8 +485,8 @@ pub fn text(run: &Run, s: &Summary, snap: &Snapshot, faults: &Faults) -> String 
     );
     let _ = writeln!(
         o,
-        "           cursors read {} write {} op_seq {}",
-        st.read_cursor, st.write_cursor, st.op_seq
+        "           cursors read {} write {}",
+        st.read_cursor, st.write_cursor
     );
     let _ = writeln!(
         o,
@@ -654,7 +654,6 @@ pub fn json(
             "wakeups": st.wakeups,
             "read_cursor": st.read_cursor,
             "write_cursor": st.write_cursor,
-            "op_seq": st.op_seq,
         },
         "writers": writers,
     })

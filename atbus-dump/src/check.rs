@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use atbus::inspect::BlockHeaderView;
-use atbus::layout::{NodeState, TAG_MASK};
+use atbus::layout::{BlockProblem, Head};
 use atbus::Inspector;
 
 use crate::units::format_duration;
@@ -40,7 +40,7 @@ pub enum Kind {
     /// A block header whose length is impossible (too large, past the end of the ring or
     /// past the write cursor).
     BadLength,
-    /// A published block whose header sequence differs from its node head's.
+    /// A published block whose header sequence is not its position.
     BadHeader,
     /// A published block whose payload does not match the crc32 in its header.
     CrcMismatch,
@@ -76,7 +76,7 @@ pub struct Finding {
     pub index: u64,
     /// Nodes the finding covers.
     pub nodes: u64,
-    /// Operation sequence from the node head (flagged nodes only).
+    /// Sequence (the block's position) from the node head (block heads only).
     pub seq: Option<u64>,
     /// Payload length from the block header (when the header is written).
     pub len: Option<u32>,
@@ -91,8 +91,8 @@ pub struct Finding {
     pub writer_alive: Option<bool>,
     /// Its state letter from /proc (R running, S sleeping, T stopped, ...).
     pub writer_state: Option<String>,
-    /// Blocks claimed after this one: how far behind the newest claim it is.
-    pub blocks_since: Option<u64>,
+    /// Nodes claimed after this block: how far behind the newest claim it is.
+    pub nodes_since: Option<u64>,
     /// Nanoseconds the finding was watched without change (unfinished blocks).
     pub unchanged_for_ns: Option<u64>,
     /// What it means, in words.
@@ -139,7 +139,6 @@ struct Walker<'a> {
     n: u64,
     max_len: usize,
     write: u64,
-    op_seq: u64,
     detect_dead: bool,
     timeout: Duration,
     findings: Vec<Finding>,
@@ -152,46 +151,55 @@ struct Walker<'a> {
     changed: u64,
 }
 
-fn head(view: &Inspector, index: u64) -> NodeState {
-    NodeState(view.node(index).map_or(0, |v| v.raw))
+/// The raw first word of node `index` (0 past the end of the ring).
+fn word(view: &Inspector, index: u64) -> u64 {
+    view.node(index).map_or(0, |v| v.raw)
 }
 
 impl Walker<'_> {
+    /// What the first word of the node of position `p` says, as the reader reads it.
+    fn head(&self, p: u64) -> Head {
+        self.view.classify(p % self.n, p).unwrap_or(Head::Other)
+    }
+
     fn finding(&self, kind: Kind, position: u64, nodes: u64, detail: String) -> Finding {
         let index = position % self.n;
         let heads = (0..nodes)
-            .map(|k| head(self.view, (index + k) % self.n).0)
+            .map(|k| word(self.view, (index + k) % self.n))
             .collect();
-        let state = head(self.view, index);
+        let is_block = matches!(
+            self.head(position),
+            Head::Started | Head::Published | Head::Aborted | Head::Padding
+        );
         Finding {
             kind,
             position,
             index,
             nodes,
-            seq: (state.flags() != 0).then_some(state.tag()),
+            seq: is_block.then_some(position),
             len: None,
             crc_header: None,
             crc_payload: None,
             writer_pid: None,
             writer_alive: None,
             writer_state: None,
-            blocks_since: None,
+            nodes_since: None,
             unchanged_for_ns: None,
             detail,
             heads,
         }
     }
 
-    /// Blocks claimed after the block with 56-bit sequence tag `tag`.
-    fn blocks_since(&self, tag: u64) -> u64 {
-        (self.op_seq & TAG_MASK).wrapping_sub(tag + 1) & TAG_MASK
+    /// Nodes claimed after a block of `nodes` nodes at `p`.
+    fn nodes_since(&self, p: u64, nodes: u64) -> u64 {
+        self.write.saturating_sub(p + nodes)
     }
 
     /// How many consecutive nodes from `p` (below the write cursor) are claimed but not
     /// flagged: free and tagged with their own position.
     fn unflagged_run(&self, p: u64) -> u64 {
         let mut q = p;
-        while q < self.write && head(self.view, q % self.n).is_free_for(q) {
+        while q < self.write && self.head(q) == Head::Free {
             q += 1;
             if q.is_multiple_of(self.n) {
                 break; // blocks never wrap
@@ -203,37 +211,31 @@ impl Walker<'_> {
     /// Examines the block or node at `p`; returns the position after it.
     fn step(&mut self, p: u64) -> u64 {
         let i = p % self.n;
-        let s = head(self.view, i);
-        if s.is_written_block() {
-            return self.published(p, i, s);
-        }
-        if s.is_aborted() {
-            return self.aborted(p, i, s);
-        }
-        if s.is_padding() {
-            let nodes = self.n - i;
-            if p + nodes > self.write {
-                let f = self.finding(
-                    Kind::Orphan,
-                    p,
-                    1,
-                    format!(
-                        "padding block to the end of the ring ({nodes} nodes) runs past the \
-                         write cursor {}",
-                        self.write
-                    ),
-                );
-                self.findings.push(f);
-                return p + 1;
+        let raw = word(self.view, i);
+        match self.head(p) {
+            Head::Published => self.published(p, i),
+            Head::Aborted => self.aborted(p, i),
+            Head::Started => self.started(p, i),
+            Head::Padding => {
+                let nodes = self.n - i;
+                if p + nodes > self.write {
+                    let f = self.finding(
+                        Kind::Orphan,
+                        p,
+                        1,
+                        format!(
+                            "padding block to the end of the ring ({nodes} nodes) runs past \
+                             the write cursor {}",
+                            self.write
+                        ),
+                    );
+                    self.findings.push(f);
+                    return p + 1;
+                }
+                self.padding += 1;
+                p + nodes
             }
-            self.padding += 1;
-            return p + nodes;
-        }
-        if s.is_started() {
-            return self.started(p, i, s);
-        }
-        if s.flags() == 0 {
-            if s.is_free_for(p) {
+            Head::Free => {
                 let run = self.unflagged_run(p);
                 let f = self.finding(
                     Kind::Stuck,
@@ -246,96 +248,86 @@ impl Walker<'_> {
                     ),
                 );
                 self.findings.push(f);
-                return p + run;
+                p + run
             }
-            if s.is_free_for(p + self.n) {
+            Head::Consumed => {
                 // Consumed by the reader, not yet handed back (it releases in batches).
                 self.consumed += 1;
-                return p + 1;
+                p + 1
             }
-            let f = self.finding(
-                Kind::Orphan,
-                p,
-                1,
-                format!(
-                    "free node tagged for position {}, expected {p} (claimed) or {} \
-                     (consumed)",
-                    s.tag(),
-                    p + self.n
-                ),
-            );
-            self.findings.push(f);
-            return p + 1;
+            Head::Other => {
+                let f = self.finding(
+                    Kind::Orphan,
+                    p,
+                    1,
+                    format!(
+                        "the first word of the node of position {p} is {raw:#018x}, not a head \
+                         for this position: a block's head here would read \
+                         {:#018x} (published), a claimed node {:#018x} (free)",
+                        atbus::layout::NodeState::block(
+                            atbus::layout::FLAG_START | atbus::layout::FLAG_WRITTEN,
+                            p
+                        )
+                        .0,
+                        atbus::layout::NodeState::free(p).0
+                    ),
+                );
+                self.findings.push(f);
+                p + 1
+            }
         }
-        let f = self.finding(
-            Kind::Orphan,
-            p,
-            1,
-            format!(
-                "head {:#018x} has flags {:#04x}, a state no atbus process writes",
-                s.0,
-                s.flags()
-            ),
-        );
-        self.findings.push(f);
-        p + 1
     }
 
-    /// Nodes of a block of `len` bytes at `p`, or why the length is impossible.
-    fn block_nodes(&self, p: u64, i: u64, len: u32) -> Result<u64, String> {
-        let len = len as usize;
-        if len > self.max_len {
-            return Err(format!(
-                "length {len} exceeds the largest message this channel takes ({})",
-                self.max_len
-            ));
+    /// The header of the block at `p` as the reader checks it, plus the write cursor:
+    /// `Ok((header, nodes))` or why it does not check out.
+    fn block_nodes(&self, p: u64, i: u64) -> Result<(BlockHeaderView, u64), (Kind, String)> {
+        let bh = self
+            .view
+            .block_header(i)
+            .ok_or((Kind::Orphan, "node past the end of the ring".to_string()))?;
+        let len = bh.len as usize;
+        match self.view.check_block(i, p) {
+            Some(Ok(nodes)) if p + nodes <= self.write => Ok((bh, nodes)),
+            Some(Ok(nodes)) => Err((
+                Kind::BadLength,
+                format!(
+                    "length {len} needs {nodes} nodes, past the write cursor {}",
+                    self.write
+                ),
+            )),
+            Some(Err(BlockProblem::Sequence)) => Err((
+                Kind::BadHeader,
+                format!("header sequence {} is not the block's position {p}", bh.seq),
+            )),
+            Some(Err(BlockProblem::TooLong)) => Err((
+                Kind::BadLength,
+                format!(
+                    "length {len} exceeds the largest message this channel takes ({})",
+                    self.max_len
+                ),
+            )),
+            Some(Err(BlockProblem::PastRingEnd)) | None => Err((
+                Kind::BadLength,
+                format!(
+                    "length {len} needs {} nodes, past the end of the ring (node {i} of {})",
+                    self.view.nodes_for(len),
+                    self.n
+                ),
+            )),
         }
-        let nodes = self.view.nodes_for(len);
-        if i + nodes > self.n {
-            return Err(format!(
-                "length {len} needs {nodes} nodes, past the end of the ring (node {i} of {})",
-                self.n
-            ));
-        }
-        if p + nodes > self.write {
-            return Err(format!(
-                "length {len} needs {nodes} nodes, past the write cursor {}",
-                self.write
-            ));
-        }
-        Ok(nodes)
     }
 
     /// The header and node count of a published (or aborted) block at `p`, or `None`
     /// after recording why it does not check out.
-    fn checked_header(
-        &mut self,
-        p: u64,
-        i: u64,
-        s: NodeState,
-        what: &str,
-    ) -> Option<(BlockHeaderView, u64)> {
-        let bh = self.view.block_header(i)?;
-        if bh.seq & TAG_MASK != s.tag() {
-            let f = self.finding(
-                Kind::BadHeader,
-                p,
-                1,
-                format!(
-                    "{what}: header sequence {} differs from the head's {}",
-                    bh.seq,
-                    s.tag()
-                ),
-            );
-            self.findings.push(f);
-            return None;
-        }
-        match self.block_nodes(p, i, bh.len) {
-            Ok(nodes) => Some((bh, nodes)),
-            Err(why) => {
-                let mut f = self.finding(Kind::BadLength, p, 1, format!("{what}: {why}"));
-                f.len = Some(bh.len);
-                f.writer_pid = Some(bh.writer_pid);
+    fn checked_header(&mut self, p: u64, i: u64, what: &str) -> Option<(BlockHeaderView, u64)> {
+        match self.block_nodes(p, i) {
+            Ok(ok) => Some(ok),
+            Err((kind, why)) => {
+                let mut f = self.finding(kind, p, 1, format!("{what}: {why}"));
+                if let Some(bh) = self.view.block_header(i) {
+                    f.len = Some(bh.len);
+                    f.writer_pid = Some(bh.writer_pid);
+                }
                 self.findings.push(f);
                 None
             }
@@ -343,26 +335,26 @@ impl Walker<'_> {
     }
 
     /// A reservation its writer dropped: no data, the reader skips its nodes.
-    fn aborted(&mut self, p: u64, i: u64, s: NodeState) -> u64 {
-        let Some((_, nodes)) = self.checked_header(p, i, s, "aborted block") else {
+    fn aborted(&mut self, p: u64, i: u64) -> u64 {
+        let Some((_, nodes)) = self.checked_header(p, i, "aborted block") else {
             return p + 1;
         };
         self.aborted += 1;
-        self.interior(p, nodes);
         p + nodes
     }
 
-    fn published(&mut self, p: u64, i: u64, s: NodeState) -> u64 {
-        let Some((bh, nodes)) = self.checked_header(p, i, s, "published block") else {
+    fn published(&mut self, p: u64, i: u64) -> u64 {
+        let raw = word(self.view, i);
+        let Some((bh, nodes)) = self.checked_header(p, i, "published block") else {
             return p + 1;
         };
         let Some(payload) = self.view.payload(i, bh.len as usize) else {
             return p + 1;
         };
         // The header stores the crc sealed with the sequence of the published head.
-        let crc = atbus::layout::sealed_crc(crc32fast::hash(&payload), s.tag());
+        let crc = atbus::layout::sealed_crc(crc32fast::hash(&payload), p);
         // If the head changed, the reader consumed the block while we copied it.
-        if head(self.view, i) != s {
+        if word(self.view, i) != raw {
             self.changed += 1;
             return p + nodes;
         }
@@ -387,35 +379,14 @@ impl Walker<'_> {
             self.blocks_ok += 1;
             self.bytes_ok += u64::from(bh.len);
         }
-        self.interior(p, nodes);
         p + nodes
     }
 
-    /// The nodes after a block's first must be free, tagged with their own position.
-    fn interior(&mut self, p: u64, nodes: u64) {
-        for q in p + 1..p + nodes {
-            let s = head(self.view, q % self.n);
-            if !s.is_free_for(q) && !s.is_free_for(q + self.n) {
-                let f = self.finding(
-                    Kind::Orphan,
-                    q,
-                    1,
-                    format!(
-                        "node inside the block at position {p} has head {:#018x}: blocks \
-                         overlap",
-                        s.0
-                    ),
-                );
-                self.findings.push(f);
-            }
-        }
-    }
-
-    fn started(&mut self, p: u64, i: u64, s: NodeState) -> u64 {
-        let since = self.blocks_since(s.tag());
+    fn started(&mut self, p: u64, i: u64) -> u64 {
         let bh = self.view.block_header(i);
-        let header_written = bh.is_some_and(|bh| bh.seq & TAG_MASK == s.tag());
+        let header_written = self.view.check_block(i, p) != Some(Err(BlockProblem::Sequence));
         let Some(bh) = bh.filter(|_| header_written) else {
+            let since = self.nodes_since(p, 1);
             // START is set, the header is not: the writer stopped right after flagging.
             let run = 1 + self.unflagged_run(p + 1);
             let mut f = self.finding(
@@ -429,14 +400,15 @@ impl Walker<'_> {
                     age(since)
                 ),
             );
-            f.blocks_since = Some(since);
+            f.nodes_since = Some(since);
             self.findings.push(f);
             return p + run;
         };
-        let (nodes, len_problem) = match self.block_nodes(p, i, bh.len) {
-            Ok(nodes) => (nodes, None),
-            Err(why) => (1 + self.unflagged_run(p + 1), Some(why)),
+        let (nodes, len_problem) = match self.block_nodes(p, i) {
+            Ok((_, nodes)) => (nodes, None),
+            Err((_, why)) => (1 + self.unflagged_run(p + 1), Some(why)),
         };
+        let since = self.nodes_since(p, nodes);
         let stat = atbus::process::stat(bh.writer_pid);
         let alive = atbus::process::is_alive(bh.writer_pid);
         let state = stat.map(|s| (s.state as char).to_string());
@@ -493,7 +465,7 @@ impl Walker<'_> {
         f.writer_pid = Some(bh.writer_pid);
         f.writer_alive = Some(alive);
         f.writer_state = state;
-        f.blocks_since = Some(since);
+        f.nodes_since = Some(since);
         self.findings.push(f);
         p + nodes
     }
@@ -502,8 +474,7 @@ impl Walker<'_> {
     /// with the position they will next be claimed at.
     fn free_region(&mut self, read: u64) {
         for q in self.write..read + self.n {
-            let s = head(self.view, q % self.n);
-            if s.is_free_for(q) {
+            if self.head(q) == Head::Free {
                 continue;
             }
             // Claimed since we read the write cursor?
@@ -517,9 +488,9 @@ impl Walker<'_> {
                 1,
                 format!(
                     "node beyond the write cursor has head {:#018x}; a free node here must \
-                     be tagged {}",
-                    s.0,
-                    q & TAG_MASK
+                     read {:#018x}",
+                    word(self.view, q % self.n),
+                    atbus::layout::NodeState::free(q).0
                 ),
             );
             self.findings.push(f);
@@ -527,18 +498,18 @@ impl Walker<'_> {
     }
 }
 
-/// How recent a block is, in claims: the only clock the segment keeps.
-fn age(blocks_since: u64) -> String {
-    match blocks_since {
+/// How recent a block is, in nodes claimed after it: the only clock the segment keeps.
+fn age(nodes_since: u64) -> String {
+    match nodes_since {
         0 => "the newest block claimed".into(),
-        1 => "1 block claimed after it".into(),
-        n => format!("{n} blocks claimed after it"),
+        1 => "1 node claimed after it".into(),
+        n => format!("{n} nodes claimed after it"),
     }
 }
 
 fn heads_now(view: &Inspector, f: &Finding, n: u64) -> Vec<u64> {
     (0..f.nodes)
-        .map(|k| head(view, (f.index + k) % n).0)
+        .map(|k| word(view, (f.index + k) % n))
         .collect()
 }
 
@@ -553,7 +524,6 @@ pub fn run(out: &mut impl Write, name: &str, settle: Duration, json: bool) -> Ou
         n,
         max_len: info.max_message_len,
         write,
-        op_seq: c0.op_seq,
         detect_dead: info.detect_dead_writers,
         timeout: info.timeout,
         findings: Vec::new(),

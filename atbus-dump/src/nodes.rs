@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use atbus::inspect::NodeView;
-use atbus::layout::{NodeState, FLAG_ABORTED, TAG_MASK};
+use atbus::layout::Head;
 use atbus::Inspector;
 
 use crate::{print_json, Failure, Outcome};
@@ -36,7 +36,14 @@ struct NodesReport {
 #[derive(Serialize)]
 struct NodeJson {
     index: u64,
-    /// The raw 64-bit head word, in hex.
+    /// The position this node holds (between the cursors, or the next it may be claimed
+    /// at).
+    position: u64,
+    /// What its first word says about that position, as the reader reads it: `free`,
+    /// `started`, `published`, `aborted`, `padding`, `consumed`, or `other` (payload
+    /// inside a block, or a word no atbus process leaves there).
+    head: &'static str,
+    /// The raw 64-bit first word, in hex.
     raw: String,
     free: bool,
     start: bool,
@@ -44,14 +51,26 @@ struct NodeJson {
     padding: bool,
     /// A reservation dropped without commit (START | WRITTEN | ABORTED).
     aborted: bool,
-    /// Operation sequence (56 bits) of a flagged node; null for a free node.
+    /// Sequence (the block's position) of a block head; null otherwise.
     seq: Option<u64>,
-    /// Position a free node may next be claimed at; null for a flagged node.
+    /// Position a free node may next be claimed at; null otherwise.
     next: Option<u64>,
     /// `read` and/or `write` when a cursor points at this node.
     cursors: Vec<&'static str>,
     /// The first bytes of the node's data, in hex.
     data: String,
+}
+
+fn head_name(head: Option<Head>) -> &'static str {
+    match head {
+        Some(Head::Free) => "free",
+        Some(Head::Started) => "started",
+        Some(Head::Published) => "published",
+        Some(Head::Aborted) => "aborted",
+        Some(Head::Padding) => "padding",
+        Some(Head::Consumed) => "consumed",
+        Some(Head::Other) | None => "other",
+    }
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -66,26 +85,23 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn is_aborted(node: &NodeView) -> bool {
-    NodeState(node.raw).flags() & FLAG_ABORTED != 0
-}
-
-/// What a free node at position `pos` between the cursors is doing there.
-fn free_note(node: &NodeView, pos: u64, n: u64) -> Option<&'static str> {
-    if !node.free {
-        None
-    } else if node.tag == pos & TAG_MASK {
-        Some("(claimed: inside a block, or not flagged yet)")
-    } else if node.tag == (pos + n) & TAG_MASK {
-        Some("(consumed, not yet released)")
-    } else {
-        None
+/// What the node of position `pos` between the cursors is doing there, when its word
+/// is not a block head (as the reader classifies it).
+fn free_note(head: Option<Head>) -> Option<&'static str> {
+    match head? {
+        Head::Free => Some("(claimed, not flagged yet)"),
+        Head::Consumed => Some("(consumed, not yet released)"),
+        Head::Other => Some("(inside a block: payload)"),
+        _ => None,
     }
 }
 
 /// One text line for a node.
 fn line(node: &NodeView, data: &[u8], marks: &[&str], note: Option<&str>) -> String {
-    let mut s = if node.free {
+    let payload_word = note == Some("(inside a block: payload)");
+    let mut s = if payload_word {
+        format!("node {} word={:#018x}", node.index, node.raw)
+    } else if node.free {
         format!("node {} free next={}", node.index, node.tag)
     } else {
         format!(
@@ -97,7 +113,7 @@ fn line(node: &NodeView, data: &[u8], marks: &[&str], note: Option<&str>) -> Str
             yes_no(node.padding)
         )
     };
-    if is_aborted(node) {
+    if node.aborted && !payload_word {
         s.push_str(" aborted=yes");
     }
     if !data.is_empty() {
@@ -162,26 +178,36 @@ pub fn run(
         if index == write_index {
             marks.push("write");
         }
+        // The position this node holds: between the cursors, or the one it may next be
+        // claimed at.
+        let pos = cursors.read + (index + n - read_index) % n;
+        let head = view.classify(index, pos);
         if json {
+            let is_head = !matches!(head, Some(Head::Other) | None);
+            let block = is_head && !node.free;
             nodes.push(NodeJson {
                 index,
+                position: pos,
+                head: head_name(head),
                 raw: format!("{:#018x}", node.raw),
-                free: node.free,
-                start: node.start,
-                written: node.written,
-                padding: node.padding,
-                aborted: is_aborted(&node),
-                seq: (!node.free).then_some(node.tag),
-                next: node.free.then_some(node.tag),
+                free: is_head && node.free,
+                start: block && node.start,
+                written: block && node.written,
+                padding: block && node.padding,
+                aborted: block && node.aborted,
+                seq: block.then_some(node.tag),
+                next: (is_head && node.free).then_some(node.tag),
                 cursors: marks,
                 data: hex(&bytes),
             });
         } else {
-            // The position of this node if it lies between the cursors.
-            let pos = cursors.read + (index + n - read_index) % n;
-            let note = (pos < cursors.write)
-                .then(|| free_note(&node, pos, n))
-                .flatten();
+            let note = if pos < cursors.write {
+                free_note(head)
+            } else if head != Some(Head::Free) {
+                Some("(not free for its next position: see atbus-dump check)")
+            } else {
+                None
+            };
             lines.push(line(&node, &bytes, &marks, note));
         }
     }

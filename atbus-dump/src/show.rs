@@ -34,6 +34,8 @@ pub struct HeaderJson {
     pub data_size: u64,
     pub max_message_len: usize,
     pub created_unix_ns: u64,
+    /// Random id given at creation (hex): with a block's sequence it names a message.
+    pub channel_id: String,
 }
 
 #[derive(Serialize)]
@@ -54,7 +56,6 @@ pub struct CursorsJson {
     pub used_nodes: u64,
     pub free_nodes: u64,
     pub fill_percent: f64,
-    pub op_seq: u64,
 }
 
 #[derive(Serialize)]
@@ -91,7 +92,6 @@ pub struct StatsJson {
     pub wakeups: u64,
     pub read_cursor: u64,
     pub write_cursor: u64,
-    pub op_seq: u64,
     pub in_flight: u64,
 }
 
@@ -120,7 +120,6 @@ impl From<&Stats> for StatsJson {
             wakeups: s.wakeups,
             read_cursor: s.read_cursor,
             write_cursor: s.write_cursor,
-            op_seq: s.op_seq,
             in_flight: s.in_flight(),
         }
     }
@@ -174,6 +173,7 @@ pub fn report(view: &Inspector) -> ShowReport {
             data_size: info.node_count * info.node_size as u64,
             max_message_len: info.max_message_len,
             created_unix_ns: info.created_unix_ns,
+            channel_id: format!("{:016x}", info.channel_id),
         },
         config: ConfigJson {
             timeout_ns: info.timeout.as_nanos() as u64,
@@ -190,7 +190,6 @@ pub fn report(view: &Inspector) -> ShowReport {
             used_nodes: cursors.used_nodes,
             free_nodes: cursors.free_nodes,
             fill_percent: fill_percent(&info, &cursors),
-            op_seq: cursors.op_seq,
         },
         reader: reader_json(owner, view.reader_sleeping()),
         stats: StatsJson::from(&stats),
@@ -243,6 +242,7 @@ pub fn run(out: &mut impl Write, name: &str, json: bool) -> Outcome {
         "  created        {}",
         format_unix_ns(h.created_unix_ns)
     )?;
+    writeln!(out, "  channel id     {}", h.channel_id)?;
     writeln!(out, "config")?;
     writeln!(out, "  timeout        {}", format_duration(info.timeout))?;
     writeln!(
@@ -282,7 +282,6 @@ pub fn run(out: &mut impl Write, name: &str, json: bool) -> Outcome {
         "  used           {} nodes, free {} nodes, fill {:.1}%",
         c.used_nodes, c.free_nodes, c.fill_percent
     )?;
-    writeln!(out, "  op sequence    {}", c.op_seq)?;
     let sleeping = if r.reader.as_ref().is_some_and(|r| r.sleeping) {
         ", asleep in a blocking receive"
     } else {

@@ -153,7 +153,13 @@ fn show_json_counts_what_was_sent_and_received() {
     let v = json(&out);
     assert_eq!(v["name"], ch.name.as_str());
     assert_eq!(v["header"]["magic"], "0x3130765355425441");
-    assert_eq!(v["header"]["version"], 1);
+    assert_eq!(v["header"]["version"], 2);
+    let id = v["header"]["channel_id"].as_str().unwrap();
+    assert_eq!(id.len(), 16, "{id}");
+    assert_eq!(
+        u64::from_str_radix(id, 16).unwrap(),
+        view_channel_id(&ch.name)
+    );
     assert_eq!(v["header"]["size"], 1 << 20);
     assert_eq!(v["header"]["node_size"], 128);
     assert_eq!(v["config"]["timeout_ns"], 250_000_000);
@@ -166,7 +172,6 @@ fn show_json_counts_what_was_sent_and_received() {
     assert_eq!(v["cursors"]["read"], 2);
     assert_eq!(v["cursors"]["write"], 5);
     assert_eq!(v["cursors"]["used_nodes"], 3);
-    assert_eq!(v["cursors"]["op_seq"], 5);
     // recv gave the role back when it exited.
     assert_eq!(v["reader"], Value::Null);
 
@@ -225,19 +230,26 @@ fn nodes_prints_one_line_per_node_with_flags_and_free_positions() {
     let out = dump(&["nodes", &ch.name]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = stdout(&out);
-    // Block header of "abc": len 3, crc32("abc") = 0x352441c2, little endian.
+    // Node 0: its head (START|WRITTEN at position 0), then the block header of "abc":
+    // len 3, crc32("abc") = 0x352441c2 sealed with position 0 (no change), little endian.
     assert!(
         text.lines().any(|l| l
             == "node 0 seq=0 start=yes written=yes padding=no \
-                data=03000000c24124350000000000000000 <- read"),
+                data=000000000000000303000000c2412435 <- read"),
         "{text}"
     );
     assert!(
-        text.contains("node 1 seq=1 start=yes written=yes padding=no data=c8000000"),
+        text.contains(
+            "node 1 seq=1 start=yes written=yes padding=no data=0100000000000003c8000000"
+        ),
         "{text}"
     );
-    // The block's second node stays free, tagged with its own position.
-    assert!(text.contains("node 2 free next=2 data="), "{text}");
+    // The block's second node holds payload from its first byte.
+    assert!(
+        text.contains("node 2 word=0x7878787878787878 data=7878"),
+        "{text}"
+    );
+    assert!(text.contains("(inside a block: payload)"), "{text}");
     assert!(text.contains("node 3 free next=3 data=") && text.contains("<- write"));
     // A few nodes before the read cursor: the end of the ring, free for the next lap.
     let count = atbus::Inspector::open(&ch.name).unwrap().info().node_count;
@@ -257,8 +269,8 @@ fn nodes_prints_one_line_per_node_with_flags_and_free_positions() {
     assert_eq!(
         lines,
         [
-            "node 1 seq=1 start=yes written=yes padding=no data=c8000000",
-            "node 2 free next=2 data=78787878 (claimed: inside a block, or not flagged yet)"
+            "node 1 seq=1 start=yes written=yes padding=no data=01000000",
+            "node 2 word=0x7878787878787878 data=78787878 (inside a block: payload)"
         ]
     );
 
@@ -274,9 +286,12 @@ fn nodes_prints_one_line_per_node_with_flags_and_free_positions() {
     assert_eq!(nodes[0]["seq"], 0);
     assert_eq!(nodes[0]["next"], Value::Null);
     assert_eq!(nodes[0]["cursors"][0], "read");
-    assert_eq!(nodes[0]["data"], "03000000c24124350000000000000000");
-    assert_eq!(nodes[2]["free"], true);
-    assert_eq!(nodes[2]["next"], 2);
+    assert_eq!(nodes[0]["data"], "000000000000000303000000c2412435");
+    assert_eq!(nodes[0]["head"], "published");
+    // Node 2 is inside the second block: its first word is payload.
+    assert_eq!(nodes[2]["head"], "other");
+    assert_eq!(nodes[2]["free"], false);
+    assert_eq!(nodes[2]["next"], Value::Null);
     assert_eq!(nodes[2]["seq"], Value::Null);
 }
 
@@ -332,6 +347,10 @@ fn check_of_a_healthy_channel_is_clean_and_exits_0() {
 }
 
 /// Byte offset of node `index`'s data in a default (128-byte node) segment.
+fn view_channel_id(name: &str) -> u64 {
+    atbus::Inspector::open(name).unwrap().info().channel_id
+}
+
 fn node_offset(name: &str, index: u64) -> u64 {
     let info = atbus::Inspector::open(name).unwrap().info();
     info.data_offset as u64 + index * info.node_size as u64
@@ -376,7 +395,8 @@ fn check_reports_a_crc_mismatch_and_exits_1() {
 fn check_reports_an_impossible_length() {
     let ch = Chan::file("len").create("64KiB", &[]);
     send(&ch.name, "hello");
-    let at = node_offset(&ch.name, 0);
+    // The length field, 8 bytes into the block's first node (after its head).
+    let at = node_offset(&ch.name, 0) + 8;
     write_at(&mut ch.open_file(), at, &0x7fff_0000u32.to_le_bytes());
     let out = dump(&["check", &ch.name, "--json"]);
     assert_eq!(code(&out), 1);
@@ -396,13 +416,14 @@ fn check_reports_an_impossible_length() {
 fn check_reports_flagged_heads_beyond_the_write_cursor_as_orphans() {
     let ch = Chan::file("orphan").create("64KiB", &[]);
     send(&ch.name, "hello");
-    // Node 5's head (at 4096 + 5 * 8) claims to start a published block, but the write
+    // Node 5's head (its first word) claims to start a published block, but the write
     // cursor is at 1: nobody can have written it.
     let head = atbus::layout::NodeState::block(
         atbus::layout::FLAG_START | atbus::layout::FLAG_WRITTEN,
         77,
     );
-    write_at(&mut ch.open_file(), 4096 + 5 * 8, &head.0.to_le_bytes());
+    let at = node_offset(&ch.name, 5);
+    write_at(&mut ch.open_file(), at, &head.0.to_le_bytes());
     let out = dump(&["check", &ch.name, "--json"]);
     assert_eq!(code(&out), 1, "{}", stdout(&out));
     let v = json(&out);
@@ -502,7 +523,8 @@ fn check_tells_a_stalled_writer_in_progress_from_a_dead_one_torn() {
 
     let nodes = stdout(&dump(&["nodes", &ch.name, "--from", "1", "--count", "1"]));
     assert!(
-        nodes.contains("node 1 seq=1 start=yes written=no padding=no data=2c010000"),
+        nodes
+            .contains("node 1 seq=1 start=yes written=no padding=no data=01000000000000012c010000"),
         "{nodes}"
     );
 
@@ -517,7 +539,7 @@ fn check_tells_a_stalled_writer_in_progress_from_a_dead_one_torn() {
     assert_eq!(a["writer_pid"], pid);
     assert_eq!(a["writer_alive"], false);
     assert_eq!(a["nodes"], 3);
-    assert_eq!(a["blocks_since"], 0);
+    assert_eq!(a["nodes_since"], 0);
     let text = stdout(&dump(&["check", &ch.name]));
     assert!(
         text.contains(&format!(

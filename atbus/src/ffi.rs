@@ -158,10 +158,9 @@ pub struct atbus_stats {
     pub wakeups: u64,
     /// The shared read cursor (released position, in nodes).
     pub read_cursor: u64,
-    /// The write cursor (next position to claim, in nodes).
+    /// The write cursor (next position to claim, in nodes; a block's sequence is its
+    /// position).
     pub write_cursor: u64,
-    /// The operation sequence (blocks claimed so far).
-    pub op_seq: u64,
 }
 
 impl From<Stats> for atbus_stats {
@@ -191,7 +190,6 @@ impl From<Stats> for atbus_stats {
             wakeups,
             read_cursor,
             write_cursor,
-            op_seq,
         } = s;
         atbus_stats {
             messages_sent,
@@ -216,7 +214,6 @@ impl From<Stats> for atbus_stats {
             wakeups,
             read_cursor,
             write_cursor,
-            op_seq,
         }
     }
 }

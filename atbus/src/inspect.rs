@@ -8,7 +8,10 @@
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::layout::{NodeState, BLOCK_HEADER_SIZE, FLAG_PADDING, FLAG_START, FLAG_WRITTEN};
+use crate::layout::{
+    self, BlockProblem, Head, NodeState, BLOCK_HEADER_SIZE, FLAG_ABORTED, FLAG_FREE, FLAG_PADDING,
+    FLAG_START, FLAG_WRITTEN,
+};
 use crate::process;
 use crate::reader::split_owner;
 use crate::ring;
@@ -62,6 +65,8 @@ pub struct SegmentInfo {
     pub detect_dead_writers: bool,
     /// Creation time, nanoseconds since the Unix epoch.
     pub created_unix_ns: u64,
+    /// Random id given at creation: with a block's sequence, it names a message uniquely.
+    pub channel_id: u64,
 }
 
 /// The cursors, read one after the other.
@@ -71,8 +76,6 @@ pub struct Cursors {
     pub read: u64,
     /// Next position to claim.
     pub write: u64,
-    /// Operation sequence.
-    pub op_seq: u64,
     /// Nodes between the cursors (saturating; the cursors may be read mid-update).
     pub used_nodes: u64,
     /// Nodes writers may still claim.
@@ -103,9 +106,12 @@ pub struct NodeView {
     pub written: bool,
     /// PADDING flag.
     pub padding: bool,
-    /// No flag: the node is free, and `tag` is the position it may next be claimed at.
+    /// ABORTED flag.
+    pub aborted: bool,
+    /// FREE flag: the node is free, and `tag` is the position it may next be claimed at.
     pub free: bool,
-    /// The block's operation sequence (56 bits) when flagged, else the free position.
+    /// The position (56 bits) the word names: a block's position (its sequence), or
+    /// the position a free node may next be claimed at.
     pub tag: u64,
 }
 
@@ -116,7 +122,7 @@ pub struct BlockHeaderView {
     pub len: u32,
     /// crc32 of the payload.
     pub crc: u32,
-    /// Operation sequence.
+    /// Sequence: the block's position.
     pub seq: u64,
     /// Writer process id.
     pub writer_pid: u32,
@@ -148,6 +154,7 @@ impl Inspector {
             protect_nodes: s.protect_nodes,
             detect_dead_writers: s.detect_dead_writers,
             created_unix_ns: h.created_unix_ns.load(Ordering::Relaxed),
+            channel_id: h.channel_id.load(Ordering::Relaxed),
         }
     }
 
@@ -167,14 +174,12 @@ impl Inspector {
         let h = self.seg.header();
         let read = h.read_cursor.load(Ordering::Relaxed);
         let write = h.write_cursor.load(Ordering::Relaxed);
-        let op_seq = h.op_seq.load(Ordering::Relaxed);
         let count = self.seg.geometry().node_count;
         let used = write.saturating_sub(read).min(count);
         let capacity = count - 1 - self.seg.settings().protect_nodes;
         Cursors {
             read,
             write,
-            op_seq,
             used_nodes: used,
             free_nodes: capacity.saturating_sub(used),
         }
@@ -212,9 +217,38 @@ impl Inspector {
             start: flags & FLAG_START != 0,
             written: flags & FLAG_WRITTEN != 0,
             padding: flags & FLAG_PADDING != 0,
-            free: flags == 0,
+            aborted: flags & FLAG_ABORTED != 0,
+            free: flags & FLAG_FREE != 0,
             tag: state.tag(),
         })
+    }
+
+    /// What node `index`'s first word says about position `pos` (which must be one the
+    /// node holds: `pos % node_count == index`), read as the reader reads it
+    /// ([`layout::classify`]); `None` past the end of the ring or for a position of
+    /// another node.
+    pub fn classify(&self, index: u64, pos: u64) -> Option<Head> {
+        let g = self.seg.geometry();
+        if index >= g.node_count || g.index(pos) != index {
+            return None;
+        }
+        let word = self.seg.head(index).load(Ordering::Acquire);
+        Some(layout::classify(word, pos, g.node_count))
+    }
+
+    /// Checks the block header at node `index` for a block at position `pos` as the
+    /// reader does ([`layout::check_block`]): `Ok(nodes)` or the problem. `None` past the
+    /// end of the ring or for a position of another node.
+    pub fn check_block(&self, index: u64, pos: u64) -> Option<Result<u64, BlockProblem>> {
+        let g = self.seg.geometry();
+        if index >= g.node_count || g.index(pos) != index {
+            return None;
+        }
+        let bh = self.seg.block_header(index);
+        let seq = bh.seq.load(Ordering::Acquire);
+        let len = bh.len.load(Ordering::Relaxed) as usize;
+        let max = ring::max_payload(&self.seg);
+        Some(layout::check_block(g, max, pos, index, seq, len))
     }
 
     /// The block header at the start of node `index` (meaningful on a START node).

@@ -2,12 +2,11 @@
 //!
 //! A segment is one shared-memory object of fixed size, laid out as:
 //!
-//! | offset                    | size                     | what                                       |
-//! |---------------------------|--------------------------|--------------------------------------------|
-//! | 0                         | 4096                     | [`Header`]                                 |
-//! | 4096                      | `node_count * 8`         | node-head array, one [`NodeState`] word per node |
-//! | `data_offset` (4 KiB aligned) | `node_count * node_size` | data area: the nodes                   |
-//! | …                         | up to the object's size  | unused tail (rounding)                     |
+//! | offset | size                     | what                                       |
+//! |--------|--------------------------|--------------------------------------------|
+//! | 0      | 4096                     | [`Header`]                                 |
+//! | 4096   | `node_count * node_size` | data area: the nodes                       |
+//! | …      | up to the object's size  | unused tail (rounding)                     |
 //!
 //! The header (all fields are atomics, little-endian on the only platform we build for):
 //!
@@ -20,16 +19,16 @@
 //! | 20     | node_size         | u32  | bytes per node, a power of two in 64..=65536              |
 //! | 24     | node_count        | u64  | nodes in the ring                                         |
 //! | 32     | total_size        | u64  | size of the object at creation                            |
-//! | 40     | heads_offset      | u64  | 4096                                                      |
-//! | 48     | data_offset       | u64  | start of the data area                                    |
+//! | 40     | reserved          | u64  | 0 (was the head array's offset in layout version 1)       |
+//! | 48     | data_offset       | u64  | start of the data area: 4096                              |
 //! | 56     | timeout_ns        | u64  | torn-block timeout                                        |
 //! | 64     | write_retries     | u32  | failed claim CASes before a writer yields the CPU         |
 //! | 68     | flags             | u32  | [`FLAG_DETECT_DEAD_WRITERS`], [`FLAG_NO_CHECKSUM`]        |
 //! | 72     | protect_nodes     | u64  | nodes writers always leave free                           |
 //! | 80     | created_unix_ns   | u64  | wall-clock creation time, for operators                   |
+//! | 88     | channel_id        | u64  | random at creation: names this channel's messages         |
 //! | 128    | read_cursor       | u64  | next position the reader will consume (reader writes)     |
 //! | 256    | write_cursor      | u64  | next position a writer will claim (writers CAS)           |
-//! | 264    | op_seq            | u64  | operation sequence: one per claimed block                 |
 //! | 512    | reader_owner      | u64  | `pid | (start_time as u32) << 32` of the reader, 0 = none |
 //! | 520    | reader_takeovers  | u64  | times the role was taken from a dead owner                |
 //! | 768    | reader counters   | 16×u64 | [`ReaderCounters`], written only by the reader          |
@@ -37,27 +36,36 @@
 //! | 900    | wake.seq          | u32  | futex word writers bump to wake the reader                |
 //! | 1024   | writer slots      | 16×128 | [`WriterCounters`] of writers with `pid % 16 == i` at `1024 + 128 i` |
 //!
-//! The read cursor, the writers' line (write cursor and operation sequence, which every
-//! claim bumps together), the reader record, the reader counters, the wake word and each
-//! writer counter slot sit on 128-byte lines of their own (the x86-64 prefetcher pulls
-//! pairs of 64-byte lines), so the reader's and the writers' hot fields never share a
-//! line, and writer processes do not share a counter line unless their pids collide
-//! modulo 16. Lines at 384 and 640 are reserved.
+//! The read cursor, the write cursor, the reader record, the reader counters, the wake
+//! word and each writer counter slot sit on 128-byte lines of their own (the x86-64
+//! prefetcher pulls pairs of 64-byte lines), so the reader's and the writers' hot fields
+//! never share a line, and writer processes do not share a counter line unless their pids
+//! collide modulo 16. Lines at 384 and 640 are reserved.
 //!
 //! Cursors are absolute node *positions* that only grow; a position `p` lives at node
 //! index `p % node_count`, and lap `p / node_count`.
 //!
-//! A block is the nodes of one message: a [`BlockHeader`] at the start of its first node's
-//! data, then the payload. A block never wraps past the end of the ring; a writer that
-//! would cross the end claims the tail as a padding block in the same CAS.
-//! Payloads start 32 bytes into a node, so they are 32-byte aligned (see `copy`).
+//! A block is the nodes of one message. Its first node starts with the 32-byte
+//! [`BlockHeader`], whose first word is the block's *head* ([`NodeState`]): the word
+//! writers claim, start and publish with compare-exchanges and the reader polls and
+//! frees. The payload follows the header and runs on through the block's other nodes,
+//! contiguous. Keeping the head in the node's first cache line, next to the header and
+//! the payload's first bytes, means a small message moves only its own lines between
+//! the cores (layout version 1 kept the heads in a packed array, eight to a line, and
+//! that shared line cost several transfers per message). Every node's first word is a
+//! head while the node is free, so that any node can start the next lap's block; inside
+//! a block it is payload. A block never wraps past the end of the ring; a writer that
+//! would cross the end claims the tail as a padding block in the same CAS. Payloads
+//! start 32 bytes into a node, so they are 32-byte aligned (see `copy`).
 
 use crate::sync::atomic::{AtomicU32, AtomicU64};
 
-/// `b"ATBUSv01"` read as a little-endian u64.
+/// `b"ATBUSv01"` read as a little-endian u64 (the same in every layout version; the
+/// version field tells them apart).
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ATBUSv01");
-/// Layout version; bumped on any incompatible change of this file.
-pub const VERSION: u32 = 1;
+/// Layout version; bumped on any incompatible change of this file. Version 2 moved the
+/// node heads into the nodes and made a block's sequence its position.
+pub const VERSION: u32 = 2;
 /// Endianness and word size of the creator: `0xA7B0` then 0x01 for little endian, then
 /// the pointer width in bytes.
 pub const ABI_TAG: u32 = 0xA7B0_0000
@@ -69,10 +77,8 @@ pub const ABI_TAG: u32 = 0xA7B0_0000
     | (std::mem::size_of::<usize>() as u32);
 /// Size of the header area.
 pub const HEADER_SIZE: usize = 4096;
-/// Alignment of the data area (and of the end of the head array).
+/// Alignment of the data area.
 pub const PAGE: usize = 4096;
-/// Bytes of one node head.
-pub const HEAD_SIZE: usize = 8;
 /// Bytes of the block header at the start of each block.
 pub const BLOCK_HEADER_SIZE: usize = 32;
 /// Smallest and largest node size accepted.
@@ -175,8 +181,8 @@ pub struct Header {
     pub node_count: AtomicU64,
     /// Size of the object at creation.
     pub total_size: AtomicU64,
-    /// Offset of the node-head array.
-    pub heads_offset: AtomicU64,
+    /// 0 (the head array's offset in layout version 1).
+    pub reserved_40: AtomicU64,
     /// Offset of the data area.
     pub data_offset: AtomicU64,
     /// Torn-block timeout in nanoseconds.
@@ -189,15 +195,16 @@ pub struct Header {
     pub protect_nodes: AtomicU64,
     /// Creation time, ns since the Unix epoch.
     pub created_unix_ns: AtomicU64,
-    _pad0: [u8; 128 - 88],
+    /// Random at creation: with a block's sequence it names a message uniquely beyond
+    /// this host (a bridge's de-duplication id).
+    pub channel_id: AtomicU64,
+    _pad0: [u8; 128 - 96],
     /// Released read position (reader stores, writers load).
     pub read_cursor: Padded<AtomicU64>,
-    /// Next position to claim (writers CAS). Shares its line only with `op_seq`.
+    /// Next position to claim (writers CAS). A block's position is also its sequence
+    /// number: unique, and growing in claim order.
     pub write_cursor: AtomicU64,
-    /// Operation sequence, one per claimed block: bumped right after the claim CAS, on
-    /// the line that CAS has just brought to the writer's core.
-    pub op_seq: AtomicU64,
-    _pad_claim: [u8; 128 - 16],
+    _pad_claim: [u8; 128 - 8],
     _reserved_384: [u8; 128],
     /// The reader-role record.
     pub reader: Padded<ReaderRecord>,
@@ -272,18 +279,18 @@ impl Header {
             node_size: z32(),
             node_count: z64(),
             total_size: z64(),
-            heads_offset: z64(),
+            reserved_40: z64(),
             data_offset: z64(),
             timeout_ns: z64(),
             write_retries: z32(),
             flags: z32(),
             protect_nodes: z64(),
             created_unix_ns: z64(),
-            _pad0: [0; 128 - 88],
+            channel_id: z64(),
+            _pad0: [0; 128 - 96],
             read_cursor: Padded(z64()),
             write_cursor: z64(),
-            op_seq: z64(),
-            _pad_claim: [0; 128 - 16],
+            _pad_claim: [0; 128 - 8],
             _reserved_384: [0; 128],
             reader: Padded(ReaderRecord {
                 owner: z64(),
@@ -303,15 +310,20 @@ impl Header {
 
 #[cfg(loom)]
 impl BlockHeader {
+    /// The reserved word (payload bytes 20..24 of an interior node, in the model).
+    pub(crate) fn reserved(&self) -> &AtomicU32 {
+        &self._reserved
+    }
+
     /// A zeroed block header, for the model checker.
     pub(crate) fn new_model() -> BlockHeader {
         BlockHeader {
+            head: AtomicU64::new(0),
             len: AtomicU32::new(0),
             crc: AtomicU32::new(0),
-            seq: AtomicU64::new(0),
             writer_pid: AtomicU32::new(0),
-            _reserved0: AtomicU32::new(0),
-            _reserved1: AtomicU64::new(0),
+            _reserved: AtomicU32::new(0),
+            seq: AtomicU64::new(0),
         }
     }
 }
@@ -328,38 +340,46 @@ const _: () = {
     assert!(offset_of!(Header, timeout_ns) == 56);
     assert!(offset_of!(Header, protect_nodes) == 72);
     assert!(offset_of!(Header, created_unix_ns) == 80);
+    assert!(offset_of!(Header, channel_id) == 88);
     assert!(offset_of!(Header, read_cursor) == 128);
     assert!(offset_of!(Header, write_cursor) == 256);
-    assert!(offset_of!(Header, op_seq) == 264);
     assert!(offset_of!(Header, reader) == 512);
     assert!(offset_of!(Header, reader_counters) == 768);
     assert!(offset_of!(Header, wake) == 896);
     assert!(offset_of!(Header, writer_slots) == 1024);
     assert!(size_of::<WriterCounters>() <= 128);
     assert!(size_of::<ReaderCounters>() <= 128);
-    assert!(size_of::<AtomicU64>() == HEAD_SIZE);
     assert!(size_of::<BlockHeader>() == BLOCK_HEADER_SIZE);
+    assert!(offset_of!(BlockHeader, head) == 0);
+    assert!(offset_of!(BlockHeader, len) == 8);
+    assert!(offset_of!(BlockHeader, crc) == 12);
+    assert!(offset_of!(BlockHeader, writer_pid) == 16);
+    assert!(offset_of!(BlockHeader, seq) == 24);
 };
 
-/// The block header at the start of each block's first node. Written by the claiming
-/// writer with atomic stores (`seq` last, release) after its START flag is set; read by
-/// the reader with atomic loads. Untrusted: every field is checked before use.
+/// The 32 bytes at the start of every node. In a block's first node: the head, then the
+/// block header proper, which the claiming writer fills with atomic stores (`seq` last,
+/// release) after its START compare-exchange; the reader reads it with atomic loads.
+/// In a block's other nodes these bytes are payload. Untrusted: every field is checked
+/// before use.
 #[repr(C)]
 pub struct BlockHeader {
+    /// The node's head word ([`NodeState`]).
+    pub head: AtomicU64,
     /// Payload length in bytes.
     pub len: AtomicU32,
     /// crc32 (IEEE, crc32fast) of the payload, sealed with the sequence: [`sealed_crc`].
     pub crc: AtomicU32,
-    /// Operation sequence of the block; equals the sequence in its node head.
-    pub seq: AtomicU64,
     /// Process id of the writer, for dead-writer detection.
     pub writer_pid: AtomicU32,
-    _reserved0: AtomicU32,
-    _reserved1: AtomicU64,
+    _reserved: AtomicU32,
+    /// The block's sequence (its position), stored last: a reader that finds it equal to
+    /// the head's tag knows `len` and `writer_pid` are this writer's.
+    pub seq: AtomicU64,
 }
 
 /// The crc32 a block header stores: the payload's crc32 sealed with the block's
-/// operation sequence (as found in its published node head, 56 bits).
+/// sequence (its position, 56 bits, as found in its published head).
 ///
 /// Binding the two matters when a writer that stalled past the timeout wakes and writes
 /// into nodes another writer has since claimed: their header fields and payload bytes can
@@ -384,55 +404,125 @@ pub const FLAG_PADDING: u8 = 0x04;
 /// Node-head flag (with START | WRITTEN): a reservation dropped without commit; the
 /// reader skips its nodes at once.
 pub const FLAG_ABORTED: u8 = 0x08;
+/// Node-head flag: the node is free. A flag of its own (rather than "no flags") keeps a
+/// free word from looking like a small integer, which payload bytes often are.
+pub const FLAG_FREE: u8 = 0x10;
 
-/// A decoded node-head word: `flags << 56 | tag`.
+/// A node-head word: `flags << 56 | tag`, where the tag is a position (56 bits).
 ///
-/// * `flags == 0`: the node is free, and `tag` is the position it may next be claimed at
-///   (`position % 2^56`). Tagging free nodes with their position means a writer that was
-///   skipped as stalled cannot later mark a node it no longer owns: its compare-exchange
-///   expects the old position and fails.
+/// * `FREE`: the node is free, and `tag` is the position it may next be claimed at.
+///   Tagging free nodes with their position means a writer that was skipped as stalled
+///   cannot later mark a node it no longer owns: its compare-exchange expects the old
+///   position and fails.
 /// * `START` (with or without `WRITTEN`, or with `WRITTEN | ABORTED`), or
-///   `PADDING | WRITTEN`: `tag` is the block's operation sequence (`seq % 2^56`).
+///   `PADDING | WRITTEN`: `tag` is the block's position, which is also its sequence.
+///
+/// What a word means for a given position is decided in one place: [`classify`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct NodeState(pub u64);
 
 impl NodeState {
     /// The free state for a node that may next be claimed at `position`.
+    #[inline]
     pub const fn free(position: u64) -> Self {
-        NodeState(position & TAG_MASK)
+        Self::block(FLAG_FREE, position)
     }
-    /// A block's head with these flags and sequence.
-    pub const fn block(flags: u8, seq: u64) -> Self {
-        NodeState(((flags as u64) << 56) | (seq & TAG_MASK))
+    /// A block's head with these flags at `position`.
+    #[inline]
+    pub const fn block(flags: u8, position: u64) -> Self {
+        NodeState(((flags as u64) << 56) | (position & TAG_MASK))
     }
     /// The flag bits.
     pub const fn flags(self) -> u8 {
         (self.0 >> 56) as u8
     }
-    /// The tag: a position for free nodes, a sequence otherwise.
+    /// The tag: a position.
     pub const fn tag(self) -> u64 {
         self.0 & TAG_MASK
     }
-    /// True for a free node that may be claimed at `position`.
-    pub const fn is_free_for(self, position: u64) -> bool {
-        self.0 == position & TAG_MASK
+}
+
+/// What the word at the start of a node says about position `pos`: the one reading of
+/// a head, used by the reader, [`crate::Inspector`] and the dump tool alike.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Head {
+    /// `free(pos)`: nobody has claimed `pos` — or a writer claimed it and has not yet set
+    /// START (the claim-then-flag window; the write cursor tells which).
+    Free,
+    /// `START` at `pos`: a writer is writing its block.
+    Started,
+    /// `START | WRITTEN` at `pos`: a published block.
+    Published,
+    /// `START | WRITTEN | ABORTED` at `pos`: a reservation dropped without commit.
+    Aborted,
+    /// `PADDING | WRITTEN` at `pos`: padding from here to the end of the ring.
+    Padding,
+    /// `free(pos + node_count)`: a reader consumed `pos` and had not yet released it.
+    Consumed,
+    /// Anything else: payload inside a block, a stale or a forged word.
+    Other,
+}
+
+/// Classifies the word at the start of the node of position `pos` in a ring of
+/// `node_count` nodes. Every head state names its position exactly, so a word left by
+/// an earlier lap, or payload bytes, read as [`Head::Other`] (short of bytes that spell
+/// the exact 64-bit head of this position).
+#[inline]
+pub fn classify(word: u64, pos: u64, node_count: u64) -> Head {
+    let at = |flags: u8| NodeState::block(flags, pos).0;
+    if word == at(FLAG_START | FLAG_WRITTEN) {
+        Head::Published
+    } else if word == at(FLAG_FREE) {
+        Head::Free
+    } else if word == at(FLAG_START) {
+        Head::Started
+    } else if word == at(FLAG_PADDING | FLAG_WRITTEN) {
+        Head::Padding
+    } else if word == at(FLAG_START | FLAG_WRITTEN | FLAG_ABORTED) {
+        Head::Aborted
+    } else if word == NodeState::free(pos.wrapping_add(node_count)).0 {
+        Head::Consumed
+    } else {
+        Head::Other
     }
-    /// True for a published (START | WRITTEN) block head.
-    pub const fn is_written_block(self) -> bool {
-        self.flags() == FLAG_START | FLAG_WRITTEN
+}
+
+/// Why a block header does not describe a block the reader can take.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BlockProblem {
+    /// The header's sequence is not the block's position: not (yet) written by the
+    /// block's writer, or overwritten.
+    Sequence,
+    /// The length is larger than the ring's largest message.
+    TooLong,
+    /// The block would run past the end of the ring.
+    PastRingEnd,
+}
+
+/// Checks the header fields of the block at position `pos` (node `index`): its sequence
+/// and length. `Ok(nodes)`: the block's node count, inside the ring. The one check of a
+/// block header, used by the reader, [`crate::Inspector`] and the dump tool; whether the
+/// block also lies below the write cursor is the caller's to check.
+#[inline]
+pub fn check_block(
+    geo: &Geometry,
+    max_payload: usize,
+    pos: u64,
+    index: u64,
+    seq: u64,
+    len: usize,
+) -> Result<u64, BlockProblem> {
+    if seq & TAG_MASK != pos & TAG_MASK {
+        return Err(BlockProblem::Sequence);
     }
-    /// True for a published, aborted reservation.
-    pub const fn is_aborted(self) -> bool {
-        self.flags() == FLAG_START | FLAG_WRITTEN | FLAG_ABORTED
+    if len > max_payload {
+        return Err(BlockProblem::TooLong);
     }
-    /// True for a published padding block.
-    pub const fn is_padding(self) -> bool {
-        self.flags() == FLAG_PADDING | FLAG_WRITTEN
+    let nodes = geo.nodes_for(len);
+    if index >= geo.node_count || nodes > geo.node_count - index {
+        return Err(BlockProblem::PastRingEnd);
     }
-    /// True for a block whose writer has set START but not yet WRITTEN.
-    pub const fn is_started(self) -> bool {
-        self.flags() == FLAG_START
-    }
+    Ok(nodes)
 }
 
 /// The sizes of one segment, computed once at create or open and never re-read from
@@ -457,10 +547,9 @@ impl Geometry {
     /// The largest ring of `node_size` nodes that fits in `size` bytes, or `None` when
     /// fewer than 2 nodes fit.
     pub fn for_size(size: usize, node_size: usize) -> Option<Geometry> {
-        // Estimate without the rounding of the head array, then step down until it fits
-        // (at most a page's worth of nodes).
+        // The estimate fits; the loop is a guard should the layout gain rounding again.
         let avail = size.checked_sub(HEADER_SIZE)?;
-        let mut count = (avail / (node_size + HEAD_SIZE)) as u64;
+        let mut count = (avail / node_size) as u64;
         while count >= 2 {
             let g = Self::with_count(node_size, count)?;
             if g.used_size <= size {
@@ -479,8 +568,7 @@ impl Geometry {
             return None;
         }
         let count = usize::try_from(node_count).ok()?;
-        let heads_end = HEADER_SIZE.checked_add(count.checked_mul(HEAD_SIZE)?)?;
-        let data_offset = heads_end.checked_next_multiple_of(PAGE)?;
+        let data_offset = HEADER_SIZE;
         let used_size = data_offset.checked_add(count.checked_mul(node_size)?)?;
         Some(Geometry {
             node_size,
@@ -537,7 +625,7 @@ mod tests {
                 if let Some(g) = Geometry::for_size(size, node) {
                     assert!(g.used_size <= size, "{size} {node}");
                     assert_eq!(g.data_offset % PAGE, 0);
-                    assert!(g.data_offset >= HEADER_SIZE + g.node_count as usize * HEAD_SIZE);
+                    assert_eq!(g.data_offset, HEADER_SIZE);
                     // One more node would not fit.
                     let more = Geometry::with_count(node, g.node_count + 1).unwrap();
                     assert!(more.used_size > size, "{size} {node}");
@@ -549,21 +637,18 @@ mod tests {
     #[test]
     fn sixteen_mib_of_128_byte_nodes() {
         let g = Geometry::for_size(16 << 20, 128).unwrap();
-        // 4096 + 123_328 * 8 rounds up to 991_232; plus 123_328 * 128 is exactly 16 MiB.
-        assert_eq!(g.node_count, 123_328);
-        assert_eq!(g.used_size, 16 << 20);
-        assert_eq!(
-            g.data_offset,
-            (4096 + 8 * g.node_count as usize).next_multiple_of(4096)
-        );
+        // 4096 + 131_040 * 128 = 16 MiB - 28 bytes... rounded down to whole nodes.
+        assert_eq!(g.node_count, ((16 << 20) - 4096) / 128);
+        assert_eq!(g.data_offset, 4096);
+        assert_eq!(g.used_size, 4096 + 128 * g.node_count as usize);
         assert!(g.used_size <= 16 << 20);
     }
 
     #[test]
     fn too_small_sizes_have_no_geometry() {
         assert!(Geometry::for_size(0, 128).is_none());
-        assert!(Geometry::for_size(8192, 128).is_none());
-        assert!(Geometry::for_size(8192 + 2 * 128, 128).is_some());
+        assert!(Geometry::for_size(4096 + 128, 128).is_none());
+        assert!(Geometry::for_size(4096 + 2 * 128, 128).is_some());
     }
 
     #[test]
@@ -627,15 +712,63 @@ mod tests {
     }
 
     #[test]
-    fn node_state_round_trips() {
-        let s = NodeState::block(FLAG_START | FLAG_WRITTEN, 0x0123_4567_89ab_cdef);
-        assert!(s.is_written_block());
-        assert_eq!(s.tag(), 0x0023_4567_89ab_cdef);
-        assert!(NodeState::free(5).is_free_for(5));
-        assert!(!NodeState::free(5).is_free_for(6));
-        assert!(NodeState::free(5).is_free_for(5 + (1 << 56)));
-        assert!(!NodeState::free(3).is_started());
-        assert!(NodeState::block(FLAG_PADDING | FLAG_WRITTEN, 1).is_padding());
+    fn classify_names_each_state_of_its_own_position_only() {
+        let n = 16;
+        for pos in [0u64, 1, 15, 16, 1 << 40, TAG_MASK, TAG_MASK + 5] {
+            let at = |f| NodeState::block(f, pos).0;
+            assert_eq!(classify(at(FLAG_FREE), pos, n), Head::Free);
+            assert_eq!(classify(at(FLAG_START), pos, n), Head::Started);
+            assert_eq!(
+                classify(at(FLAG_START | FLAG_WRITTEN), pos, n),
+                Head::Published
+            );
+            let aborted = at(FLAG_START | FLAG_WRITTEN | FLAG_ABORTED);
+            assert_eq!(classify(aborted, pos, n), Head::Aborted);
+            let padding = at(FLAG_PADDING | FLAG_WRITTEN);
+            assert_eq!(classify(padding, pos, n), Head::Padding);
+            let consumed = NodeState::free(pos + n).0;
+            assert_eq!(classify(consumed, pos, n), Head::Consumed);
+            // The same states of the previous lap, or of a neighbour, are not this
+            // position's; nor are small integers, zero, or all ones.
+            for other in [pos.wrapping_sub(n), pos + 1, pos.wrapping_sub(1)] {
+                let word = NodeState::block(FLAG_START | FLAG_WRITTEN, other).0;
+                if other & TAG_MASK != pos & TAG_MASK {
+                    assert_eq!(classify(word, pos, n), Head::Other, "{pos} {other}");
+                }
+            }
+            for junk in [0, 1, pos & TAG_MASK, u64::MAX, FLAG_START as u64] {
+                assert_eq!(classify(junk, pos, n), Head::Other, "{junk:#x} at {pos}");
+            }
+        }
+    }
+
+    #[test]
+    fn check_block_refuses_each_problem() {
+        let g = Geometry::with_count(128, 16).unwrap();
+        let max = 1000;
+        assert_eq!(check_block(&g, max, 3, 3, 3, 96), Ok(1));
+        assert_eq!(check_block(&g, max, 3, 3, 3, 97), Ok(2));
+        assert_eq!(check_block(&g, max, 19, 3, 19, 0), Ok(1));
+        assert_eq!(
+            check_block(&g, max, 3, 3, 4, 10),
+            Err(BlockProblem::Sequence)
+        );
+        assert_eq!(
+            check_block(&g, max, 3, 3, 3, 1001),
+            Err(BlockProblem::TooLong)
+        );
+        // 15 * 128 - 32 bytes need 15 nodes: from index 2 they run past the end.
+        let len = 15 * 128 - 32;
+        let big = 2000;
+        assert_eq!(
+            check_block(&g, big, 2, 2, 2, len),
+            Err(BlockProblem::PastRingEnd)
+        );
+        assert_eq!(check_block(&g, big, 1, 1, 1, len), Ok(15));
+        assert_eq!(
+            check_block(&g, big, 16, 16, 16, 0),
+            Err(BlockProblem::PastRingEnd)
+        );
     }
 
     #[test]

@@ -15,13 +15,28 @@ use crate::segment::{Segment, Settings};
 use crate::stats::Stats;
 use crate::sync::atomic::{AtomicU64, Ordering};
 
+/// What a paused writer runs at its step: it returns when the writer may go on.
+type Pause = Box<dyn Fn()>;
+
 loom::thread_local! {
     static STOP_AT: Cell<Option<Step>> = Cell::new(None);
+    static PAUSE_AT: std::cell::RefCell<Option<(Step, Pause)>> = std::cell::RefCell::new(None);
 }
 
 /// Whether the current model thread is to stop at `step`.
 pub(crate) fn stops_at(step: Step) -> bool {
     STOP_AT.with(|s| s.get() == Some(step))
+}
+
+/// Runs the current model thread's pause, if it is to pause at `step`.
+pub(crate) fn pause_at(step: Step) {
+    PAUSE_AT.with(|p| {
+        if let Some((at, pause)) = &*p.borrow() {
+            if *at == step {
+                pause();
+            }
+        }
+    });
 }
 
 /// A ring in the model.
@@ -87,6 +102,20 @@ impl ModelWriter {
     /// `Writer::send`.
     pub fn send(&self, data: &[u8]) -> Result<()> {
         ring::send(&self.seg, &self.cached_read, 1, data)
+    }
+
+    /// `send`, but the writer runs `pause` at `step` (a test makes it wait there for a
+    /// signal, as a process descheduled at that point would) and then goes on.
+    pub fn send_pausing_at(
+        &self,
+        data: &[u8],
+        step: Step,
+        pause: impl Fn() + 'static,
+    ) -> Result<()> {
+        PAUSE_AT.with(|p| *p.borrow_mut() = Some((step, Box::new(pause))));
+        let result = self.send(data);
+        PAUSE_AT.with(|p| *p.borrow_mut() = None);
+        result
     }
 
     /// `send`, but the writer dies at `step`: it returns there (with `Timeout`) and

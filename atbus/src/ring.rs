@@ -1,11 +1,11 @@
 //! The ring protocol, top to bottom: claim, write, publish (writers); check, skip,
 //! consume, release (the reader). `writer.rs` and `reader.rs` are thin handles over this.
 //!
-//! # States of a node head (see [`NodeState`])
+//! # States of a node head (see [`NodeState`] and [`classify`])
 //!
 //! ```text
 //!            writer CAS                  writer CAS (release)
-//!  free(p) ───────────────▶ START|seq ─────────────────────▶ START|WRITTEN|seq
+//!  free(p) ───────────────▶ START|p ─────────────────────▶ START|WRITTEN|p
 //!     ▲                         │                                   │
 //!     │  reader, after timeout  │                                   │ reader consumes
 //!     └──── CAS to free(p+N) ◀──┘                                   │ (store)
@@ -13,7 +13,16 @@
 //!                                                              free(p+N)
 //! ```
 //!
-//! `p` is the absolute position, `N` the node count. Every transition out of a state
+//! `p` is the absolute position, `N` the node count. A block's position is also its
+//! sequence number: unique (each position is claimed once) and growing in claim order,
+//! so no shared sequence counter is bumped per message, and every head names the one
+//! position it is valid for — a word left by an earlier lap never reads as this lap's.
+//!
+//! The head is the first word of a block's first node, on the cache line that carries
+//! the block header and the payload's first bytes: START, publish and free touch a line
+//! the message moves between the cores anyway. Every node's first word is a head while
+//! the node is free (any node may start the next lap's block); inside a block it is
+//! payload, and the reader writes `free` over it when it consumes the block. Every transition out of a state
 //! that two parties may race on (a writer finishing, the reader giving up on it) is a
 //! compare-exchange, so exactly one of them wins: either the reader sees WRITTEN and
 //! delivers, or the writer's publish fails and it reports [`Error::Abandoned`]. A writer
@@ -34,8 +43,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    self, NodeState, WriterCounters, BLOCK_HEADER_SIZE, FLAG_ABORTED, FLAG_PADDING, FLAG_START,
-    FLAG_WRITTEN, TAG_MASK,
+    self, classify, Head, NodeState, WriterCounters, BLOCK_HEADER_SIZE, FLAG_ABORTED, FLAG_PADDING,
+    FLAG_START, FLAG_WRITTEN,
 };
 use crate::process;
 use crate::segment::Segment;
@@ -102,13 +111,15 @@ macro_rules! fault_point {
     };
 }
 // Under the model checker a writer can be told to stop for good at a step: it returns
-// there and never touches the ring again, like a process killed at that point.
+// there and never touches the ring again, like a process killed at that point; or to
+// pause there until the test lets it go on, like a process descheduled at that point.
 #[cfg(loom)]
 macro_rules! fault_point {
     ($step:ident) => {
         if crate::model::stops_at(Step::$step) {
             return Err(Error::Timeout);
         }
+        crate::model::pause_at(Step::$step);
     };
 }
 #[cfg(not(any(feature = "fault-injection", loom)))]
@@ -124,13 +135,14 @@ macro_rules! fault_point {
 #[derive(Debug)]
 pub(crate) struct Claimed {
     index: u64,
+    /// The block's position, which is its sequence.
     seq: u64,
     len: usize,
     pid: u32,
 }
 
 impl Claimed {
-    /// The block's operation sequence.
+    /// The block's sequence (its position).
     pub(crate) fn seq(&self) -> u64 {
         self.seq
     }
@@ -219,20 +231,18 @@ pub(crate) fn claim_block(
     len: usize,
 ) -> Result<Claimed> {
     let geo = seg.geometry();
-    let h = seg.header();
-    let counters = h.writer_counters(pid);
+    let counters = seg.header().writer_counters(pid);
     let nodes = geo.nodes_for(len);
 
-    // Claim.
+    // Claim. The block's position is its sequence.
     let (pad_at, pos) = claim(seg, counters, cached_read, nodes)?;
-    // Relaxed: the sequence only has to be unique; it orders nothing.
-    let seq = h.op_seq.fetch_add(1, Ordering::Relaxed);
+    let seq = pos;
     if let Some(pad) = pad_at {
         // The padding block carries no data, so publishing it is one CAS; relaxed is
         // enough. It fails only if the reader already skipped these nodes as torn, in
         // which case our block is gone too.
         let head = seg.head(geo.index(pad));
-        let padding = NodeState::block(FLAG_PADDING | FLAG_WRITTEN, seq);
+        let padding = NodeState::block(FLAG_PADDING | FLAG_WRITTEN, pad);
         if head
             .compare_exchange(
                 NodeState::free(pad).0,
@@ -280,7 +290,7 @@ pub(crate) fn claim_block(
     bh.len.store(len as u32, Ordering::Relaxed);
     bh.writer_pid.store(pid, Ordering::Relaxed);
     // Release: a reader that reads this seq (acquire) also sees len and writer_pid, and
-    // can skip the block at once if we die.
+    // can skip the block at once if we die. (A plain store on x86: no fence.)
     bh.seq.store(seq, Ordering::Release);
     Ok(block)
 }
@@ -448,20 +458,19 @@ struct Wait {
 /// A published block that passed its header checks, ready to copy.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ready {
+    /// The block's position, which is also its sequence.
     pos: u64,
     index: u64,
     nodes: u64,
     /// Payload length.
     pub len: usize,
     crc: u32,
-    /// The sequence in the published head (not the header's copy).
-    tag: u64,
 }
 
 impl Ready {
     /// Whether a payload with this crc32 is the one published under this head.
     fn crc_matches(&self, payload_crc: u32) -> bool {
-        layout::sealed_crc(payload_crc, self.tag) == self.crc
+        layout::sealed_crc(payload_crc, self.pos) == self.crc
     }
 }
 
@@ -500,11 +509,12 @@ impl ReadState {
         // over from the same position.
         let pos = self.pos;
         if pos <= MAX_POSITION {
-            let index = seg.geometry().index(pos);
+            let geo = seg.geometry();
+            let index = geo.index(pos);
             // Acquire: pairs with the writer's release CAS that set WRITTEN.
-            let state = NodeState(seg.head(index).load(Ordering::Acquire));
-            if state.is_written_block() {
-                if let Some(ready) = self.check(seg, pos, index, state) {
+            let word = seg.head(index).load(Ordering::Acquire);
+            if classify(word, pos, geo.node_count) == Head::Published {
+                if let Some(ready) = self.check(seg, pos, index) {
                     return Ok(ready);
                 }
             }
@@ -524,54 +534,59 @@ impl ReadState {
             let index = seg.geometry().index(pos);
             // Acquire: pairs with the writer's release CAS that set WRITTEN.
             let state = NodeState(seg.head(index).load(Ordering::Acquire));
-
-            if state.is_written_block() {
-                match self.check(seg, pos, index, state) {
+            let head = classify(state.0, pos, count);
+            let waiting = matches!(self.wait, Some(w) if pos < w.horizon);
+            // Each arm either settles this position (returns, or skips and goes on to
+            // the next) or falls through to "not ready" below. Past the write cursor no
+            // honest head is written, so a forged one never moves the reader past writers.
+            match head {
+                Head::Published => match self.check(seg, pos, index) {
                     Some(ready) => return Ok(ready),
-                    // Past the write cursor no honest head is written: a forged one goes
-                    // to the checks below (Empty, or Corrupt), never moves us past writers.
                     None if self.claimed(seg, pos) => {
                         bump(&rc.check_failures, 1);
                         bump(&rc.bad_blocks, 1);
                         // The length is not to be trusted: drop the first node only; the
-                        // rest, untouched by the writer, go through the timeout path.
-                        self.skip_nodes(seg, pos, 1, state);
+                        // rest go through the timeout path.
+                        self.skip_nodes(seg, pos, 1, Some(state), true);
                         continue;
                     }
                     None => {}
+                },
+                Head::Aborted => {
+                    if let Some(ready) = self.check(seg, pos, index) {
+                        // A reservation dropped without commit: no data, skip it at once.
+                        self.skip_nodes(seg, pos, ready.nodes, Some(state), false);
+                        bump(&rc.aborted_blocks, 1);
+                        continue;
+                    }
                 }
-            }
-            if state.is_aborted() {
-                if let Some(ready) = self.check(seg, pos, index, state) {
-                    // A reservation dropped without commit: no data, skip it at once.
-                    self.skip_nodes(seg, pos, ready.nodes, state);
-                    bump(&rc.aborted_blocks, 1);
+                Head::Padding if self.padding_fits(seg, pos, index) => {
+                    self.skip_nodes(seg, pos, count - index, Some(state), false);
+                    bump(&rc.padding_blocks, 1);
                     continue;
                 }
-            }
-            if state.is_padding() && self.padding_fits(seg, pos, index) {
-                let nodes = count - index;
-                self.skip_nodes(seg, pos, nodes, state);
-                bump(&rc.padding_blocks, 1);
-                continue;
-            }
-            if state.is_free_for(pos.wrapping_add(count)) && self.claimed(seg, pos) {
-                // A previous reader consumed this node but died before releasing it (it
-                // was claimed, so a forged head past the write cursor does not count).
-                bump(&rc.handover_nodes, 1);
-                self.pos += 1;
-                continue;
+                Head::Consumed if self.claimed(seg, pos) => {
+                    // A previous reader consumed this node but died before releasing it
+                    // (it was claimed, so a forged head past the write cursor does not
+                    // count).
+                    bump(&rc.handover_nodes, 1);
+                    self.pos += 1;
+                    continue;
+                }
+                Head::Free if !waiting => {
+                    // Empty, or claimed and not yet started: look at the write cursor
+                    // only every so often to tell which.
+                    self.idle_polls = self.idle_polls.wrapping_add(1);
+                    if !self.idle_polls.is_multiple_of(CURSOR_CHECK_EVERY) {
+                        self.release(seg);
+                        return Err(Error::Empty);
+                    }
+                }
+                _ => {}
             }
 
-            // Not ready: free (empty, or claimed and not yet started), started, garbage.
-            let waiting = matches!(self.wait, Some(w) if pos < w.horizon);
-            if state.is_free_for(pos) && !waiting {
-                self.idle_polls = self.idle_polls.wrapping_add(1);
-                if !self.idle_polls.is_multiple_of(CURSOR_CHECK_EVERY) {
-                    self.release(seg);
-                    return Err(Error::Empty);
-                }
-            }
+            // Not ready: free but claimed, started, or anything else (the payload of a
+            // torn block, garbage).
             let w = self.write_cursor(seg);
             let claimed = w.wrapping_sub(pos);
             if claimed == 0 {
@@ -592,20 +607,19 @@ impl ReadState {
             match &mut self.wait {
                 Some(wait) if pos < wait.horizon => {
                     if t.saturating_duration_since(wait.since) >= timeout {
-                        self.skip_torn(seg, pos, state, Skip::Timeout);
+                        self.skip_torn(seg, pos, state, head, Skip::Timeout);
                         continue;
                     }
                     if seg.settings().detect_dead_writers
-                        && state.is_started()
+                        && head == Head::Started
                         && t >= wait.next_liveness
                     {
                         wait.next_liveness = t + LIVENESS_EVERY;
-                        if let Some(nodes) = self.dead_writer_nodes(seg, pos, index, state, w) {
-                            self.skip_torn(seg, pos, state, Skip::DeadWriter);
+                        if let Some(nodes) = self.dead_writer_nodes(seg, pos, index, w) {
+                            self.skip_torn(seg, pos, state, head, Skip::DeadWriter);
                             // Only if the first node was ours to skip (its CAS held).
                             if nodes > 1 && self.pos == pos + 1 {
-                                let first = NodeState::free(pos + 1);
-                                self.skip_nodes(seg, pos + 1, nodes - 1, first);
+                                self.skip_nodes(seg, pos + 1, nodes - 1, None, true);
                             }
                             continue;
                         }
@@ -624,22 +638,18 @@ impl ReadState {
         }
     }
 
-    /// Checks a published block's header; `None` if it does not check out.
+    /// Checks the header of the published block at `pos` (node `index`); `None` if it
+    /// does not check out.
     #[inline]
-    fn check(&mut self, seg: &Segment, pos: u64, index: u64, state: NodeState) -> Option<Ready> {
+    fn check(&mut self, seg: &Segment, pos: u64, index: u64) -> Option<Ready> {
         let bh = seg.block_header(index);
         // Relaxed: the head's acquire load already synchronised with the publish CAS,
         // which follows the header stores.
         let seq = bh.seq.load(Ordering::Relaxed);
         let len = bh.len.load(Ordering::Relaxed) as usize;
         let crc = bh.crc.load(Ordering::Relaxed);
-        if seq & TAG_MASK != state.tag() || len > self.max_payload {
-            return None;
-        }
-        let nodes = seg.geometry().nodes_for(len);
-        if !seg.block_in_bounds(index, nodes) {
-            return None;
-        }
+        let nodes =
+            layout::check_block(seg.geometry(), self.max_payload, pos, index, seq, len).ok()?;
         if pos + nodes > self.cached_write && pos + nodes > self.write_cursor(seg) {
             return None;
         }
@@ -649,7 +659,6 @@ impl ReadState {
             nodes,
             len,
             crc,
-            tag: state.tag(),
         })
     }
 
@@ -666,20 +675,20 @@ impl ReadState {
         end <= self.cached_write || end <= self.write_cursor(seg)
     }
 
-    /// If the block at `pos` names a writer process that no longer exists, the number of
-    /// nodes to skip (its whole block when its length is credible, else 1).
+    /// If the started block at `pos` names a writer process that no longer exists, the
+    /// number of nodes to skip (its whole block when its header checks out, else 1).
     fn dead_writer_nodes(
         &self,
         seg: &Segment,
         pos: u64,
         index: u64,
-        state: NodeState,
         write_cursor: u64,
     ) -> Option<u64> {
         let bh = seg.block_header(index);
         // Acquire: pairs with the writer's release store of seq; len and pid are then
         // the ones this writer stored. A mismatch means the header is not written yet.
-        if bh.seq.load(Ordering::Acquire) & TAG_MASK != state.tag() {
+        let seq = bh.seq.load(Ordering::Acquire);
+        if seq & layout::TAG_MASK != pos & layout::TAG_MASK {
             return None;
         }
         let pid = bh.writer_pid.load(Ordering::Relaxed);
@@ -687,22 +696,21 @@ impl ReadState {
             return None;
         }
         let len = bh.len.load(Ordering::Relaxed) as usize;
-        let nodes = seg.geometry().nodes_for(len);
-        let credible = len <= self.max_payload
-            && seg.block_in_bounds(index, nodes)
-            && pos + nodes <= write_cursor;
-        Some(if credible { nodes } else { 1 })
+        let nodes = layout::check_block(seg.geometry(), self.max_payload, pos, index, seq, len)
+            .ok()
+            .filter(|&n| pos + n <= write_cursor);
+        Some(nodes.unwrap_or(1))
     }
 
-    /// Skips one unwritten node at `pos` whose head reads `state`, counting a torn block
-    /// when the node starts one.
-    fn skip_torn(&mut self, seg: &Segment, pos: u64, state: NodeState, why: Skip) {
+    /// Skips one unwritten node at `pos` whose first word reads `state` (classified as
+    /// `head`), counting a torn block when the node starts one.
+    fn skip_torn(&mut self, seg: &Segment, pos: u64, state: NodeState, head: Head, why: Skip) {
         let rc = &seg.header().reader_counters;
         let count = seg.geometry().node_count;
         // AcqRel/Acquire: if the writer won the race and published, we must see its bytes
         // when we come back round to deliver the block.
-        let head = seg.head(seg.geometry().index(pos));
-        if head
+        if seg
+            .head(seg.geometry().index(pos))
             .compare_exchange(
                 state.0,
                 NodeState::free(pos + count).0,
@@ -713,7 +721,7 @@ impl ReadState {
         {
             return; // the node changed under us: look again
         }
-        let starts_block = state.is_started() || self.skipped_to != Some(pos);
+        let starts_block = head == Head::Started || self.skipped_to != Some(pos);
         if starts_block {
             match why {
                 Skip::Timeout => bump(&rc.timeout_blocks, 1),
@@ -725,20 +733,44 @@ impl ReadState {
         self.skipped_to = Some(self.pos);
     }
 
-    /// Skips `nodes` nodes from `pos` (whose first head reads `first`): each moves to the
-    /// free state of the next lap. Stops early at a node that is not in the expected
-    /// state (the rest then goes through the normal checks).
-    fn skip_nodes(&mut self, seg: &Segment, pos: u64, nodes: u64, first: NodeState) {
+    /// Skips `nodes` nodes from `pos`, each moved to the free state of the next lap:
+    /// the first by a compare-exchange from `first` (when given), the others — payload
+    /// of the skipped block, or free since its claim — unless one holds the head of a
+    /// block at its own position (a block after a length that was not to be trusted),
+    /// where it stops and leaves the rest to the normal checks. `count_bad`: count the
+    /// skipped nodes as `bad_nodes`.
+    fn skip_nodes(
+        &mut self,
+        seg: &Segment,
+        pos: u64,
+        nodes: u64,
+        first: Option<NodeState>,
+        count_bad: bool,
+    ) {
         let rc = &seg.header().reader_counters;
         let count = seg.geometry().node_count;
         let mut skipped = 0;
         for q in pos..pos + nodes {
-            let expected = if q == pos { first } else { NodeState::free(q) };
-            // Relaxed: nodes skipped here are released by the read cursor's release store.
-            let ok = seg
-                .head(seg.geometry().index(q))
+            let head = seg.head(seg.geometry().index(q));
+            let expected = match first {
+                Some(state) if q == pos => state.0,
+                _ => {
+                    // Relaxed: nodes skipped here are released by the read cursor's
+                    // release store, like consumed ones.
+                    let word = head.load(Ordering::Relaxed);
+                    let starts_block = matches!(
+                        classify(word, q, count),
+                        Head::Started | Head::Published | Head::Aborted | Head::Padding
+                    );
+                    if starts_block {
+                        break;
+                    }
+                    word
+                }
+            };
+            let ok = head
                 .compare_exchange(
-                    expected.0,
+                    expected,
                     NodeState::free(q + count).0,
                     Ordering::Relaxed,
                     Ordering::Relaxed,
@@ -749,7 +781,7 @@ impl ReadState {
             }
             skipped += 1;
         }
-        if !first.is_padding() && !first.is_aborted() {
+        if count_bad {
             bump(&rc.bad_nodes, skipped);
         }
         self.pos = pos + skipped;
@@ -857,11 +889,11 @@ impl ReadState {
         if !ok {
             bump(&rc.crc_failures, 1);
             bump(&rc.bad_blocks, 1);
-            // The length that gave `ready.nodes` may be a stalled writer's: free only the
-            // nodes still untouched since their claim, so a published block after them
-            // is never wiped; the rest goes through the usual checks.
-            let head = NodeState::block(FLAG_START | FLAG_WRITTEN, ready.tag);
-            self.skip_nodes(seg, ready.pos, ready.nodes, head);
+            // The length that gave `ready.nodes` may be a stalled writer's: skip_nodes stops
+            // at the head of a block after it, so a published block there is never wiped;
+            // the rest goes through the usual checks.
+            let head = NodeState::block(FLAG_START | FLAG_WRITTEN, ready.pos);
+            self.skip_nodes(seg, ready.pos, ready.nodes, Some(head), true);
             return;
         }
         if count_now {
@@ -895,9 +927,11 @@ impl ReadState {
     /// cursor every `release_every` nodes when `may_release`.
     fn consume(&mut self, seg: &Segment, ready: Ready, may_release: bool) {
         let count = seg.geometry().node_count;
-        // Interior nodes first, the first node last: a reader that dies in between leaves
-        // the block whole for its successor, which delivers it again (at most this one).
-        // Relaxed: published to writers by the release store of the read cursor.
+        // Every node's first word becomes a free head for the next lap (inside the block
+        // it was payload, already read). Interior nodes first, the first node last: a
+        // reader that dies in between leaves the head for its successor, which then finds
+        // the payload changed and skips the block as a crc failure (never delivers it
+        // twice). Relaxed: published to writers by the release store of the read cursor.
         // A block never wraps, so its nodes are ready.index.. in order: no division.
         for i in 1..ready.nodes {
             seg.head(ready.index + i)

@@ -151,7 +151,7 @@ impl Segment {
                     "a channel of {size} bytes holds fewer than 2 nodes of {} bytes; \
                      ask for at least {} bytes",
                     config.node_size,
-                    HEADER_SIZE + layout::PAGE + 2 * (config.node_size + layout::HEAD_SIZE)
+                    HEADER_SIZE + 2 * config.node_size
                 ),
             })?;
         let protect_nodes = config.protect_bytes.div_ceil(config.node_size) as u64;
@@ -226,7 +226,7 @@ impl Segment {
         h.node_size.store(geo.node_size as u32, r);
         h.node_count.store(geo.node_count, r);
         h.total_size.store(size as u64, r);
-        h.heads_offset.store(HEADER_SIZE as u64, r);
+        h.reserved_40.store(0, r);
         h.data_offset.store(geo.data_offset as u64, r);
         h.timeout_ns.store(config.timeout.as_nanos() as u64, r);
         h.write_retries.store(config.write_retries, r);
@@ -243,8 +243,9 @@ impl Segment {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         h.created_unix_ns.store(now, r);
-        for (i, head) in seg.heads().iter().enumerate() {
-            head.store(NodeState::free(i as u64).0, r);
+        h.channel_id.store(random_id(now), r);
+        for i in 0..geo.node_count {
+            seg.head(i).store(NodeState::free(i).0, r);
         }
         // Release: a process that sees the magic (acquire) sees every store above.
         h.magic.store(layout::MAGIC, Ordering::Release);
@@ -364,11 +365,10 @@ impl Segment {
                 expected: total,
             });
         }
-        let heads = h.heads_offset.load(r);
         let data = h.data_offset.load(r);
-        if heads != HEADER_SIZE as u64 || data != geo.data_offset as u64 {
+        if data != geo.data_offset as u64 {
             return Err(corrupt(format!(
-                "areas at {heads}/{data}, the layout puts them at {HEADER_SIZE}/{}",
+                "data area at {data}, the layout puts it at {}",
                 geo.data_offset
             )));
         }
@@ -429,23 +429,10 @@ impl Segment {
         unsafe { &*(self.map.as_ptr() as *const Header) }
     }
 
-    /// The node-head array, one atomic word per node.
-    pub fn heads(&self) -> &[AtomicU64] {
-        // SAFETY: validated geometry puts `node_count` 8-byte heads at offset 4096, inside
-        // the mapping (used_size <= total <= mapped length), 8-byte aligned. AtomicU64
-        // has the size and alignment of u64 and is valid for any bit pattern.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.map.as_ptr().add(HEADER_SIZE) as *const AtomicU64,
-                self.geo.node_count as usize,
-            )
-        }
-    }
-
-    /// The head of node `index`.
+    /// The head of node `index`: the first word of the node.
     #[inline]
     pub fn head(&self, index: u64) -> &AtomicU64 {
-        &self.heads()[index as usize]
+        &self.block_header(index).head
     }
 
     /// Pointer to the first byte of node `index`'s data. Panics if `index` is out of
@@ -478,11 +465,17 @@ impl Segment {
         }
     }
 
-    /// The block header at the start of node `index`.
+    /// The 32 bytes at the start of node `index`: its head and, on a block's first
+    /// node, the block header.
     #[inline]
     pub fn block_header(&self, index: u64) -> &BlockHeader {
         // SAFETY: node_ptr is in bounds and node-size aligned (>= 64), so 32 bytes of
         // BlockHeader fit and are aligned. BlockHeader is all atomics, valid for any bits.
+        // Inside a block these bytes are also payload, written by the block's writer with
+        // plain copies and read by the reader with plain copies; the protocol orders those
+        // copies and the atomic accesses of the same bytes with the head's release and
+        // acquire operations (see ring.rs), and a faulty process racing on them can only
+        // change their values, never make an atomic access unsound on this platform.
         unsafe { &*(self.node_ptr(index) as *const BlockHeader) }
     }
 
@@ -547,6 +540,18 @@ impl Segment {
     pub fn block_in_bounds(&self, index: u64, nodes: u64) -> bool {
         index < self.geo.node_count && nodes <= self.geo.node_count - index
     }
+}
+
+/// A random channel id: from the kernel's random source, or, should that fail, mixed
+/// from the creation time and the process id (unique enough to tell channels apart).
+fn random_id(now_ns: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer it is given.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n == bytes.len() as isize {
+        return u64::from_le_bytes(bytes);
+    }
+    (now_ns ^ u64::from(std::process::id()) << 40).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Removes a channel by name.

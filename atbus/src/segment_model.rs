@@ -2,11 +2,15 @@
 //! (header, node heads, block headers, payload bytes), kept on the heap because loom's
 //! atomics cannot live in a mapping. The ring code in `ring.rs` runs unchanged on it.
 //!
-//! Payload bytes live in one `loom::cell::UnsafeCell` per node when `track_data` is set,
-//! so loom reports any read of a payload that is not ordered after the writer's write (a
-//! missing release/acquire pair). Scenarios in which a writer is skipped as stalled and
-//! wakes to write into reused nodes race on payload bytes by design (the crc catches
-//! it); they use untracked bytes.
+//! The first 32 bytes of every node are a [`BlockHeader`] of loom atomics (the head and
+//! the block header); inside a block they are payload, as in the product, so payload
+//! bytes that fall there are read and written through those atomics: a stalled writer's
+//! late payload can overwrite a head, as it can in shared memory. The rest of each
+//! node's payload lives in one `loom::cell::UnsafeCell` per node when `track_data` is
+//! set, so loom reports any read of a payload that is not ordered after the writer's
+//! write (a missing release/acquire pair). Scenarios in which a writer is skipped as
+//! stalled and wakes to write into reused nodes race on payload bytes by design (the crc
+//! catches it); they use untracked bytes.
 
 use std::time::Duration;
 
@@ -30,10 +34,10 @@ pub struct Segment {
     geo: Geometry,
     settings: Settings,
     header: Box<Header>,
-    heads: Box<[AtomicU64]>,
+    /// The first 32 bytes of each node.
     block_headers: Box<[BlockHeader]>,
-    /// One cell per node, `node_size` bytes each (the first 32 bytes of a block's first
-    /// node stay unused: its header lives in `block_headers`).
+    /// One cell per node, `node_size` bytes each (the first 32 bytes stay unused: they
+    /// live in `block_headers`).
     tracked: Box<[UnsafeCell<Box<[u8]>>]>,
     untracked: std::cell::UnsafeCell<Box<[u8]>>,
     track_data: bool,
@@ -59,10 +63,14 @@ impl Segment {
             geo,
             settings,
             header: Box::new(Header::new_model()),
-            heads: (0..n)
-                .map(|i| AtomicU64::new(NodeState::free(i as u64).0))
+            block_headers: (0..n)
+                .map(|i| {
+                    let bh = BlockHeader::new_model();
+                    bh.head
+                        .store(NodeState::free(i as u64).0, Ordering::Relaxed);
+                    bh
+                })
                 .collect(),
-            block_headers: (0..n).map(|_| BlockHeader::new_model()).collect(),
             tracked: (0..n)
                 .map(|_| UnsafeCell::new(vec![0u8; node_size].into_boxed_slice()))
                 .collect(),
@@ -87,12 +95,8 @@ impl Segment {
         &self.header
     }
 
-    pub fn heads(&self) -> &[AtomicU64] {
-        &self.heads
-    }
-
     pub fn head(&self, index: u64) -> &AtomicU64 {
-        &self.heads[index as usize]
+        &self.block_headers[index as usize].head
     }
 
     /// No cache to warm in the model.
@@ -138,8 +142,12 @@ impl Segment {
     }
 
     pub fn write_payload(&self, index: u64, offset: usize, data: &[u8]) {
-        self.each_piece(index, offset, data.len(), |cell, at, range| {
-            if self.track_data {
+        self.each_piece(index, offset, data.len(), |node, at, range| {
+            let cell = &self.tracked[node];
+            if at < BLOCK_HEADER_SIZE {
+                // The first bytes of an interior node: the atomics of its head and header.
+                self.store_header_bytes(node, at, &data[range]);
+            } else if self.track_data {
                 cell.with_mut(|node| {
                     // SAFETY: loom checks this access against every other access of the cell.
                     unsafe { (&mut *node)[at..at + range.len()].copy_from_slice(&data[range]) }
@@ -156,8 +164,11 @@ impl Segment {
 
     pub fn read_payload(&self, index: u64, buf: &mut [u8]) {
         let len = buf.len();
-        self.each_piece(index, 0, len, |cell, at, range| {
-            if self.track_data {
+        self.each_piece(index, 0, len, |node, at, range| {
+            let cell = &self.tracked[node];
+            if at < BLOCK_HEADER_SIZE {
+                self.load_header_bytes(node, at, &mut buf[range]);
+            } else if self.track_data {
                 cell.with(|node| {
                     // SAFETY: loom checks this access against every other access of the cell.
                     buf[range.clone()].copy_from_slice(unsafe { &(&*node)[at..at + range.len()] })
@@ -181,14 +192,61 @@ impl Segment {
             .wrapping_add(BLOCK_HEADER_SIZE + payload_offset)
     }
 
+    /// The atomics of node `node`'s first 32 bytes, with their offsets and widths.
+    fn header_words(&self, node: usize) -> [(&dyn HeaderWord, usize, usize); 6] {
+        let bh = &self.block_headers[node];
+        [
+            (&bh.head, 0, 8),
+            (&bh.len, 8, 4),
+            (&bh.crc, 12, 4),
+            (&bh.writer_pid, 16, 4),
+            (bh.reserved(), 20, 4),
+            (&bh.seq, 24, 8),
+        ]
+    }
+
+    /// Stores `bytes` at offset `at` (`at + bytes.len() <= 32`) of node `node`'s first 32
+    /// bytes, one store per atomic they cover (a load first when they cover it only in
+    /// part). Relaxed, as the product's plain copies are: ordered by the head's release
+    /// and acquire.
+    fn store_header_bytes(&self, node: usize, at: usize, bytes: &[u8]) {
+        let end = at + bytes.len();
+        for (word, off, width) in self.header_words(node) {
+            let (from, to) = (at.max(off), end.min(off + width));
+            if from >= to {
+                continue;
+            }
+            let mut v = if to - from == width {
+                [0u8; 8]
+            } else {
+                word.load().to_le_bytes()
+            };
+            v[from - off..to - off].copy_from_slice(&bytes[from - at..to - at]);
+            word.store(u64::from_le_bytes(v));
+        }
+    }
+
+    /// Loads bytes `at..at + out.len()` of node `node`'s first 32 bytes.
+    fn load_header_bytes(&self, node: usize, at: usize, out: &mut [u8]) {
+        let end = at + out.len();
+        for (word, off, width) in self.header_words(node) {
+            let (from, to) = (at.max(off), end.min(off + width));
+            if from < to {
+                let v = word.load().to_le_bytes();
+                out[from - at..to - at].copy_from_slice(&v[from - off..to - off]);
+            }
+        }
+    }
+
     /// Splits payload bytes `offset..offset + len` of the block at `index` by node and
-    /// calls `f(node cell, offset in node, range of the caller's bytes)` for each piece.
+    /// calls `f(node, offset in node, range of the caller's bytes)` for each piece; a
+    /// piece never straddles the 32-byte header area of a node.
     fn each_piece(
         &self,
         index: u64,
         offset: usize,
         len: usize,
-        mut f: impl FnMut(&UnsafeCell<Box<[u8]>>, usize, std::ops::Range<usize>),
+        mut f: impl FnMut(usize, usize, std::ops::Range<usize>),
     ) {
         let ns = self.geo.node_size;
         let start = index as usize * ns + BLOCK_HEADER_SIZE + offset;
@@ -200,8 +258,13 @@ impl Segment {
         while done < len {
             let abs = start + done;
             let (node, at) = (abs / ns, abs % ns);
-            let n = (ns - at).min(len - done);
-            f(&self.tracked[node], at, done..done + n);
+            let room = if at < BLOCK_HEADER_SIZE {
+                BLOCK_HEADER_SIZE - at
+            } else {
+                ns - at
+            };
+            let n = room.min(len - done);
+            f(node, at, done..done + n);
             done += n;
         }
     }
@@ -213,5 +276,32 @@ impl Segment {
             h.read_cursor.load(Ordering::SeqCst),
             h.write_cursor.load(Ordering::SeqCst),
         )
+    }
+}
+
+/// An atomic of a node's first 32 bytes, seen as a little-endian word.
+trait HeaderWord {
+    fn load(&self) -> u64;
+    fn store(&self, v: u64);
+}
+
+impl HeaderWord for AtomicU64 {
+    fn load(&self) -> u64 {
+        AtomicU64::load(self, Ordering::Relaxed)
+    }
+    fn store(&self, v: u64) {
+        AtomicU64::store(self, v, Ordering::Relaxed)
+    }
+}
+
+impl HeaderWord for crate::sync::atomic::AtomicU32 {
+    fn load(&self) -> u64 {
+        u64::from(crate::sync::atomic::AtomicU32::load(
+            self,
+            Ordering::Relaxed,
+        ))
+    }
+    fn store(&self, v: u64) {
+        crate::sync::atomic::AtomicU32::store(self, v as u32, Ordering::Relaxed)
     }
 }

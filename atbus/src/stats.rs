@@ -50,10 +50,8 @@ pub struct Stats {
     pub wakeups: u64,
     /// The shared read cursor (released position).
     pub read_cursor: u64,
-    /// The write cursor (next position to claim).
+    /// The write cursor (next position to claim; a block's sequence is its position).
     pub write_cursor: u64,
-    /// The operation sequence (blocks claimed so far).
-    pub op_seq: u64,
 }
 
 impl Stats {
@@ -90,7 +88,6 @@ impl Stats {
             wakeups: sum(|c| &c.wakeups),
             read_cursor: h.read_cursor.load(r),
             write_cursor: h.write_cursor.load(r),
-            op_seq: h.op_seq.load(r),
         }
     }
 

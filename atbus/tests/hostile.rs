@@ -31,8 +31,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use atbus::layout::{
-    Geometry, BLOCK_HEADER_SIZE, FLAG_ABORTED, FLAG_NO_CHECKSUM, FLAG_PADDING, FLAG_START,
-    FLAG_WRITTEN, HEADER_SIZE, MAGIC, TAG_MASK,
+    Geometry, BLOCK_HEADER_SIZE, FLAG_ABORTED, FLAG_FREE, FLAG_NO_CHECKSUM, FLAG_PADDING,
+    FLAG_START, FLAG_WRITTEN, MAGIC, TAG_MASK,
 };
 use atbus::{Channel, Config, Error, Inspector, Reader};
 use proptest::prelude::*;
@@ -119,16 +119,23 @@ mod off {
     use std::mem::offset_of;
     pub const READ_CURSOR: u64 = offset_of!(Header, read_cursor) as u64;
     pub const WRITE_CURSOR: u64 = offset_of!(Header, write_cursor) as u64;
-    pub const OP_SEQ: u64 = offset_of!(Header, op_seq) as u64;
     pub const READER_OWNER: u64 = offset_of!(Header, reader) as u64;
     pub const READER_TAKEOVERS: u64 = READER_OWNER + 8;
     pub const READER_COUNTERS: u64 = offset_of!(Header, reader_counters) as u64;
     pub const WAKE: u64 = offset_of!(Header, wake) as u64;
 }
 
-/// Offset of node `i`'s head.
-fn head_off(i: u64) -> u64 {
-    (HEADER_SIZE as u64) + 8 * i
+/// Offset of node `i`'s head: the first word of the node.
+fn head_off(g: &Geometry, i: u64) -> u64 {
+    node_off(g, i)
+}
+
+/// Offsets of the block header's fields in a block's first node.
+mod bh_off {
+    pub const LEN: u64 = 8;
+    pub const CRC: u64 = 12;
+    pub const PID: u64 = 16;
+    pub const SEQ: u64 = 24;
 }
 
 /// Offset of node `i`'s data in a ring of geometry `g`.
@@ -273,16 +280,16 @@ const HEADER_FIELDS: &[(u64, usize)] = &[
     (20, 4), // node_size
     (24, 8), // node_count
     (32, 8), // total_size
-    (40, 8), // heads_offset
+    (40, 8), // reserved (the head array's offset in layout version 1)
     (48, 8), // data_offset
     (56, 8), // timeout_ns
     (64, 4), // write_retries
     (68, 4), // flags
     (72, 8), // protect_nodes
     (80, 8), // created_unix_ns
+    (88, 8), // channel_id
     (off::READ_CURSOR, 8),
     (off::WRITE_CURSOR, 8),
-    (off::OP_SEQ, 8),
     (off::READER_OWNER, 8),
     (off::READER_TAKEOVERS, 8),
     // Writer counters (at 640 in layout version 1 as first built; at 1024 + 128 × slot
@@ -558,18 +565,23 @@ fn corrupt(ch: &TempChannel, ctx: &Ctx, g: &Geometry, t: Target) {
             ch.write(o, &[b]);
         }
         Target::Head(i, flags, v) => {
-            let o = head_off(u64::from(i) % g.node_count);
+            let o = head_off(g, u64::from(i) % g.node_count);
             let old = ch.read_u64(o) & TAG_MASK;
             ch.write_u64(o, head_word(flags, pick(ctx, v, old)));
         }
         Target::HeadRaw(i, v) => {
-            let o = head_off(u64::from(i) % g.node_count);
+            let o = head_off(g, u64::from(i) % g.node_count);
             let old = ch.read_u64(o);
             ch.write_u64(o, pick(ctx, v, old));
         }
         Target::BlockHeader(i, f, v) => {
             let o = node_off(g, u64::from(i) % g.node_count);
-            let (fo, w) = [(0, 4), (4, 4), (8, 8), (16, 4)][f as usize % 4];
+            let (fo, w) = [
+                (bh_off::LEN, 4),
+                (bh_off::CRC, 4),
+                (bh_off::SEQ, 8),
+                (bh_off::PID, 4),
+            ][f as usize % 4];
             let x = pick(ctx, v, read_field(o + fo, w));
             ch.write(o + fo, &x.to_le_bytes()[..w]);
         }
@@ -607,9 +619,9 @@ fn forgeable(image: &[u8], g: &Geometry, msg: &[u8]) -> bool {
         let Some(h) = image.get(at..at + BLOCK_HEADER_SIZE) else {
             return false;
         };
-        let len = u32::from_le_bytes(h[0..4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(h[4..8].try_into().unwrap());
-        let seq = u64::from_le_bytes(h[8..16].try_into().unwrap());
+        let len = u32::from_le_bytes(h[8..12].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(h[12..16].try_into().unwrap());
+        let seq = u64::from_le_bytes(h[24..32].try_into().unwrap());
         let room = (g.node_count - i) as usize * g.node_size - BLOCK_HEADER_SIZE;
         len == msg.len()
             && len <= room
@@ -1306,7 +1318,8 @@ fn assert_open_fails(ch: &TempChannel, want: fn(&Error) -> bool) {
 
 #[test]
 fn truncated_file_after_create_is_refused_typed() {
-    for len in [0u64, 1, 4095, 4096, 8191, 8192, 8192 + 16 * 64 - 1] {
+    // 16 nodes of 64 bytes after the 4 KiB header: 5120 bytes.
+    for len in [0u64, 1, 4095, 4096, 4097, 4096 + 16 * 64 - 1] {
         let (ch, _) = channel_with("trunc", &[b"x"]);
         ch.set_len(len);
         assert_open_fails(&ch, |e| matches!(e, Error::Truncated { .. }));
@@ -1333,14 +1346,14 @@ fn patched_geometry_is_refused_as_corrupt() {
         (off::NODE_SIZE, 4, 100),
         (off::NODE_SIZE, 4, 32),
         (off::NODE_SIZE, 4, 0),
-        (off::DATA_OFFSET, 8, 4096),
-        (off::DATA_OFFSET, 8, 8192 + 64),
+        (off::DATA_OFFSET, 8, 0),
+        (off::DATA_OFFSET, 8, 8192),
+        (off::DATA_OFFSET, 8, 4096 + 64),
         (off::DATA_OFFSET, 8, u64::MAX),
-        (40, 8, 0),    // heads_offset
         (16, 4, 4095), // header_size
         (off::PROTECT_NODES, 8, 15),
         (off::PROTECT_NODES, 8, u64::MAX),
-        (off::TOTAL_SIZE, 8, 8192),
+        (off::TOTAL_SIZE, 8, 4096 + 16 * 64 - 1),
     ];
     for &(at, width, v) in cases {
         let (ch, _) = channel_with("geo", &[b"x"]);
@@ -1361,8 +1374,10 @@ fn foreign_magic_or_version_is_refused_typed() {
     ch.write_u64(off::MAGIC, 0);
     assert_open_fails(&ch, |e| matches!(e, Error::NotInitialized { .. }));
     ch.write_u64(off::MAGIC, MAGIC);
-    ch.write(off::VERSION, &2u32.to_le_bytes());
-    assert_open_fails(&ch, |e| matches!(e, Error::Incompatible { .. }));
+    for version in [1u32, 3, u32::MAX] {
+        ch.write(off::VERSION, &version.to_le_bytes());
+        assert_open_fails(&ch, |e| matches!(e, Error::Incompatible { .. }));
+    }
 }
 
 #[test]
@@ -1493,35 +1508,42 @@ fn read_all(ch: &TempChannel) -> (Vec<Vec<u8>>, Option<Error>, u64, atbus::Stats
 
 #[test]
 fn heads_with_every_flag_combination() {
-    let (ch, _, msgs) = three_messages("flags");
+    let (ch, g, msgs) = three_messages("flags");
     let image = ch.bytes();
-    let original = ch.read_u64(head_off(0));
+    let original = ch.read_u64(head_off(&g, 0));
+    let interior = ch.read_u64(head_off(&g, 2));
     for flags in 0..=255u8 {
         for tag in [0u64, 1, 16, TAG_MASK] {
             let word = head_word(flags, tag);
             // The first block's head: only the original word delivers "zero"; every other
             // word costs that block and nothing else.
             ch.write(0, &image);
-            ch.write_u64(head_off(0), word);
+            ch.write_u64(head_off(&g, 0), word);
             let (got, end, pos, _) = read_all(&ch);
             assert!(end.is_none(), "{flags:#x} {tag}: {end:?}");
             assert_eq!(pos, 6, "{flags:#x} {tag}");
             let want: &[Vec<u8>] = if word == original { &msgs } else { &msgs[1..] };
             assert_eq!(got, want, "{flags:#x} {tag}");
 
-            // An interior node of the second block: nobody looks at it.
+            // An interior node of the second block: its first word is payload, so any
+            // other word fails that block's crc (and costs nothing else).
             ch.write(0, &image);
-            ch.write_u64(head_off(2), word);
-            let (got, end, pos, _) = read_all(&ch);
+            ch.write_u64(head_off(&g, 2), word);
+            let (got, end, pos, stats) = read_all(&ch);
             assert!(end.is_none(), "{flags:#x} {tag}: {end:?}");
             assert_eq!(pos, 6);
-            assert_eq!(got, msgs, "{flags:#x} {tag}");
+            if word == interior {
+                assert_eq!(got, msgs, "{flags:#x} {tag}");
+            } else {
+                assert_eq!(got, [msgs[0].clone(), msgs[2].clone()], "{flags:#x} {tag}");
+                assert_eq!(stats.crc_failures, 1, "{flags:#x} {tag}");
+            }
 
             // The node at the write cursor: the reader never passes the cursor. (With tag
             // 0 and START|WRITTEN the zeroed block header there is a valid empty message,
             // but it is not claimed: not delivered.)
             ch.write(0, &image);
-            ch.write_u64(head_off(6), word);
+            ch.write_u64(head_off(&g, 6), word);
             let (got, end, pos, _) = read_all(&ch);
             assert!(end.is_none(), "{flags:#x} {tag}: {end:?}");
             assert_eq!(pos, 6, "{flags:#x} {tag}");
@@ -1536,9 +1558,9 @@ fn written_head_past_the_write_cursor_does_not_move_the_reader() {
     // failed its block check, and the reader skipped it, moving past the write cursor:
     // it then released a read cursor beyond the writers' (so writers claimed positions
     // the reader had passed) and reported the segment Corrupt.
-    let (ch, _, msgs) = three_messages("written-past");
-    // (Tag 5: the zeroed block header there would pass as an empty message with tag 0.)
-    ch.write_u64(head_off(6), head_word(WRITTEN_BLOCK, 5));
+    let (ch, g, msgs) = three_messages("written-past");
+    // (Tag 6, the position of that node: the one tag that reads as a published head.)
+    ch.write_u64(head_off(&g, 6), head_word(WRITTEN_BLOCK, 6));
     let channel = Channel::open(&ch.name).unwrap();
     let mut r = channel.reader().unwrap();
     let (got, end) = drain(&mut r, 200);
@@ -1563,9 +1585,9 @@ fn handover_head_past_the_write_cursor_does_not_move_the_reader() {
     // Heads that read "consumed by a reader that died before releasing" (free for the next
     // lap) past the write cursor: before the fix the reader skipped all of them and
     // released a read cursor ten nodes past the writers'.
-    let (ch, _, msgs) = three_messages("handover-past");
+    let (ch, g, msgs) = three_messages("handover-past");
     for i in 6..16 {
-        ch.write_u64(head_off(i), i + 16);
+        ch.write_u64(head_off(&g, i), head_word(FLAG_FREE, i + 16));
     }
     let channel = Channel::open(&ch.name).unwrap();
     let mut r = channel.reader().unwrap();
@@ -1575,8 +1597,8 @@ fn handover_head_past_the_write_cursor_does_not_move_the_reader() {
     assert_eq!(r.position(), 6);
     assert_eq!(channel.stats().handover_nodes, 0);
     // Real handover nodes (below the write cursor) are still skipped at once.
-    let (ch, _, msgs) = three_messages("handover-real");
-    ch.write_u64(head_off(0), 16);
+    let (ch, g, msgs) = three_messages("handover-real");
+    ch.write_u64(head_off(&g, 0), head_word(FLAG_FREE, 16));
     let (got, end, pos, stats) = read_all(&ch);
     assert_eq!(got, msgs[1..]);
     assert!(end.is_none(), "{end:?}");
@@ -1588,8 +1610,8 @@ fn handover_head_past_the_write_cursor_does_not_move_the_reader() {
 fn padding_flag_in_mid_ring_does_not_skip_past_the_write_cursor() {
     // A padding head on the first block (the ring's end is 16 nodes away, the write
     // cursor 6): not credible, so only that node is skipped, after the timeout.
-    let (ch, _, msgs) = three_messages("padding-mid");
-    ch.write_u64(head_off(0), head_word(FLAG_PADDING | FLAG_WRITTEN, 0));
+    let (ch, g, msgs) = three_messages("padding-mid");
+    ch.write_u64(head_off(&g, 0), head_word(FLAG_PADDING | FLAG_WRITTEN, 0));
     let (got, end, pos, stats) = read_all(&ch);
     assert_eq!(got, msgs[1..]);
     assert!(end.is_none(), "{end:?}");
@@ -1597,8 +1619,8 @@ fn padding_flag_in_mid_ring_does_not_skip_past_the_write_cursor() {
     assert_eq!(stats.padding_blocks, 0);
     assert_eq!(stats.bad_nodes, 1);
     // The same on the node at the write cursor: nothing is skipped.
-    let (ch, _, msgs) = three_messages("padding-at-w");
-    ch.write_u64(head_off(6), head_word(FLAG_PADDING | FLAG_WRITTEN, 3));
+    let (ch, g, msgs) = three_messages("padding-at-w");
+    ch.write_u64(head_off(&g, 6), head_word(FLAG_PADDING | FLAG_WRITTEN, 6));
     let (got, end, pos, _) = read_all(&ch);
     assert_eq!(got, msgs);
     assert!(end.is_none(), "{end:?}");
@@ -1607,8 +1629,8 @@ fn padding_flag_in_mid_ring_does_not_skip_past_the_write_cursor() {
 
 #[test]
 fn aborted_flag_on_a_published_block_skips_exactly_that_block() {
-    let (ch, _, msgs) = three_messages("aborted");
-    ch.write_u64(head_off(1), head_word(FLAG_ABORTED | WRITTEN_BLOCK, 1));
+    let (ch, g, msgs) = three_messages("aborted");
+    ch.write_u64(head_off(&g, 1), head_word(FLAG_ABORTED | WRITTEN_BLOCK, 1));
     let (got, end, pos, stats) = read_all(&ch);
     assert_eq!(got, [msgs[0].clone(), msgs[2].clone()]);
     assert!(end.is_none(), "{end:?}");
@@ -1620,7 +1642,7 @@ fn aborted_flag_on_a_published_block_skips_exactly_that_block() {
 fn block_header_len_u32_max_is_skipped_and_counted() {
     for len in [u32::MAX, 1 << 31, 16 * 64, 5 * 64 - 32 + 1] {
         let (ch, g, msgs) = three_messages("len");
-        ch.write(node_off(&g, 1), &len.to_le_bytes());
+        ch.write(node_off(&g, 1) + bh_off::LEN, &len.to_le_bytes());
         let (got, end, pos, stats) = read_all(&ch);
         // The block fails its check: its first node is dropped, and its other nodes,
         // never flagged, are skipped after the timeout.
@@ -1638,7 +1660,10 @@ fn block_header_len_too_long_but_in_range_fails_the_crc() {
     // fails and the block's own nodes are skipped, up to the next published block: "two"
     // is delivered.
     let (ch, g, msgs) = three_messages("len-crc");
-    ch.write(node_off(&g, 1), &(5 * 64 - 32u32).to_le_bytes());
+    ch.write(
+        node_off(&g, 1) + bh_off::LEN,
+        &(5 * 64 - 32u32).to_le_bytes(),
+    );
     let (got, end, pos, stats) = read_all(&ch);
     assert_eq!(got, [msgs[0].clone(), msgs[2].clone()], "{stats:?}");
     assert!(end.is_none(), "{end:?}");
@@ -1651,7 +1676,7 @@ fn block_header_len_too_long_but_in_range_fails_the_crc() {
 fn block_header_seq_mismatch_is_skipped_and_counted() {
     for seq in [0u64, 2, 1 + (1 << 56) + 1, u64::MAX] {
         let (ch, g, msgs) = three_messages("seq");
-        ch.write_u64(node_off(&g, 1) + 8, seq);
+        ch.write_u64(node_off(&g, 1) + bh_off::SEQ, seq);
         let (got, end, pos, stats) = read_all(&ch);
         assert_eq!(got, [msgs[0].clone(), msgs[2].clone()], "{seq}");
         assert!(end.is_none(), "{seq}: {end:?}");
@@ -1660,7 +1685,7 @@ fn block_header_seq_mismatch_is_skipped_and_counted() {
     }
     // The high byte of the sequence is not part of the tag: still delivered.
     let (ch, g, msgs) = three_messages("seq-high");
-    ch.write_u64(node_off(&g, 1) + 8, 1 | (0xAB << 56));
+    ch.write_u64(node_off(&g, 1) + bh_off::SEQ, 1 | (0xAB << 56));
     let (got, _, _, _) = read_all(&ch);
     assert_eq!(got, msgs);
 }
@@ -1670,8 +1695,8 @@ fn dead_writer_pid_in_a_torn_block_is_skipped_at_once() {
     // A started block whose header names a process that does not exist: skipped at once
     // (no timeout), all its nodes, when dead-writer detection is on.
     let (ch, g, msgs) = three_messages("dead-pid");
-    ch.write_u64(head_off(1), head_word(FLAG_START, 1));
-    ch.write(node_off(&g, 1) + 16, &dead_pid().to_le_bytes());
+    ch.write_u64(head_off(&g, 1), head_word(FLAG_START, 1));
+    ch.write(node_off(&g, 1) + bh_off::PID, &dead_pid().to_le_bytes());
     let channel = Channel::open(&ch.name).unwrap();
     let mut r = channel.reader().unwrap();
     // A real clock and a 1 ms timeout: give it a few milliseconds, no more.
@@ -1745,8 +1770,8 @@ fn reader_record_naming_a_dead_pid_is_taken_over() {
 fn inspector_survives_absurd_arguments() {
     let (ch, g, _) = three_messages("inspect");
     // Garbage everywhere a tool would look.
-    ch.write(node_off(&g, 0), &u32::MAX.to_le_bytes());
-    ch.write_u64(head_off(3), u64::MAX);
+    ch.write(node_off(&g, 0) + bh_off::LEN, &u32::MAX.to_le_bytes());
+    ch.write_u64(head_off(&g, 3), u64::MAX);
     ch.write_u64(off::WRITE_CURSOR, u64::MAX);
     ch.write_u64(off::READER_OWNER, u64::MAX);
     let view = Inspector::open(&ch.name).unwrap();
@@ -1785,7 +1810,7 @@ fn shared_memory_segment_corrupted_through_dev_shm() {
     assert_eq!(got, [b"shm".to_vec()]);
     assert!(matches!(end, Some(Error::Corrupt { .. })), "{end:?}");
     drop(r);
-    ch.write_u64(off::NODE_COUNT, 3);
+    ch.write_u64(off::NODE_COUNT, 1);
     assert_open_fails(&ch, |e| matches!(e, Error::Corrupt { .. }));
     // TempChannel's drop removes /dev/shm/NAME, which is the shm_unlink of the name.
 }

@@ -21,8 +21,8 @@ fn payload(i: u64, len: usize) -> Vec<u8> {
 }
 
 fn tiny(nodes: u64) -> usize {
-    // Header + one page of heads + data.
-    4096 + 4096 + nodes as usize * 128
+    // Header + data.
+    4096 + nodes as usize * 128
 }
 
 #[test]
@@ -372,12 +372,23 @@ mod corrupt {
             f.seek(SeekFrom::Start(offset)).unwrap();
             f.write_all(bytes).unwrap();
         };
-        patch(8, &2u32.to_le_bytes());
+        // A segment of layout version 1 (heads in an array of their own) is refused,
+        // saying what to do; so is a version from the future.
+        patch(8, &1u32.to_le_bytes());
+        let e = Channel::open(&path).unwrap_err();
+        assert!(matches!(e, Error::Incompatible { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("layout version 1, this build reads version 2")
+                && text.contains("recreate it"),
+            "{text}"
+        );
+        patch(8, &3u32.to_le_bytes());
         assert!(matches!(
             Channel::open(&path),
             Err(Error::Incompatible { .. })
         ));
-        patch(8, &1u32.to_le_bytes());
+        patch(8, &2u32.to_le_bytes());
         Channel::open(&path).unwrap();
         patch(20, &100u32.to_le_bytes()); // node size
         assert!(matches!(Channel::open(&path), Err(Error::Corrupt { .. })));

@@ -64,7 +64,7 @@ fn dropped_reservation_is_skipped_at_once_not_after_the_timeout() {
 #[test]
 fn reservations_fail_like_send() {
     let name = Named::new("reserve-errors");
-    let ch = Channel::create(&name.0, 4096 + 4096 + 8 * 128, &Config::default()).unwrap();
+    let ch = Channel::create(&name.0, 4096 + 8 * 128, &Config::default()).unwrap();
     let w = ch.writer();
     assert!(matches!(
         w.reserve(ch.max_message_len() + 1),

@@ -90,7 +90,7 @@ fn in_place_reader_sees_a_woken_stalled_writer_and_is_told_so() {
     // by a live writer's message, and the stalled writer wakes while the reader holds
     // that message in place.
     let ch = TestChannel::new("in-place-hazard");
-    let size = 4096 + 4096 + 16 * 128;
+    let size = 4096 + 16 * 128;
     let cfg = Config {
         timeout: Duration::from_millis(50),
         ..Config::default()

@@ -145,7 +145,7 @@ fn stalled_writer_resumes_into_reused_nodes(step: &str) -> atbus::Stats {
     // skipped, a live writer wraps round and publishes a block on the same nodes, then
     // the stalled writer resumes and writes the second half of its payload over it.
     let ch = TestChannel::new(step);
-    let size = 4096 + 4096 + 16 * 128;
+    let size = 4096 + 16 * 128;
     let channel =
         Channel::create(&ch.name, size, &small_config(Duration::from_millis(50))).unwrap();
     assert_eq!(channel.node_count(), 16);
