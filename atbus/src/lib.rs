@@ -84,8 +84,6 @@ mod copy;
 mod crc;
 mod error;
 #[cfg(not(loom))]
-pub mod ffi;
-#[cfg(not(loom))]
 mod futex;
 #[cfg(not(loom))]
 pub mod inspect;

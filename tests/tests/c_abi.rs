@@ -11,9 +11,18 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
-use atbus::ffi::*;
 use atbus::{Backoff, Channel, Config, Error, Step};
 use atbus_tests::{check_payload, length, payload, TestChannel};
+use ffi::*;
+
+/// The C ABI's source compiled into this test, so that Rust can call the very functions
+/// of `libatbus` with this crate's `atbus` (built with fault injection). The C programs
+/// link the real `libatbus.a` / `libatbus.so` instead; see `lib_dir`. (`atbus-capi` is
+/// not a Rust dependency: a package that builds a cdylib has unhashed artefact names, so
+/// builds with and without fault injection would overwrite each other's rlib.)
+#[path = "../../atbus-capi/src/ffi.rs"]
+#[allow(dead_code)]
+mod ffi;
 
 /// The workspace root.
 fn root() -> PathBuf {

@@ -1,5 +1,5 @@
 //! The C ABI: every function of `include/atbus.h`, which cbindgen generates from this
-//! file (the test `atbus/tests/header.rs` fails when the committed header is stale).
+//! file (the test `atbus-capi/tests/header.rs` fails when the committed header is stale).
 //!
 //! Conventions, for every function here:
 //! * Functions return an `int32_t`: [`ATBUS_OK`] (0) or a negative `ATBUS_ERR_*` code.
@@ -22,7 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::{Channel, Config, Error, Reader, Stats, Writer};
+use atbus::{Channel, Config, Error, Reader, Stats, Writer};
 
 /// Success.
 pub const ATBUS_OK: i32 = 0;
@@ -164,10 +164,14 @@ pub struct atbus_stats {
     pub op_seq: u64,
 }
 
+// Every counter of both structs is a u64: equal sizes mean equal counter counts.
+const _: () = assert!(std::mem::size_of::<Stats>() == std::mem::size_of::<atbus_stats>());
+
 impl From<Stats> for atbus_stats {
     fn from(s: Stats) -> atbus_stats {
-        // Exhaustive on purpose: a counter added to `Stats` fails to compile here until
-        // the C struct carries it too.
+        // `Stats` is `#[non_exhaustive]`, so outside atbus the pattern needs `..`; the
+        // size assertion below fails to compile when `Stats` gains a counter that the C
+        // struct does not carry.
         let Stats {
             messages_sent,
             bytes_sent,
@@ -192,6 +196,7 @@ impl From<Stats> for atbus_stats {
             read_cursor,
             write_cursor,
             op_seq,
+            ..
         } = s;
         atbus_stats {
             messages_sent,
@@ -251,8 +256,8 @@ impl From<&atbus_config> for Config {
 
 /// The C return code of an error.
 pub fn error_code(e: &Error) -> i32 {
-    // No wildcard: inside this crate the match is exhaustive despite `#[non_exhaustive]`,
-    // so a new variant fails to compile here until it has a code.
+    // `Error` is `#[non_exhaustive]`: a variant added after this code was written is an
+    // operating-system-style failure to C (its message in `atbus_last_error` says what).
     match e {
         Error::InvalidName { .. } | Error::InvalidConfig { .. } => ATBUS_ERR_INVALID_ARGUMENT,
         Error::AlreadyExists { .. } => ATBUS_ERR_EXISTS,
@@ -273,6 +278,7 @@ pub fn error_code(e: &Error) -> i32 {
         Error::ReaderBusy { .. } => ATBUS_ERR_READER_BUSY,
         Error::Abandoned { .. } => ATBUS_ERR_ABANDONED,
         Error::Damaged => ATBUS_ERR_DAMAGED,
+        _ => ATBUS_ERR_IO,
     }
 }
 
