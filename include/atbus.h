@@ -3,6 +3,8 @@
  *
  * Link statically:  cc app.c -Iinclude target/release/libatbus.a -lpthread -ldl -lm
  * Link dynamically: cc app.c -Iinclude -Ltarget/release -latbus -Wl,-rpath,<dir of libatbus.so>
+ * With pkg-config:  cc app.c $(PKG_CONFIG_PATH=target/release pkg-config --cflags --libs atbus)
+ * (build the libraries with `cargo build --release -p atbus-capi`; see docs/c-api.md)
  *
  * Every function returns ATBUS_OK (0) or a negative ATBUS_ERR_* code, unless it says
  * otherwise; atbus_last_error() gives the full message of the last failure on this thread.
@@ -128,9 +130,19 @@
 typedef struct atbus_channel atbus_channel;
 
 /**
- * How a channel is created. Fill it with `atbus_config_default`, then change fields.
+ * How a channel is created. Fill it with `atbus_config_init`, then change fields.
+ *
+ * The struct can grow in later versions without breaking compiled programs: `size`
+ * tells the library which version the caller was compiled against. The library reads
+ * only the fields that fit in `size` bytes and uses the defaults for the rest; a size
+ * below that of this first version is refused with `ATBUS_ERR_INVALID_ARGUMENT`.
  */
 typedef struct atbus_config {
+  /**
+   * `sizeof(atbus_config)` as the caller compiled it. `atbus_config_init` sets it;
+   * set it yourself when filling the struct by hand.
+   */
+  size_t size;
   /**
    * Bytes per node: a power of two from 64 to 65536. Default 128. A message occupies
    * `ceil((32 + len) / node_size)` nodes.
@@ -275,13 +287,22 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Fills `*out` with the default configuration (node size 128, timeout 1000 ms, 4 write
- * retries, mode 0600, no protect area, dead-writer detection on).
+ * Fills `*out` with the default configuration and sets `out->size` to
+ * `sizeof(atbus_config)`: node size 128, timeout 1000 ms, 4 write retries, mode 0600,
+ * no protect area, dead-writer detection and checksums on. Change fields afterwards.
  *
- * Returns `ATBUS_OK`, or `ATBUS_ERR_INVALID_ARGUMENT` if `out` is NULL.
+ * Returns `ATBUS_OK`, or `ATBUS_ERR_INVALID_ARGUMENT` if `out` is NULL or misaligned.
  *
  * # Safety
  * `out` is NULL or points to writable memory for one `atbus_config`.
+ */
+int32_t atbus_config_init(struct atbus_config *out);
+
+/**
+ * The same as `atbus_config_init`, under its older name.
+ *
+ * # Safety
+ * As `atbus_config_init`.
  */
 int32_t atbus_config_default(struct atbus_config *out);
 
@@ -301,9 +322,13 @@ int32_t atbus_config_default(struct atbus_config *out);
  * `ATBUS_ERR_PERMISSION` or `ATBUS_ERR_IO`. The channel exists until `atbus_unlink`,
  * even after every handle is closed.
  *
+ * `config->size` must be `sizeof(atbus_config)` (`atbus_config_init` sets it); a size
+ * below that of the first version, or above 4096, is `ATBUS_ERR_INVALID_ARGUMENT`.
+ *
  * # Safety
  * `name` is NULL or a NUL-terminated string; `config` is NULL or points to a valid
- * `atbus_config`; `out` is NULL or points to writable memory for one pointer.
+ * `atbus_config` whose `size` bytes are readable; `out` is NULL or points to writable
+ * memory for one pointer.
  */
 int32_t atbus_create(const char *name,
                      size_t size,
@@ -462,6 +487,11 @@ const char *atbus_strerror(int32_t code);
  * failed, on which channel, and what to do next. Empty ("") if none failed yet; calls
  * that succeed leave it unchanged. Never NULL. The string is owned by the library and
  * stays valid until the next atbus call on this thread fails.
+ *
+ * `ATBUS_ERR_EMPTY` and `ATBUS_ERR_FULL` are the hot path of a polling reader or a
+ * writer racing a slow reader, so they record a fixed text without allocating:
+ * "no message ready" and "channel is full: retry later (or use atbus_send_timeout)",
+ * naming no channel.
  */
 const char *atbus_last_error(void);
 

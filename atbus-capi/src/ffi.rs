@@ -81,10 +81,18 @@ pub struct atbus_channel {
     reader: Mutex<Option<Reader>>,
 }
 
-/// How a channel is created. Fill it with `atbus_config_default`, then change fields.
+/// How a channel is created. Fill it with `atbus_config_init`, then change fields.
+///
+/// The struct can grow in later versions without breaking compiled programs: `size`
+/// tells the library which version the caller was compiled against. The library reads
+/// only the fields that fit in `size` bytes and uses the defaults for the rest; a size
+/// below that of this first version is refused with `ATBUS_ERR_INVALID_ARGUMENT`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct atbus_config {
+    /// `sizeof(atbus_config)` as the caller compiled it. `atbus_config_init` sets it;
+    /// set it yourself when filling the struct by hand.
+    pub size: usize,
     /// Bytes per node: a power of two from 64 to 65536. Default 128. A message occupies
     /// `ceil((32 + len) / node_size)` nodes.
     pub node_size: usize,
@@ -226,9 +234,17 @@ impl From<Stats> for atbus_stats {
     }
 }
 
+/// The size of the first version of `atbus_config`, the smallest `size` accepted.
+///
+/// To grow the struct, append fields only, each starting at or after this size (add an
+/// explicit padding field if alignment would place one inside it): then the tail padding
+/// of an older caller's struct is never read as a field. Keep this constant as it is.
+const CONFIG_MIN_SIZE: usize = std::mem::size_of::<atbus_config>();
+
 impl From<&Config> for atbus_config {
     fn from(c: &Config) -> atbus_config {
         atbus_config {
+            size: std::mem::size_of::<atbus_config>(),
             node_size: c.node_size,
             timeout_ms: u64::try_from(c.timeout.as_millis()).unwrap_or(u64::MAX),
             write_retries: c.write_retries,
@@ -285,14 +301,33 @@ pub fn error_code(e: &Error) -> i32 {
 /// Why an entry point failed: its code and the message for `atbus_last_error`.
 struct Failure {
     code: i32,
-    message: String,
+    message: Message,
 }
+
+/// The text of a failure.
+enum Message {
+    /// A fixed text: the hot-path outcomes `ATBUS_ERR_EMPTY` and `ATBUS_ERR_FULL`, which
+    /// a polling caller meets millions of times a second, record it without allocating.
+    Static(&'static CStr),
+    /// A text naming the channel, the sizes, what to do.
+    Owned(String),
+}
+
+/// `atbus_last_error()` after `ATBUS_ERR_EMPTY`.
+const EMPTY_MESSAGE: &CStr = c"no message ready";
+/// `atbus_last_error()` after `ATBUS_ERR_FULL`.
+const FULL_MESSAGE: &CStr = c"channel is full: retry later (or use atbus_send_timeout)";
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
+        let message = match e {
+            Error::Empty => Message::Static(EMPTY_MESSAGE),
+            Error::Full => Message::Static(FULL_MESSAGE),
+            _ => Message::Owned(e.to_string()),
+        };
         Failure {
             code: error_code(&e),
-            message: e.to_string(),
+            message,
         }
     }
 }
@@ -300,17 +335,28 @@ impl From<Error> for Failure {
 fn invalid(message: impl Into<String>) -> Failure {
     Failure {
         code: ATBUS_ERR_INVALID_ARGUMENT,
-        message: message.into(),
+        message: Message::Owned(message.into()),
     }
 }
 
-thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+/// The last failure's text on this thread.
+enum LastError {
+    Static(&'static CStr),
+    Owned(CString),
 }
 
-fn set_last_error(message: String) {
-    // A message never holds NUL, but make sure rather than drop it.
-    let message = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+thread_local! {
+    static LAST_ERROR: RefCell<LastError> = const { RefCell::new(LastError::Static(c"")) };
+}
+
+fn set_last_error(message: Message) {
+    let message = match message {
+        Message::Static(s) => LastError::Static(s),
+        // A message never holds NUL, but make sure rather than drop it.
+        Message::Owned(s) => {
+            LastError::Owned(CString::new(s.replace('\0', "\\0")).unwrap_or_default())
+        }
+    };
     // try_with: during thread teardown the slot may be gone; the code still tells.
     let _ = LAST_ERROR.try_with(|slot| {
         if let Ok(mut slot) = slot.try_borrow_mut() {
@@ -342,7 +388,9 @@ fn entry(f: impl FnOnce() -> Result<(), Failure>) -> i32 {
             std::mem::forget(payload);
             Failure {
                 code: ATBUS_ERR_PANIC,
-                message: format!("atbus panicked (a bug, please report it): {what}"),
+                message: Message::Owned(format!(
+                    "atbus panicked (a bug, please report it): {what}"
+                )),
             }
         }
     };
@@ -413,15 +461,16 @@ fn new_handle(channel: Channel) -> *mut atbus_channel {
     }))
 }
 
-/// Fills `*out` with the default configuration (node size 128, timeout 1000 ms, 4 write
-/// retries, mode 0600, no protect area, dead-writer detection on).
+/// Fills `*out` with the default configuration and sets `out->size` to
+/// `sizeof(atbus_config)`: node size 128, timeout 1000 ms, 4 write retries, mode 0600,
+/// no protect area, dead-writer detection and checksums on. Change fields afterwards.
 ///
-/// Returns `ATBUS_OK`, or `ATBUS_ERR_INVALID_ARGUMENT` if `out` is NULL.
+/// Returns `ATBUS_OK`, or `ATBUS_ERR_INVALID_ARGUMENT` if `out` is NULL or misaligned.
 ///
 /// # Safety
 /// `out` is NULL or points to writable memory for one `atbus_config`.
 #[no_mangle]
-pub unsafe extern "C" fn atbus_config_default(out: *mut atbus_config) -> i32 {
+pub unsafe extern "C" fn atbus_config_init(out: *mut atbus_config) -> i32 {
     entry(|| {
         check_out(out, "out")?;
         // SAFETY: checked non-NULL and aligned; the caller promises it is writable.
@@ -429,6 +478,57 @@ pub unsafe extern "C" fn atbus_config_default(out: *mut atbus_config) -> i32 {
         unsafe { out.write(atbus_config::from(&Config::default())) };
         Ok(())
     })
+}
+
+/// The same as `atbus_config_init`, under its older name.
+///
+/// # Safety
+/// As `atbus_config_init`.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_config_default(out: *mut atbus_config) -> i32 {
+    // SAFETY: the caller's promise is the one atbus_config_init needs.
+    unsafe { atbus_config_init(out) }
+}
+
+/// The largest `size` an `atbus_config` is believed to have: anything larger is taken
+/// for an uninitialised field rather than a struct from a newer header.
+const CONFIG_MAX_SIZE: usize = 4096;
+
+/// Reads the caller's configuration: the fields that fit in its `size` bytes, the
+/// defaults for the rest.
+///
+/// # Safety
+/// `config` is non-NULL and aligned, and points to an `atbus_config` of `config->size`
+/// readable bytes as the caller's header declares it.
+unsafe fn config_arg(config: *const atbus_config) -> Result<Config, Failure> {
+    // SAFETY: non-NULL and aligned (the caller checked); every version of the struct
+    // starts with its `size_t size`.
+    let size = unsafe { config.cast::<usize>().read() };
+    if size < CONFIG_MIN_SIZE {
+        return Err(invalid(format!(
+            "config->size is {size}, smaller than any atbus_config ({CONFIG_MIN_SIZE} \
+             bytes): fill the struct with atbus_config_init(), which sets size, then \
+             change fields"
+        )));
+    }
+    if size > CONFIG_MAX_SIZE {
+        return Err(invalid(format!(
+            "config->size is {size}, larger than any atbus_config: is the struct \
+             uninitialised? Fill it with atbus_config_init(), then change fields"
+        )));
+    }
+    let mut known = atbus_config::from(&Config::default());
+    let len = size.min(std::mem::size_of::<atbus_config>());
+    // SAFETY: the caller promises `size` >= `len` readable bytes at `config`; `known` is
+    // a local of at least `len` bytes, so the two do not overlap. The bytes are fields
+    // of the same types laid out by the same C rules (a prefix of this struct, ending on
+    // a field boundary: see CONFIG_MIN_SIZE), so every field copied holds a value of its
+    // type; the `size` copied over is overwritten below.
+    unsafe {
+        std::ptr::copy_nonoverlapping(config.cast::<u8>(), (&raw mut known).cast::<u8>(), len)
+    };
+    known.size = std::mem::size_of::<atbus_config>();
+    Ok(Config::from(&known))
 }
 
 /// Creates channel `name` of `size` bytes (header and node heads included) and opens a
@@ -446,9 +546,13 @@ pub unsafe extern "C" fn atbus_config_default(out: *mut atbus_config) -> i32 {
 /// `ATBUS_ERR_PERMISSION` or `ATBUS_ERR_IO`. The channel exists until `atbus_unlink`,
 /// even after every handle is closed.
 ///
+/// `config->size` must be `sizeof(atbus_config)` (`atbus_config_init` sets it); a size
+/// below that of the first version, or above 4096, is `ATBUS_ERR_INVALID_ARGUMENT`.
+///
 /// # Safety
 /// `name` is NULL or a NUL-terminated string; `config` is NULL or points to a valid
-/// `atbus_config`; `out` is NULL or points to writable memory for one pointer.
+/// `atbus_config` whose `size` bytes are readable; `out` is NULL or points to writable
+/// memory for one pointer.
 #[no_mangle]
 pub unsafe extern "C" fn atbus_create(
     name: *const c_char,
@@ -469,8 +573,8 @@ pub unsafe extern "C" fn atbus_create(
                 return Err(invalid("config is not aligned for atbus_config"));
             }
             // SAFETY: non-NULL and aligned; the caller promises it points to a valid
-            // atbus_config. Copied out at once; the C side keeps ownership.
-            Config::from(unsafe { &*config })
+            // atbus_config of `config->size` bytes. Copied out at once.
+            unsafe { config_arg(config) }?
         };
         if size > isize::MAX as usize {
             // The core would fail resizing the object (an `off_t` is signed): say why.
@@ -825,39 +929,21 @@ pub extern "C" fn atbus_strerror(code: i32) -> *const c_char {
 /// failed, on which channel, and what to do next. Empty ("") if none failed yet; calls
 /// that succeed leave it unchanged. Never NULL. The string is owned by the library and
 /// stays valid until the next atbus call on this thread fails.
+///
+/// `ATBUS_ERR_EMPTY` and `ATBUS_ERR_FULL` are the hot path of a polling reader or a
+/// writer racing a slow reader, so they record a fixed text without allocating:
+/// "no message ready" and "channel is full: retry later (or use atbus_send_timeout)",
+/// naming no channel.
 #[no_mangle]
 pub extern "C" fn atbus_last_error() -> *const c_char {
     static EMPTY: &CStr = c"";
     LAST_ERROR
-        .try_with(|slot| match slot.try_borrow() {
+        .try_with(|slot| match slot.try_borrow().as_deref() {
+            Ok(LastError::Static(s)) => s.as_ptr(),
             // The CString's heap buffer stays put until the slot is replaced, which only
             // a later failure on this same thread does.
-            Ok(s) => s.as_ptr(),
+            Ok(LastError::Owned(s)) => s.as_ptr(),
             Err(_) => EMPTY.as_ptr(),
         })
         .unwrap_or(EMPTY.as_ptr())
-}
-
-/// The address of every C entry point. `atbus-capi` keeps a reference to this function so
-/// that linking `libatbus.so` keeps all of them: a cdylib pulls in only the objects of its
-/// dependencies it references. List every new entry point here (the C tests fail with
-/// "undefined symbol" otherwise).
-#[doc(hidden)]
-pub fn entry_points() -> [*const (); 14] {
-    [
-        atbus_config_default as *const (),
-        atbus_create as *const (),
-        atbus_open as *const (),
-        atbus_close as *const (),
-        atbus_unlink as *const (),
-        atbus_send as *const (),
-        atbus_send_timeout as *const (),
-        atbus_recv as *const (),
-        atbus_recv_timeout as *const (),
-        atbus_release_reader as *const (),
-        atbus_get_stats as *const (),
-        atbus_max_message_len as *const (),
-        atbus_strerror as *const (),
-        atbus_last_error as *const (),
-    ]
 }
