@@ -312,8 +312,9 @@ int32_t atbus_config_default(struct atbus_config *out);
  * `ATBUS_ERR_NO_SPACE` rather than with SIGBUS later.
  *
  * `name` is a POSIX shared-memory name: one leading slash and no other, like
- * `"/orders"`, at most 255 bytes, UTF-8. (A name with more slashes is taken as a file
- * path, e.g. on tmpfs or hugetlbfs.) `config` NULL means the defaults.
+ * `"/orders"`, at most 255 bytes, UTF-8. (A name with more slashes, like `"./orders"`,
+ * is taken as a file path, e.g. on tmpfs or hugetlbfs; a name without any slash is
+ * `ATBUS_ERR_INVALID_ARGUMENT`.) `config` NULL means the defaults.
  *
  * On success `*out` is a new handle that the caller owns and frees with `atbus_close`;
  * on failure `*out` is set to NULL (if `out` is not NULL). Returns `ATBUS_OK`,

@@ -256,17 +256,20 @@ impl From<&Config> for atbus_config {
     }
 }
 
-impl From<&atbus_config> for Config {
-    fn from(c: &atbus_config) -> Config {
-        Config {
-            node_size: c.node_size,
-            timeout: Duration::from_millis(c.timeout_ms),
-            write_retries: c.write_retries,
-            protect_bytes: c.protect_bytes,
-            mode: c.mode,
-            detect_dead_writers: c.detect_dead_writers,
-            checksums: c.checksums,
-        }
+impl TryFrom<&atbus_config> for Config {
+    type Error = Error;
+
+    /// The Rust configuration, if every field is in range.
+    fn try_from(c: &atbus_config) -> Result<Config, Error> {
+        Config::builder()
+            .node_size(c.node_size)
+            .timeout(Duration::from_millis(c.timeout_ms))
+            .write_retries(c.write_retries)
+            .protect_bytes(c.protect_bytes)
+            .mode(c.mode)
+            .detect_dead_writers(c.detect_dead_writers)
+            .checksums(c.checksums)
+            .build()
     }
 }
 
@@ -528,7 +531,7 @@ unsafe fn config_arg(config: *const atbus_config) -> Result<Config, Failure> {
         std::ptr::copy_nonoverlapping(config.cast::<u8>(), (&raw mut known).cast::<u8>(), len)
     };
     known.size = std::mem::size_of::<atbus_config>();
-    Ok(Config::from(&known))
+    Ok(Config::try_from(&known)?)
 }
 
 /// Creates channel `name` of `size` bytes (header and node heads included) and opens a
@@ -536,8 +539,9 @@ unsafe fn config_arg(config: *const atbus_config) -> Result<Config, Failure> {
 /// `ATBUS_ERR_NO_SPACE` rather than with SIGBUS later.
 ///
 /// `name` is a POSIX shared-memory name: one leading slash and no other, like
-/// `"/orders"`, at most 255 bytes, UTF-8. (A name with more slashes is taken as a file
-/// path, e.g. on tmpfs or hugetlbfs.) `config` NULL means the defaults.
+/// `"/orders"`, at most 255 bytes, UTF-8. (A name with more slashes, like `"./orders"`,
+/// is taken as a file path, e.g. on tmpfs or hugetlbfs; a name without any slash is
+/// `ATBUS_ERR_INVALID_ARGUMENT`.) `config` NULL means the defaults.
 ///
 /// On success `*out` is a new handle that the caller owns and frees with `atbus_close`;
 /// on failure `*out` is set to NULL (if `out` is not NULL). Returns `ATBUS_OK`,
