@@ -135,7 +135,8 @@ typedef struct atbus_channel atbus_channel;
  * The struct can grow in later versions without breaking compiled programs: `size`
  * tells the library which version the caller was compiled against. The library reads
  * only the fields that fit in `size` bytes and uses the defaults for the rest; a size
- * below that of this first version is refused with `ATBUS_ERR_INVALID_ARGUMENT`.
+ * too small for every field of this first version is refused with
+ * `ATBUS_ERR_INVALID_ARGUMENT`.
  */
 typedef struct atbus_config {
   /**
@@ -324,7 +325,8 @@ int32_t atbus_config_default(struct atbus_config *out);
  * even after every handle is closed.
  *
  * `config->size` must be `sizeof(atbus_config)` (`atbus_config_init` sets it); a size
- * below that of the first version, or above 4096, is `ATBUS_ERR_INVALID_ARGUMENT`.
+ * too small for every field of the first version, or above 4096, is
+ * `ATBUS_ERR_INVALID_ARGUMENT`.
  *
  * # Safety
  * `name` is NULL or a NUL-terminated string; `config` is NULL or points to a valid

@@ -86,7 +86,8 @@ pub struct atbus_channel {
 /// The struct can grow in later versions without breaking compiled programs: `size`
 /// tells the library which version the caller was compiled against. The library reads
 /// only the fields that fit in `size` bytes and uses the defaults for the rest; a size
-/// below that of this first version is refused with `ATBUS_ERR_INVALID_ARGUMENT`.
+/// too small for every field of this first version is refused with
+/// `ATBUS_ERR_INVALID_ARGUMENT`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct atbus_config {
@@ -234,12 +235,16 @@ impl From<Stats> for atbus_stats {
     }
 }
 
-/// The size of the first version of `atbus_config`, the smallest `size` accepted.
+/// The smallest `size` accepted: the end of the last field of the first version of
+/// `atbus_config` (`checksums`), so it stays put as the struct grows.
 ///
-/// To grow the struct, append fields only, each starting at or after this size (add an
-/// explicit padding field if alignment would place one inside it): then the tail padding
-/// of an older caller's struct is never read as a field. Keep this constant as it is.
-const CONFIG_MIN_SIZE: usize = std::mem::size_of::<atbus_config>();
+/// To grow the struct, append fields only, each starting at or after the first
+/// version's `sizeof` (48 bytes on 64-bit targets; add an explicit padding field if
+/// alignment would place a new field earlier): a caller built against the first header
+/// passes `size` 48 and may leave the tail padding uninitialised, and bytes within its
+/// `size` are read.
+const CONFIG_MIN_SIZE: usize =
+    std::mem::offset_of!(atbus_config, checksums) + std::mem::size_of::<bool>();
 
 impl From<&Config> for atbus_config {
     fn from(c: &Config) -> atbus_config {
@@ -509,9 +514,9 @@ unsafe fn config_arg(config: *const atbus_config) -> Result<Config, Failure> {
     let size = unsafe { config.cast::<usize>().read() };
     if size < CONFIG_MIN_SIZE {
         return Err(invalid(format!(
-            "config->size is {size}, smaller than any atbus_config ({CONFIG_MIN_SIZE} \
-             bytes): fill the struct with atbus_config_init(), which sets size, then \
-             change fields"
+            "config->size is {size}, smaller than the first version of atbus_config \
+             ({CONFIG_MIN_SIZE} bytes): fill the struct with atbus_config_init(), which \
+             sets size, then change fields"
         )));
     }
     if size > CONFIG_MAX_SIZE {
@@ -551,7 +556,8 @@ unsafe fn config_arg(config: *const atbus_config) -> Result<Config, Failure> {
 /// even after every handle is closed.
 ///
 /// `config->size` must be `sizeof(atbus_config)` (`atbus_config_init` sets it); a size
-/// below that of the first version, or above 4096, is `ATBUS_ERR_INVALID_ARGUMENT`.
+/// too small for every field of the first version, or above 4096, is
+/// `ATBUS_ERR_INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// `name` is NULL or a NUL-terminated string; `config` is NULL or points to a valid

@@ -113,7 +113,7 @@ static void invalid_arguments(void) {
     config.size = 0;
     EXPECT(atbus_create(name, 1 << 20, &config, &ch), ATBUS_ERR_INVALID_ARGUMENT);
     CHECK(strstr(atbus_last_error(), "atbus_config_init") != NULL);
-    config.size = sizeof(atbus_config) - 1;
+    config.size = offsetof(atbus_config, checksums); /* cuts off the last field */
     EXPECT(atbus_create(name, 1 << 20, &config, &ch), ATBUS_ERR_INVALID_ARGUMENT);
     config.size = 1 << 20;
     EXPECT(atbus_create(name, 1 << 20, &config, &ch), ATBUS_ERR_INVALID_ARGUMENT);
