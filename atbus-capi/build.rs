@@ -28,6 +28,9 @@ fn main() {
         // From the build tree a program finds libatbus.so where it was built.
         .replace("@RPATH@", " -Wl,-rpath,${libdir}");
     let target = lib_dir.join("atbus.pc");
+    // Written again if someone deletes it (the file is rewritten only on change, so this
+    // reruns the script once after the first write, then not again).
+    println!("cargo::rerun-if-changed={}", path(&target));
     // Rewrite only on change, so the file's time says when it last changed.
     if std::fs::read_to_string(&target).ok().as_deref() != Some(pc.as_str()) {
         std::fs::write(&target, pc).unwrap_or_else(|e| panic!("write {}: {e}", target.display()));
