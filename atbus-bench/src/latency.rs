@@ -577,10 +577,10 @@ pub struct HotLoopArgs {
 /// Runs the hot loop and prints the time per pair.
 pub fn hot_loop(a: HotLoopArgs) -> Result<i32, Fail> {
     let name = format!("/atbus-bench-hot-{}", std::process::id());
-    let config = Config {
-        checksums: !a.no_checksums,
-        ..Config::default()
-    };
+    let config = Config::builder()
+        .checksums(!a.no_checksums)
+        .build()
+        .map_err(|e| Fail::Usage(e.to_string()))?;
     let ch = crate::stress::create_channel(&name, a.channel_size, &config)?;
     let w = ch.writer();
     let mut r = ch.reader().map_err(|e| Fail::Run(e.to_string()))?;

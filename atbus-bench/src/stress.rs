@@ -612,15 +612,12 @@ fn validate(args: &StressArgs) -> Result<(Sizes, Config), Fail> {
         return Err(Fail::Usage("--writers must be at most 1024".into()));
     }
     let sizes = Sizes::parse(&args.sizes).map_err(Fail::Usage)?;
-    let mut config = Config {
-        node_size: args.node_size,
-        ..Config::default()
-    };
+    let mut config = Config::builder().node_size(args.node_size);
     if let Some(t) = args.timeout {
-        config.timeout = t;
+        config = config.timeout(t);
     }
-    config
-        .validate()
+    let config = config
+        .build()
         .map_err(|e| Fail::Usage(format!("{e} (--node-size / --timeout)")))?;
     args.faults.validate().map_err(Fail::Usage)?;
     let cpus = procs::cpu_count();

@@ -1,10 +1,9 @@
-//! `libatbus.so` and `libatbus.a`: the C ABI of atbus (`atbus::ffi`, declared in
-//! `include/atbus.h`), packaged as C libraries. Build with
-//! `cargo build --release -p atbus-capi`.
+//! `libatbus.so` and `libatbus.a`: the C ABI of atbus, declared in `include/atbus.h`,
+//! packaged as C libraries. Build with `cargo build --release -p atbus-capi`.
+//!
+//! The entry points live here and not in the `atbus` crate, so Rust programs that use
+//! atbus carry no `atbus_*` C symbols.
 
-pub use atbus::ffi::*;
+mod ffi;
 
-/// Keeps every `atbus_*` entry point in the libraries: the symbols live in the `atbus`
-/// rlib, and a cdylib links only the objects of its dependencies that it references.
-#[used]
-static KEEP_ENTRY_POINTS: fn() -> [*const (); 14] = atbus::ffi::entry_points;
+pub use ffi::*;

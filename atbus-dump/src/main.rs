@@ -11,6 +11,8 @@
 //! Exit codes: 0 success; 1 `check` found anomalies; 2 an error (missing channel, not an
 //! atbus segment, bad arguments).
 
+#![forbid(unsafe_code)]
+
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -232,15 +234,14 @@ fn run(cli: Cli) -> Outcome {
             no_dead_writer_detection,
             no_checksums,
         } => {
-            let config = atbus::Config {
-                node_size,
-                timeout,
-                mode,
-                protect_bytes: protect,
-                detect_dead_writers: !no_dead_writer_detection,
-                checksums: !no_checksums,
-                ..atbus::Config::default()
-            };
+            let config = atbus::Config::builder()
+                .node_size(node_size)
+                .timeout(timeout)
+                .mode(mode)
+                .protect_bytes(protect)
+                .detect_dead_writers(!no_dead_writer_detection)
+                .checksums(!no_checksums)
+                .build()?;
             rw::create(&mut out, &name, size, &config)?
         }
         Command::Unlink { name } => {

@@ -1,6 +1,8 @@
 //! CLI tests: run the real `atbus-dump` binary against real channels and assert on what
 //! users rely on: exit codes, the lines they read, and the JSON fields they parse.
 
+#![forbid(unsafe_code)]
+
 use std::io::{Seek, SeekFrom, Write};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -16,7 +16,7 @@ use crate::writer::Writer;
 /// ```
 /// # let name = format!("/atbus-doc-channel-{}", std::process::id());
 /// use atbus::{Channel, Config, Error};
-/// let config = Config { node_size: 256, ..Config::default() };
+/// let config = Config::builder().node_size(256).build()?;
 /// let channel = Channel::create(&name, 1 << 20, &config)?;
 /// assert_eq!(channel.node_size(), 256);
 /// assert!(matches!(Channel::create(&name, 1 << 20, &config), Err(Error::AlreadyExists { .. })));
@@ -35,7 +35,9 @@ impl Channel {
     /// Creates channel `name` of `size` bytes (including the header and node heads).
     ///
     /// `name` is a POSIX shared-memory name (`"/orders"`: one leading slash, no other) or
-    /// a file path (e.g. on tmpfs or hugetlbfs). The memory is reserved and pre-faulted
+    /// a file path with a slash in it (`"./orders"`, `"/dev/hugepages/orders"`: on tmpfs
+    /// or hugetlbfs). A name without a slash (`"orders"`) is refused with
+    /// `InvalidName`, which says how to write either. The memory is reserved and pre-faulted
     /// now, so a too-small `/dev/shm` fails here with [`Error::NoSpace`](crate::Error)
     /// rather than with SIGBUS later. Fails with `AlreadyExists` if the name is taken.
     pub fn create(name: &str, size: usize, config: &Config) -> Result<Channel> {

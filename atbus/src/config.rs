@@ -5,17 +5,27 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::layout;
 
-/// How a channel is created. `Config::default()` suits most uses.
+/// How a channel is created. `Config::default()` suits most uses; [`Config::builder`]
+/// changes fields and checks the result.
 ///
 /// ```
 /// use std::time::Duration;
-/// let config = atbus::Config {
-///     timeout: Duration::from_millis(500),
-///     ..atbus::Config::default()
-/// };
-/// assert_eq!(config.node_size, 128);
+/// let config = atbus::Config::builder()
+///     .node_size(256)
+///     .timeout(Duration::from_millis(500))
+///     .build()?;
+/// assert_eq!((config.node_size, config.write_retries), (256, 4));
+/// // Out-of-range values are refused, saying which and why.
+/// let err = atbus::Config::builder().node_size(100).build().unwrap_err();
+/// assert!(err.to_string().contains("node size 100"));
+/// # Ok::<(), atbus::Error>(())
 /// ```
+///
+/// The struct is `#[non_exhaustive]`, so fields can be added without breaking callers:
+/// build it with [`Config::builder`] (or change fields of `Config::default()`), not with
+/// a struct literal.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Bytes per node: a power of two from 64 to 65536. Default 128. A message occupies
     /// `ceil((32 + len) / node_size)` nodes.
@@ -64,6 +74,13 @@ impl Default for Config {
 }
 
 impl Config {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config::default(),
+        }
+    }
+
     /// Checks every field; the error says which one is wrong and why.
     pub fn validate(&self) -> Result<()> {
         let bad = |reason: String| Err(Error::InvalidConfig { reason });
@@ -91,5 +108,110 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+/// Builds a [`Config`] from the defaults, one field at a time; [`build`](Self::build)
+/// checks the result. Each method documents its field on [`Config`].
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+impl ConfigBuilder {
+    /// Sets [`Config::node_size`]: a power of two from 64 to 65536.
+    pub fn node_size(mut self, node_size: usize) -> Self {
+        self.config.node_size = node_size;
+        self
+    }
+
+    /// Sets [`Config::timeout`], the torn-block timeout: 1 ns to 1 hour.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::write_retries`].
+    pub fn write_retries(mut self, write_retries: u32) -> Self {
+        self.config.write_retries = write_retries;
+        self
+    }
+
+    /// Sets [`Config::protect_bytes`].
+    pub fn protect_bytes(mut self, protect_bytes: usize) -> Self {
+        self.config.protect_bytes = protect_bytes;
+        self
+    }
+
+    /// Sets [`Config::mode`]: must include 0o600 and nothing beyond 0o777.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.config.mode = mode;
+        self
+    }
+
+    /// Sets [`Config::detect_dead_writers`].
+    pub fn detect_dead_writers(mut self, detect_dead_writers: bool) -> Self {
+        self.config.detect_dead_writers = detect_dead_writers;
+        self
+    }
+
+    /// Sets [`Config::checksums`].
+    pub fn checksums(mut self, checksums: bool) -> Self {
+        self.config.checksums = checksums;
+        self
+    }
+
+    /// The configuration, if every field is in range ([`Config::validate`]); otherwise
+    /// [`Error::InvalidConfig`] saying which field is wrong and why. (Whether the
+    /// protect area leaves room in the ring depends on the channel's size, so
+    /// `Channel::create` checks that.)
+    pub fn build(self) -> Result<Config> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_sets_every_field_and_starts_from_the_defaults() {
+        assert_eq!(Config::builder().build().unwrap(), Config::default());
+        let c = Config::builder()
+            .node_size(1024)
+            .timeout(Duration::from_millis(7))
+            .write_retries(9)
+            .protect_bytes(4096)
+            .mode(0o640)
+            .detect_dead_writers(false)
+            .checksums(false)
+            .build()
+            .unwrap();
+        let expected = Config {
+            node_size: 1024,
+            timeout: Duration::from_millis(7),
+            write_retries: 9,
+            protect_bytes: 4096,
+            mode: 0o640,
+            detect_dead_writers: false,
+            checksums: false,
+        };
+        assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn the_builder_refuses_values_out_of_range_naming_them() {
+        let reason = |b: ConfigBuilder| match b.build() {
+            Err(Error::InvalidConfig { reason }) => reason,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        };
+        assert!(reason(Config::builder().node_size(100)).contains("node size 100"));
+        assert!(reason(Config::builder().node_size(1 << 17)).contains("node size"));
+        assert!(reason(Config::builder().timeout(Duration::ZERO)).contains("timeout"));
+        assert!(reason(Config::builder().timeout(Duration::from_secs(3601))).contains("timeout"));
+        assert!(reason(Config::builder().mode(0o400)).contains("owner read and write"));
+        assert!(reason(Config::builder().mode(0o1600)).contains("beyond 0o777"));
     }
 }

@@ -70,6 +70,8 @@
     clippy::undocumented_unsafe_blocks,
     clippy::unnecessary_safety_comment
 )]
+// Atomics come from `sync` only (see clippy.toml and sync.rs).
+#![deny(clippy::disallowed_types)]
 // Under the model checker only the ring and its views are built; the handles built on
 // mapped memory are not.
 #![cfg_attr(loom, allow(dead_code, unused_imports, missing_docs))]
@@ -83,8 +85,6 @@ mod copy;
 #[cfg(not(loom))]
 mod crc;
 mod error;
-#[cfg(not(loom))]
-pub mod ffi;
 #[cfg(not(loom))]
 mod futex;
 #[cfg(not(loom))]
@@ -110,7 +110,7 @@ mod writer;
 pub use backoff::Backoff;
 #[cfg(not(loom))]
 pub use channel::Channel;
-pub use config::{Config, DEFAULT_TIMEOUT};
+pub use config::{Config, ConfigBuilder, DEFAULT_TIMEOUT};
 pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use inspect::Inspector;

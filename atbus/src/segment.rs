@@ -37,8 +37,10 @@ pub enum Location {
 }
 
 impl Location {
-    /// Parses a channel name: one leading slash and no other is a shared-memory name;
-    /// anything else is a file path.
+    /// Parses a channel name: one leading slash and no other is a shared-memory name
+    /// (`/orders`); any other name with a slash is a file path (`./orders`,
+    /// `/dev/shm/orders`, `dir/orders`). A name without a slash (`orders`) is refused:
+    /// it looks like a shared-memory name but would be a file in the current directory.
     pub fn parse(name: &str) -> Result<Location> {
         let invalid = |reason| Error::InvalidName {
             name: name.into(),
@@ -60,6 +62,13 @@ impl Location {
                 }
                 return Ok(Location::Shm(CString::new(name).expect("checked for NUL")));
             }
+        }
+        if !name.contains('/') {
+            return Err(invalid(
+                "a name without a slash is neither kind: name a shared-memory object with \
+                 one leading slash (\"/orders\"), or a file with a path (\"./orders\", or \
+                 an absolute path)",
+            ));
         }
         if name.ends_with('/') {
             return Err(invalid("a file path must name a file, not a directory"));
@@ -570,12 +579,37 @@ mod tests {
             Location::parse("/dev/shm/orders"),
             Ok(Location::File(_))
         ));
-        assert!(matches!(Location::parse("ring.bus"), Ok(Location::File(_))));
-        for bad in ["", "/", "/..", "a\0b", "/tmp/dir/"] {
+        for file in [
+            "./ring.bus",
+            "dir/ring.bus",
+            "../ring.bus",
+            "/tmp/dir/ring.bus",
+        ] {
+            assert_eq!(
+                Location::parse(file).unwrap(),
+                Location::File(PathBuf::from(file)),
+                "{file:?}"
+            );
+        }
+        for bad in [
+            "",
+            "/",
+            "/..",
+            "a\0b",
+            "/tmp/dir/",
+            "ring.bus",
+            "orders",
+            ".",
+            "..",
+        ] {
             assert!(
                 matches!(Location::parse(bad), Err(Error::InvalidName { .. })),
                 "{bad:?}"
             );
+        }
+        let e = Location::parse("orders").unwrap_err().to_string();
+        for hint in ["\"orders\"", "\"/orders\"", "\"./orders\"", "absolute path"] {
+            assert!(e.contains(hint), "{e:?} lacks {hint}");
         }
         let long = format!("/{}", "x".repeat(255));
         assert!(matches!(

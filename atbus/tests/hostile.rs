@@ -757,18 +757,18 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
         *s = format!("{c:?}");
     }
     let ch = TempChannel::new("p");
-    let config = Config {
-        node_size: c.node_size,
-        timeout: if c.tiny_timeout {
+    let config = Config::builder()
+        .node_size(c.node_size)
+        .timeout(if c.tiny_timeout {
             Duration::from_millis(1)
         } else {
             Duration::from_secs(3600)
-        },
-        protect_bytes: c.protect_nodes as usize * c.node_size,
-        detect_dead_writers: c.detect_dead_writers,
-        checksums: c.checksums,
-        ..Config::default()
-    };
+        })
+        .protect_bytes(c.protect_nodes as usize * c.node_size)
+        .detect_dead_writers(c.detect_dead_writers)
+        .checksums(c.checksums)
+        .build()
+        .unwrap();
     let g = Geometry::with_count(c.node_size, c.nodes).unwrap();
     // Every message sent, with its id (see `payload`).
     let mut sent: HashMap<Vec<u8>, u64> = HashMap::new();
@@ -1156,16 +1156,16 @@ fn live_case() -> impl Strategy<Value = LiveCase> {
 fn run_live_case(c: &LiveCase) -> Result<(), TestCaseError> {
     progress();
     let ch = TempChannel::new("live");
-    let config = Config {
-        node_size: c.node_size,
-        timeout: if c.tiny_timeout {
+    let config = Config::builder()
+        .node_size(c.node_size)
+        .timeout(if c.tiny_timeout {
             Duration::from_millis(1)
         } else {
             Duration::from_secs(3600)
-        },
-        checksums: c.checksums,
-        ..Config::default()
-    };
+        })
+        .checksums(c.checksums)
+        .build()
+        .unwrap();
     let channel = ch.create(c.nodes, &config);
     let g = Geometry::with_count(c.node_size, c.nodes).unwrap();
     let ctx = Ctx {
@@ -1266,11 +1266,11 @@ fn hostile_peer_writing_while_the_reader_reads() {
 // Named cases: targeted corruptions with their exact outcomes.
 
 fn quick_config() -> Config {
-    Config {
-        node_size: 64,
-        timeout: Duration::from_millis(1),
-        ..Config::default()
-    }
+    Config::builder()
+        .node_size(64)
+        .timeout(Duration::from_millis(1))
+        .build()
+        .unwrap()
 }
 
 /// A 16-node channel of 64-byte nodes holding messages `msgs`, all handles dropped.

@@ -38,10 +38,10 @@ fn reserved_messages_arrive_byte_for_byte_and_in_order() {
 fn dropped_reservation_is_skipped_at_once_not_after_the_timeout() {
     let name = Named::new("abort");
     // A timeout no test outlives: only the abort mark can let the reader past.
-    let cfg = Config {
-        timeout: Duration::from_secs(3600),
-        ..Config::default()
-    };
+    let cfg = Config::builder()
+        .timeout(Duration::from_secs(3600))
+        .build()
+        .unwrap();
     let ch = Channel::create(&name.0, 1 << 20, &cfg).unwrap();
     let w = ch.writer();
     let mut r = ch.reader().unwrap();

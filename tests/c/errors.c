@@ -53,8 +53,9 @@ static void invalid_arguments(void) {
     size_t len;
     const char *name = chan("args");
 
-    EXPECT(atbus_config_default(NULL), ATBUS_ERR_INVALID_ARGUMENT);
+    EXPECT(atbus_config_init(NULL), ATBUS_ERR_INVALID_ARGUMENT);
     CHECK(strstr(atbus_last_error(), "NULL") != NULL);
+    EXPECT(atbus_config_default(NULL), ATBUS_ERR_INVALID_ARGUMENT);
 
     ch = dummy;
     EXPECT(atbus_create(NULL, 1 << 20, NULL, &ch), ATBUS_ERR_INVALID_ARGUMENT);
@@ -84,28 +85,39 @@ static void invalid_arguments(void) {
     EXPECT(atbus_create(name, SIZE_MAX / 2 + 1, NULL, &ch), ATBUS_ERR_INVALID_ARGUMENT);
 
     /* Configurations out of range. */
-    OK(atbus_config_default(&config));
+    OK(atbus_config_init(&config));
     config.node_size = 100;
     EXPECT(atbus_create(name, 1 << 20, &config, &ch), ATBUS_ERR_INVALID_ARGUMENT);
-    OK(atbus_config_default(&config));
+    OK(atbus_config_init(&config));
     config.node_size = 1 << 17;
     EXPECT(atbus_create(name, 1 << 20, &config, &ch), ATBUS_ERR_INVALID_ARGUMENT);
-    OK(atbus_config_default(&config));
+    OK(atbus_config_init(&config));
     config.timeout_ms = 0;
     EXPECT(atbus_create(name, 1 << 20, &config, &ch), ATBUS_ERR_INVALID_ARGUMENT);
-    OK(atbus_config_default(&config));
+    OK(atbus_config_init(&config));
     config.timeout_ms = UINT64_MAX;
     EXPECT(atbus_create(name, 1 << 20, &config, &ch), ATBUS_ERR_INVALID_ARGUMENT);
-    OK(atbus_config_default(&config));
+    OK(atbus_config_init(&config));
     config.mode = 0400;
     EXPECT(atbus_create(name, 1 << 20, &config, &ch), ATBUS_ERR_INVALID_ARGUMENT);
-    OK(atbus_config_default(&config));
+    OK(atbus_config_init(&config));
     config.mode = 01600;
     EXPECT(atbus_create(name, 1 << 20, &config, &ch), ATBUS_ERR_INVALID_ARGUMENT);
-    OK(atbus_config_default(&config));
+    OK(atbus_config_init(&config));
     config.protect_bytes = 1 << 20;
     EXPECT(atbus_create(name, 1 << 20, &config, &ch), ATBUS_ERR_INVALID_ARGUMENT);
     CHECK(ch == NULL);
+    /* The size field: unset (0), smaller than the first version, absurd. */
+    OK(atbus_config_init(&config));
+    CHECK(config.size == sizeof(atbus_config));
+    config.size = 0;
+    EXPECT(atbus_create(name, 1 << 20, &config, &ch), ATBUS_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(atbus_last_error(), "atbus_config_init") != NULL);
+    config.size = offsetof(atbus_config, checksums); /* cuts off the last field */
+    EXPECT(atbus_create(name, 1 << 20, &config, &ch), ATBUS_ERR_INVALID_ARGUMENT);
+    config.size = 1 << 20;
+    EXPECT(atbus_create(name, 1 << 20, &config, &ch), ATBUS_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(atbus_last_error(), "uninitialised") != NULL);
     /* None of the failures above left a channel behind. */
     EXPECT(atbus_open(name, &ch), ATBUS_ERR_NOT_FOUND);
 
@@ -160,6 +172,8 @@ static void ring_codes(void) {
 
     EXPECT(atbus_recv(ch, big, sizeof big, &len), ATBUS_ERR_EMPTY);
     CHECK(len == 0);
+    /* The hot-path outcomes leave a fixed text, not a formatted one. */
+    CHECK(strcmp(atbus_last_error(), "no message ready") == 0);
     EXPECT(atbus_recv_timeout(ch, big, sizeof big, &len, 1), ATBUS_ERR_TIMEOUT);
     CHECK(len == 0);
 
@@ -175,6 +189,8 @@ static void ring_codes(void) {
         fill_payload(msg, 1, n, sizeof msg);
         rc = atbus_send(ch, msg, sizeof msg);
         if (rc == ATBUS_ERR_FULL) {
+            CHECK(strcmp(atbus_last_error(),
+                         "channel is full: retry later (or use atbus_send_timeout)") == 0);
             break;
         }
         OK(rc);

@@ -9,6 +9,7 @@
 static_assert(std::is_standard_layout<atbus_config>::value, "atbus_config is plain data");
 static_assert(std::is_trivially_copyable<atbus_stats>::value, "atbus_stats is plain data");
 static_assert(sizeof(atbus_config) == RUST_CONFIG_SIZE, "atbus_config size");
+static_assert(offsetof(atbus_config, size) == 0, "size comes first, in every version");
 static_assert(offsetof(atbus_config, node_size) == RUST_CONFIG_NODE_SIZE, "node_size");
 static_assert(offsetof(atbus_config, timeout_ms) == RUST_CONFIG_TIMEOUT_MS, "timeout_ms");
 static_assert(offsetof(atbus_config, write_retries) == RUST_CONFIG_WRITE_RETRIES,
@@ -39,12 +40,14 @@ int atbus_header_compiles_as_cpp() {
         &atbus_send_timeout;
     int32_t (*release)(atbus_channel *) = &atbus_release_reader;
     int32_t (*stats)(const atbus_channel *, atbus_stats *) = &atbus_get_stats;
-    int32_t (*config)(atbus_config *) = &atbus_config_default;
+    int32_t (*config)(atbus_config *) = &atbus_config_init;
+    int32_t (*config_default)(atbus_config *) = &atbus_config_default;
     size_t (*max_len)(const atbus_channel *) = &atbus_max_message_len;
     const char *(*strerror)(int32_t) = &atbus_strerror;
     const char *(*last_error)() = &atbus_last_error;
     return create != nullptr && recv != nullptr && open != nullptr && close != nullptr &&
            unlink != nullptr && send != nullptr && send_timeout != nullptr &&
            release != nullptr && stats != nullptr && config != nullptr &&
+           config_default != nullptr &&
            max_len != nullptr && strerror != nullptr && last_error != nullptr;
 }

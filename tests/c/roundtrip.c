@@ -21,7 +21,8 @@ int main(int argc, char **argv) {
     CHECK(argc == 2);
     name = argv[1];
 
-    OK(atbus_config_default(&config));
+    OK(atbus_config_init(&config));
+    CHECK(config.size == sizeof(atbus_config));
     CHECK(config.node_size == 128);
     CHECK(config.timeout_ms == 1000);
     CHECK(config.write_retries == 4);

@@ -52,10 +52,10 @@ fn ping_pong_between_two_blocking_readers_never_loses_a_wake_up() {
 #[test]
 fn sleeping_reader_skips_the_block_of_a_writer_killed_while_it_slept() {
     let ch = TestChannel::new("sleep-kill");
-    let cfg = Config {
-        timeout: Duration::from_secs(3600),
-        ..Config::default()
-    };
+    let cfg = Config::builder()
+        .timeout(Duration::from_secs(3600))
+        .build()
+        .unwrap();
     let channel = Channel::create(&ch.name, 1 << 20, &cfg).unwrap();
     let mut r = channel.reader().unwrap();
     let stalled = peer(&["stall-writer", &ch.name, "mid-payload", "700"]);
@@ -91,10 +91,10 @@ fn in_place_reader_sees_a_woken_stalled_writer_and_is_told_so() {
     // that message in place.
     let ch = TestChannel::new("in-place-hazard");
     let size = 4096 + 16 * 128;
-    let cfg = Config {
-        timeout: Duration::from_millis(50),
-        ..Config::default()
-    };
+    let cfg = Config::builder()
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
     let channel = Channel::create(&ch.name, size, &cfg).unwrap();
     assert_eq!(channel.node_count(), 16);
     let w = channel.writer();

@@ -4,6 +4,9 @@
 //! no C program can provoke (a writer stalled past the timeout, a panic inside atbus)
 //! are reached through the same `extern "C"` functions from Rust, with fault injection.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::collections::BTreeSet;
 use std::ffi::{c_void, CStr, CString};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,9 +14,18 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
-use atbus::ffi::*;
 use atbus::{Backoff, Channel, Config, Error, Step};
 use atbus_tests::{check_payload, length, payload, TestChannel};
+use ffi::*;
+
+/// The C ABI's source compiled into this test, so that Rust can call the very functions
+/// of `libatbus` with this crate's `atbus` (built with fault injection). The C programs
+/// link the real `libatbus.a` / `libatbus.so` instead; see `lib_dir`. (`atbus-capi` is
+/// not a Rust dependency: a package that builds a cdylib has unhashed artefact names, so
+/// builds with and without fault injection would overwrite each other's rlib.)
+#[path = "../../atbus-capi/src/ffi.rs"]
+#[allow(dead_code)]
+mod ffi;
 
 /// The workspace root.
 fn root() -> PathBuf {
@@ -48,6 +60,28 @@ fn lib_dir() -> PathBuf {
         dir
     })
     .clone()
+}
+
+/// Runs a tool the tests need, failing with how to install it when it is missing.
+fn installed_tool(cmd: &mut Command, package: &str) -> Output {
+    match cmd.stdin(Stdio::null()).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "{:?} is not installed; the C API tests need it: apt-get install {package}",
+            cmd.get_program()
+        ),
+        Err(e) => panic!("cannot run {cmd:?}: {e}"),
+    }
+}
+
+/// A command running a compiled C program as a user would: without the
+/// `LD_LIBRARY_PATH` cargo sets for tests, which names this workspace's target
+/// directory and would win over the program's rpath, so a `libatbus.so` left there by an
+/// older build would be loaded instead of the one from `lib_dir`.
+fn c_program(path: &Path) -> Command {
+    let mut cmd = Command::new(path);
+    cmd.env_remove("LD_LIBRARY_PATH");
+    cmd
 }
 
 fn tool(var: &str, default: &str) -> String {
@@ -107,7 +141,7 @@ enum Link {
 }
 
 /// Compiles `tests/c/<program>.c` with `-Wall -Wextra -Werror` and links it to atbus the
-/// way the README tells C users to.
+/// way docs/c-api.md tells C users to.
 fn compile(scratch: &Scratch, program: &str, link: Link) -> PathBuf {
     let c = root().join("tests/c");
     let out = scratch.path(&format!("{program}-{link:?}"));
@@ -190,7 +224,7 @@ fn c_round_trip_linked_statically_and_dynamically() {
     for link in [Link::Static, Link::Dynamic] {
         let program = compile(&scratch, "roundtrip", link);
         let ch = TestChannel::new("c-roundtrip");
-        let out = run(Command::new(&program).arg(&ch.name));
+        let out = run(c_program(&program).arg(&ch.name));
         assert!(
             stdout(&out).starts_with("roundtrip ok: 3005 messages"),
             "{out:?}"
@@ -203,30 +237,27 @@ fn c_round_trip_linked_statically_and_dynamically() {
     }
 }
 
-/// The example of the README's `## C and C++` section is `tests/c/example.c`, and it
-/// runs as shown with both link lines.
+/// The example of `docs/c-api.md` is `tests/c/example.c`, and it runs as shown with
+/// both link lines.
 #[test]
-fn readme_c_example_compiles_and_runs() {
+fn documented_c_example_compiles_and_runs() {
     let example = std::fs::read_to_string(root().join("tests/c/example.c")).unwrap();
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let section = readme
-        .split("\n## C and C++")
-        .nth(1)
-        .expect("README.md has a `## C and C++` section");
-    let block = section
+    let doc = std::fs::read_to_string(root().join("docs/c-api.md"))
+        .expect("docs/c-api.md documents the C API");
+    let block = doc
         .split("```c\n")
         .nth(1)
         .and_then(|rest| rest.split("```").next())
-        .expect("the C and C++ section has a ```c block");
+        .expect("docs/c-api.md has a ```c block");
     assert_eq!(
         block, example,
-        "the README's C example differs from tests/c/example.c: copy the file into it"
+        "the C example of docs/c-api.md differs from tests/c/example.c: copy the file into it"
     );
     let scratch = Scratch::new("example");
     for link in [Link::Static, Link::Dynamic] {
         let program = compile(&scratch, "example", link);
         let ch = TestChannel::new("c-example");
-        let out = run(Command::new(&program).arg(&ch.name));
+        let out = run(c_program(&program).arg(&ch.name));
         assert_eq!(stdout(&out), "received hello\nsent 1, received 1\n");
     }
 }
@@ -250,7 +281,7 @@ fn c_program_reaches_every_error_code_it_can() {
     let _cleanup = ErrorChannels(ch.name.clone());
     let files = scratch.path("files");
     std::fs::create_dir(&files).unwrap();
-    let out = run(Command::new(&program).arg(&ch.name).arg(&files));
+    let out = run(c_program(&program).arg(&ch.name).arg(&files));
     assert_eq!(stdout(&out), "errors ok\n");
 }
 
@@ -313,7 +344,7 @@ fn c_writer_threads_feed_a_rust_reader_every_byte_checked() {
     // A small ring: the writers wait for the reader and the ring wraps many times.
     let channel = Channel::create(&ch.name, 256 << 10, &Config::default()).unwrap();
     let mut reader = channel.reader().unwrap();
-    let mut child = Command::new(&program)
+    let mut child = c_program(&program)
         .args([
             &ch.name,
             "100",
@@ -366,7 +397,7 @@ fn rust_writers_feed_a_c_reader_every_byte_checked() {
     let program = compile(&scratch, "reader", Link::Dynamic);
     let ch = TestChannel::new("c-reader");
     let channel = Channel::create(&ch.name, 256 << 10, &Config::default()).unwrap();
-    let child = Command::new(&program)
+    let child = c_program(&program)
         .args([
             &ch.name,
             "200",
@@ -500,12 +531,9 @@ fn last_error() -> String {
 
 fn config_with_timeout_ms(ms: u64) -> atbus_config {
     let mut config = std::mem::MaybeUninit::<atbus_config>::uninit();
-    // SAFETY: a valid out-pointer; atbus_config_default initialises all of it on OK.
-    assert_eq!(
-        unsafe { atbus_config_default(config.as_mut_ptr()) },
-        ATBUS_OK
-    );
-    // SAFETY: initialised by atbus_config_default above.
+    // SAFETY: a valid out-pointer; atbus_config_init initialises all of it on OK.
+    assert_eq!(unsafe { atbus_config_init(config.as_mut_ptr()) }, ATBUS_OK);
+    // SAFETY: initialised by atbus_config_init above.
     let mut config = unsafe { config.assume_init() };
     config.timeout_ms = ms;
     config
@@ -703,4 +731,184 @@ fn stats_carry_every_counter_of_channel_stats() {
         assert_eq!(from_c, from_rust, "counter {i} of atbus_stats");
     }
     assert_eq!((c.messages_sent, c.messages_received), (50, 20));
+}
+
+/// `pkg-config --cflags --libs atbus` finds the `atbus.pc` that building `atbus-capi`
+/// writes next to the libraries, and its flags build and link a working program.
+#[test]
+fn pkg_config_flags_build_the_example() {
+    let lib = lib_dir();
+    let pc = lib.join("atbus.pc");
+    assert!(
+        pc.is_file(),
+        "`cargo build -p atbus-capi` wrote no {}: atbus-capi/build.rs writes it from \
+         atbus-capi/atbus.pc.in",
+        pc.display()
+    );
+    let out = installed_tool(
+        Command::new("pkg-config")
+            .args(["--cflags", "--libs", "atbus"])
+            .env("PKG_CONFIG_PATH", &lib),
+        "pkg-config",
+    );
+    assert!(out.status.success(), "pkg-config failed: {out:?}");
+    let flags = stdout(&out);
+    assert!(
+        flags.contains(&format!("-L{}", lib.display())) && flags.contains("-latbus"),
+        "pkg-config --libs atbus gave {flags:?}"
+    );
+    let scratch = Scratch::new("pkg-config");
+    let program = scratch.path("example");
+    run(Command::new(tool("CC", "cc"))
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror"])
+        .arg(root().join("tests/c/example.c"))
+        .args(flags.split_whitespace())
+        .arg("-o")
+        .arg(&program));
+    let ch = TestChannel::new("c-pkg-config");
+    let out = run(c_program(&program).arg(&ch.name));
+    assert_eq!(stdout(&out), "received hello\nsent 1, received 1\n");
+}
+
+/// `libatbus.so` exports exactly the functions `include/atbus.h` declares.
+#[test]
+fn the_shared_library_exports_every_function_of_the_header() {
+    let header = std::fs::read_to_string(root().join("include/atbus.h")).unwrap();
+    let declared: BTreeSet<String> = header
+        .lines()
+        .filter(|line| !line.trim_start().starts_with(['*', '/', '#']))
+        .filter_map(|line| {
+            let start = line.find("atbus_")?;
+            let name: String = line[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            line[start + name.len()..].starts_with('(').then_some(name)
+        })
+        .collect();
+    assert!(
+        declared.len() >= 15 && declared.contains("atbus_config_init"),
+        "{declared:?}"
+    );
+    let out = installed_tool(
+        Command::new("nm")
+            .args(["-D", "--defined-only"])
+            .arg(lib_dir().join("libatbus.so")),
+        "binutils",
+    );
+    assert!(out.status.success(), "nm failed: {out:?}");
+    let exported: BTreeSet<String> = stdout(&out)
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .filter(|name| name.starts_with("atbus_"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(exported, declared, "libatbus.so exports vs include/atbus.h");
+}
+
+/// A struct from a newer header (larger `size`, a field this library does not know) is
+/// accepted, and the fields this library knows are read from it.
+#[test]
+fn a_config_from_a_newer_header_is_read_up_to_the_fields_it_knows() {
+    #[repr(C)]
+    struct Newer {
+        config: atbus_config,
+        field_of_a_later_version: u64,
+    }
+    let mut newer = Newer {
+        config: config_with_timeout_ms(250),
+        field_of_a_later_version: 7,
+    };
+    newer.config.size = std::mem::size_of::<Newer>();
+    newer.config.node_size = 256;
+    let ch = TestChannel::new("c-newer-config");
+    let handle = Handle::create(&ch.name, &newer.config);
+    let channel = Channel::open(&ch.name).unwrap();
+    assert_eq!(channel.node_size(), 256);
+    assert_eq!(channel.timeout(), Duration::from_millis(250));
+    drop(handle);
+}
+
+thread_local! {
+    /// Allocations made by this thread (see `CountingAllocator`).
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The system allocator, counting each thread's allocations, so a test can show that a
+/// call allocates nothing.
+struct CountingAllocator;
+
+// SAFETY: every call is forwarded unchanged to the system allocator; counting touches
+// only a const-initialised thread-local Cell, which itself never allocates.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's promises about `layout` are passed on as they are.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` through this allocator, with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: as for `alloc` and `dealloc`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// `ATBUS_ERR_EMPTY` and `ATBUS_ERR_FULL`, met in tight polling loops, record a fixed
+/// `atbus_last_error` text and allocate nothing.
+#[test]
+fn empty_and_full_allocate_nothing_and_leave_a_fixed_last_error() {
+    let ch = TestChannel::new("c-hot-path");
+    let handle = Handle::create(&ch.name, &config_with_timeout_ms(1000));
+    let mut buf = [0u8; 64];
+    // The first receive takes the reader role.
+    assert_eq!(handle.recv(&mut buf).0, ATBUS_ERR_EMPTY);
+    // The counter sees what a failure with a formatted message allocates.
+    let before = allocations();
+    // SAFETY: a live handle; NULL data with a nonzero length is the argument refused.
+    let rc = unsafe { atbus_send(handle.0, std::ptr::null(), 1) };
+    assert_eq!(rc, ATBUS_ERR_INVALID_ARGUMENT);
+    assert!(
+        allocations() > before,
+        "the allocation counter counts nothing"
+    );
+
+    let before = allocations();
+    for _ in 0..1000 {
+        assert_eq!(handle.recv(&mut buf).0, ATBUS_ERR_EMPTY);
+    }
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations in 1000 empty receives"
+    );
+    assert_eq!(last_error(), "no message ready");
+
+    let msg = [7u8; 1000];
+    while handle.send(&msg) == ATBUS_OK {}
+    let before = allocations();
+    for _ in 0..1000 {
+        assert_eq!(handle.send(&msg), ATBUS_ERR_FULL);
+    }
+    assert_eq!(
+        allocations() - before,
+        0,
+        "allocations in 1000 sends to a full ring"
+    );
+    assert_eq!(
+        last_error(),
+        "channel is full: retry later (or use atbus_send_timeout)"
+    );
 }

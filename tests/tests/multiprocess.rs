@@ -13,10 +13,10 @@ mod common;
 use common::{peer, recv_within, signal, wait_stopped};
 
 fn small_config(timeout: Duration) -> Config {
-    Config {
-        timeout,
-        ..Config::default()
-    }
+    Config::builder()
+        .timeout(timeout)
+        .build()
+        .expect("a valid timeout")
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The C ABI: every function of `include/atbus.h`, which cbindgen generates from this
-//! file (the test `atbus/tests/header.rs` fails when the committed header is stale).
+//! file (the test `atbus-capi/tests/header.rs` fails when the committed header is stale).
 //!
 //! Conventions, for every function here:
 //! * Functions return an `int32_t`: [`ATBUS_OK`] (0) or a negative `ATBUS_ERR_*` code.
@@ -22,7 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::{Channel, Config, Error, Reader, Stats, Writer};
+use atbus::{Channel, Config, Error, Reader, Stats, Writer};
 
 /// Success.
 pub const ATBUS_OK: i32 = 0;
@@ -81,10 +81,19 @@ pub struct atbus_channel {
     reader: Mutex<Option<Reader>>,
 }
 
-/// How a channel is created. Fill it with `atbus_config_default`, then change fields.
+/// How a channel is created. Fill it with `atbus_config_init`, then change fields.
+///
+/// The struct can grow in later versions without breaking compiled programs: `size`
+/// tells the library which version the caller was compiled against. The library reads
+/// only the fields that fit in `size` bytes and uses the defaults for the rest; a size
+/// too small for every field of this first version is refused with
+/// `ATBUS_ERR_INVALID_ARGUMENT`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct atbus_config {
+    /// `sizeof(atbus_config)` as the caller compiled it. `atbus_config_init` sets it;
+    /// set it yourself when filling the struct by hand.
+    pub size: usize,
     /// Bytes per node: a power of two from 64 to 65536. Default 128. A message occupies
     /// `ceil((32 + len) / node_size)` nodes.
     pub node_size: usize,
@@ -163,10 +172,14 @@ pub struct atbus_stats {
     pub write_cursor: u64,
 }
 
+// Every counter of both structs is a u64: equal sizes mean equal counter counts.
+const _: () = assert!(std::mem::size_of::<Stats>() == std::mem::size_of::<atbus_stats>());
+
 impl From<Stats> for atbus_stats {
     fn from(s: Stats) -> atbus_stats {
-        // Exhaustive on purpose: a counter added to `Stats` fails to compile here until
-        // the C struct carries it too.
+        // `Stats` is `#[non_exhaustive]`, so outside atbus the pattern needs `..`; the
+        // size assertion below fails to compile when `Stats` gains a counter that the C
+        // struct does not carry.
         let Stats {
             messages_sent,
             bytes_sent,
@@ -190,6 +203,7 @@ impl From<Stats> for atbus_stats {
             wakeups,
             read_cursor,
             write_cursor,
+            ..
         } = s;
         atbus_stats {
             messages_sent,
@@ -218,9 +232,21 @@ impl From<Stats> for atbus_stats {
     }
 }
 
+/// The smallest `size` accepted: the end of the last field of the first version of
+/// `atbus_config` (`checksums`), so it stays put as the struct grows.
+///
+/// To grow the struct, append fields only, each starting at or after the first
+/// version's `sizeof` (48 bytes on 64-bit targets; add an explicit padding field if
+/// alignment would place a new field earlier): a caller built against the first header
+/// passes `size` 48 and may leave the tail padding uninitialised, and bytes within its
+/// `size` are read.
+const CONFIG_MIN_SIZE: usize =
+    std::mem::offset_of!(atbus_config, checksums) + std::mem::size_of::<bool>();
+
 impl From<&Config> for atbus_config {
     fn from(c: &Config) -> atbus_config {
         atbus_config {
+            size: std::mem::size_of::<atbus_config>(),
             node_size: c.node_size,
             timeout_ms: u64::try_from(c.timeout.as_millis()).unwrap_or(u64::MAX),
             write_retries: c.write_retries,
@@ -232,24 +258,27 @@ impl From<&Config> for atbus_config {
     }
 }
 
-impl From<&atbus_config> for Config {
-    fn from(c: &atbus_config) -> Config {
-        Config {
-            node_size: c.node_size,
-            timeout: Duration::from_millis(c.timeout_ms),
-            write_retries: c.write_retries,
-            protect_bytes: c.protect_bytes,
-            mode: c.mode,
-            detect_dead_writers: c.detect_dead_writers,
-            checksums: c.checksums,
-        }
+impl TryFrom<&atbus_config> for Config {
+    type Error = Error;
+
+    /// The Rust configuration, if every field is in range.
+    fn try_from(c: &atbus_config) -> Result<Config, Error> {
+        Config::builder()
+            .node_size(c.node_size)
+            .timeout(Duration::from_millis(c.timeout_ms))
+            .write_retries(c.write_retries)
+            .protect_bytes(c.protect_bytes)
+            .mode(c.mode)
+            .detect_dead_writers(c.detect_dead_writers)
+            .checksums(c.checksums)
+            .build()
     }
 }
 
 /// The C return code of an error.
 pub fn error_code(e: &Error) -> i32 {
-    // No wildcard: inside this crate the match is exhaustive despite `#[non_exhaustive]`,
-    // so a new variant fails to compile here until it has a code.
+    // `Error` is `#[non_exhaustive]`: a variant added after this code was written is an
+    // operating-system-style failure to C (its message in `atbus_last_error` says what).
     match e {
         Error::InvalidName { .. } | Error::InvalidConfig { .. } => ATBUS_ERR_INVALID_ARGUMENT,
         Error::AlreadyExists { .. } => ATBUS_ERR_EXISTS,
@@ -270,20 +299,40 @@ pub fn error_code(e: &Error) -> i32 {
         Error::ReaderBusy { .. } => ATBUS_ERR_READER_BUSY,
         Error::Abandoned { .. } => ATBUS_ERR_ABANDONED,
         Error::Damaged => ATBUS_ERR_DAMAGED,
+        _ => ATBUS_ERR_IO,
     }
 }
 
 /// Why an entry point failed: its code and the message for `atbus_last_error`.
 struct Failure {
     code: i32,
-    message: String,
+    message: Message,
 }
+
+/// The text of a failure.
+enum Message {
+    /// A fixed text: the hot-path outcomes `ATBUS_ERR_EMPTY` and `ATBUS_ERR_FULL`, which
+    /// a polling caller meets millions of times a second, record it without allocating.
+    Static(&'static CStr),
+    /// A text naming the channel, the sizes, what to do.
+    Owned(String),
+}
+
+/// `atbus_last_error()` after `ATBUS_ERR_EMPTY`.
+const EMPTY_MESSAGE: &CStr = c"no message ready";
+/// `atbus_last_error()` after `ATBUS_ERR_FULL`.
+const FULL_MESSAGE: &CStr = c"channel is full: retry later (or use atbus_send_timeout)";
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
+        let message = match e {
+            Error::Empty => Message::Static(EMPTY_MESSAGE),
+            Error::Full => Message::Static(FULL_MESSAGE),
+            _ => Message::Owned(e.to_string()),
+        };
         Failure {
             code: error_code(&e),
-            message: e.to_string(),
+            message,
         }
     }
 }
@@ -291,17 +340,28 @@ impl From<Error> for Failure {
 fn invalid(message: impl Into<String>) -> Failure {
     Failure {
         code: ATBUS_ERR_INVALID_ARGUMENT,
-        message: message.into(),
+        message: Message::Owned(message.into()),
     }
 }
 
-thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+/// The last failure's text on this thread.
+enum LastError {
+    Static(&'static CStr),
+    Owned(CString),
 }
 
-fn set_last_error(message: String) {
-    // A message never holds NUL, but make sure rather than drop it.
-    let message = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+thread_local! {
+    static LAST_ERROR: RefCell<LastError> = const { RefCell::new(LastError::Static(c"")) };
+}
+
+fn set_last_error(message: Message) {
+    let message = match message {
+        Message::Static(s) => LastError::Static(s),
+        // A message never holds NUL, but make sure rather than drop it.
+        Message::Owned(s) => {
+            LastError::Owned(CString::new(s.replace('\0', "\\0")).unwrap_or_default())
+        }
+    };
     // try_with: during thread teardown the slot may be gone; the code still tells.
     let _ = LAST_ERROR.try_with(|slot| {
         if let Ok(mut slot) = slot.try_borrow_mut() {
@@ -333,7 +393,9 @@ fn entry(f: impl FnOnce() -> Result<(), Failure>) -> i32 {
             std::mem::forget(payload);
             Failure {
                 code: ATBUS_ERR_PANIC,
-                message: format!("atbus panicked (a bug, please report it): {what}"),
+                message: Message::Owned(format!(
+                    "atbus panicked (a bug, please report it): {what}"
+                )),
             }
         }
     };
@@ -404,15 +466,16 @@ fn new_handle(channel: Channel) -> *mut atbus_channel {
     }))
 }
 
-/// Fills `*out` with the default configuration (node size 128, timeout 1000 ms, 4 write
-/// retries, mode 0600, no protect area, dead-writer detection on).
+/// Fills `*out` with the default configuration and sets `out->size` to
+/// `sizeof(atbus_config)`: node size 128, timeout 1000 ms, 4 write retries, mode 0600,
+/// no protect area, dead-writer detection and checksums on. Change fields afterwards.
 ///
-/// Returns `ATBUS_OK`, or `ATBUS_ERR_INVALID_ARGUMENT` if `out` is NULL.
+/// Returns `ATBUS_OK`, or `ATBUS_ERR_INVALID_ARGUMENT` if `out` is NULL or misaligned.
 ///
 /// # Safety
 /// `out` is NULL or points to writable memory for one `atbus_config`.
 #[no_mangle]
-pub unsafe extern "C" fn atbus_config_default(out: *mut atbus_config) -> i32 {
+pub unsafe extern "C" fn atbus_config_init(out: *mut atbus_config) -> i32 {
     entry(|| {
         check_out(out, "out")?;
         // SAFETY: checked non-NULL and aligned; the caller promises it is writable.
@@ -422,13 +485,65 @@ pub unsafe extern "C" fn atbus_config_default(out: *mut atbus_config) -> i32 {
     })
 }
 
+/// The same as `atbus_config_init`, under its older name.
+///
+/// # Safety
+/// As `atbus_config_init`.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_config_default(out: *mut atbus_config) -> i32 {
+    // SAFETY: the caller's promise is the one atbus_config_init needs.
+    unsafe { atbus_config_init(out) }
+}
+
+/// The largest `size` an `atbus_config` is believed to have: anything larger is taken
+/// for an uninitialised field rather than a struct from a newer header.
+const CONFIG_MAX_SIZE: usize = 4096;
+
+/// Reads the caller's configuration: the fields that fit in its `size` bytes, the
+/// defaults for the rest.
+///
+/// # Safety
+/// `config` is non-NULL and aligned, and points to an `atbus_config` of `config->size`
+/// readable bytes as the caller's header declares it.
+unsafe fn config_arg(config: *const atbus_config) -> Result<Config, Failure> {
+    // SAFETY: non-NULL and aligned (the caller checked); every version of the struct
+    // starts with its `size_t size`.
+    let size = unsafe { config.cast::<usize>().read() };
+    if size < CONFIG_MIN_SIZE {
+        return Err(invalid(format!(
+            "config->size is {size}, smaller than the first version of atbus_config \
+             ({CONFIG_MIN_SIZE} bytes): fill the struct with atbus_config_init(), which \
+             sets size, then change fields"
+        )));
+    }
+    if size > CONFIG_MAX_SIZE {
+        return Err(invalid(format!(
+            "config->size is {size}, larger than any atbus_config: is the struct \
+             uninitialised? Fill it with atbus_config_init(), then change fields"
+        )));
+    }
+    let mut known = atbus_config::from(&Config::default());
+    let len = size.min(std::mem::size_of::<atbus_config>());
+    // SAFETY: the caller promises `size` >= `len` readable bytes at `config`; `known` is
+    // a local of at least `len` bytes, so the two do not overlap. The bytes are fields
+    // of the same types laid out by the same C rules (a prefix of this struct, ending on
+    // a field boundary: see CONFIG_MIN_SIZE), so every field copied holds a value of its
+    // type; the `size` copied over is overwritten below.
+    unsafe {
+        std::ptr::copy_nonoverlapping(config.cast::<u8>(), (&raw mut known).cast::<u8>(), len)
+    };
+    known.size = std::mem::size_of::<atbus_config>();
+    Ok(Config::try_from(&known)?)
+}
+
 /// Creates channel `name` of `size` bytes (header and node heads included) and opens a
 /// handle on it. The memory is reserved now, so a too-small `/dev/shm` fails here with
 /// `ATBUS_ERR_NO_SPACE` rather than with SIGBUS later.
 ///
 /// `name` is a POSIX shared-memory name: one leading slash and no other, like
-/// `"/orders"`, at most 255 bytes, UTF-8. (A name with more slashes is taken as a file
-/// path, e.g. on tmpfs or hugetlbfs.) `config` NULL means the defaults.
+/// `"/orders"`, at most 255 bytes, UTF-8. (A name with more slashes, like `"./orders"`,
+/// is taken as a file path, e.g. on tmpfs or hugetlbfs; a name without any slash is
+/// `ATBUS_ERR_INVALID_ARGUMENT`.) `config` NULL means the defaults.
 ///
 /// On success `*out` is a new handle that the caller owns and frees with `atbus_close`;
 /// on failure `*out` is set to NULL (if `out` is not NULL). Returns `ATBUS_OK`,
@@ -437,9 +552,14 @@ pub unsafe extern "C" fn atbus_config_default(out: *mut atbus_config) -> i32 {
 /// `ATBUS_ERR_PERMISSION` or `ATBUS_ERR_IO`. The channel exists until `atbus_unlink`,
 /// even after every handle is closed.
 ///
+/// `config->size` must be `sizeof(atbus_config)` (`atbus_config_init` sets it); a size
+/// too small for every field of the first version, or above 4096, is
+/// `ATBUS_ERR_INVALID_ARGUMENT`.
+///
 /// # Safety
 /// `name` is NULL or a NUL-terminated string; `config` is NULL or points to a valid
-/// `atbus_config`; `out` is NULL or points to writable memory for one pointer.
+/// `atbus_config` whose `size` bytes are readable; `out` is NULL or points to writable
+/// memory for one pointer.
 #[no_mangle]
 pub unsafe extern "C" fn atbus_create(
     name: *const c_char,
@@ -460,8 +580,8 @@ pub unsafe extern "C" fn atbus_create(
                 return Err(invalid("config is not aligned for atbus_config"));
             }
             // SAFETY: non-NULL and aligned; the caller promises it points to a valid
-            // atbus_config. Copied out at once; the C side keeps ownership.
-            Config::from(unsafe { &*config })
+            // atbus_config of `config->size` bytes. Copied out at once.
+            unsafe { config_arg(config) }?
         };
         if size > isize::MAX as usize {
             // The core would fail resizing the object (an `off_t` is signed): say why.
@@ -816,39 +936,21 @@ pub extern "C" fn atbus_strerror(code: i32) -> *const c_char {
 /// failed, on which channel, and what to do next. Empty ("") if none failed yet; calls
 /// that succeed leave it unchanged. Never NULL. The string is owned by the library and
 /// stays valid until the next atbus call on this thread fails.
+///
+/// `ATBUS_ERR_EMPTY` and `ATBUS_ERR_FULL` are the hot path of a polling reader or a
+/// writer racing a slow reader, so they record a fixed text without allocating:
+/// "no message ready" and "channel is full: retry later (or use atbus_send_timeout)",
+/// naming no channel.
 #[no_mangle]
 pub extern "C" fn atbus_last_error() -> *const c_char {
     static EMPTY: &CStr = c"";
     LAST_ERROR
-        .try_with(|slot| match slot.try_borrow() {
+        .try_with(|slot| match slot.try_borrow().as_deref() {
+            Ok(LastError::Static(s)) => s.as_ptr(),
             // The CString's heap buffer stays put until the slot is replaced, which only
             // a later failure on this same thread does.
-            Ok(s) => s.as_ptr(),
+            Ok(LastError::Owned(s)) => s.as_ptr(),
             Err(_) => EMPTY.as_ptr(),
         })
         .unwrap_or(EMPTY.as_ptr())
-}
-
-/// The address of every C entry point. `atbus-capi` keeps a reference to this function so
-/// that linking `libatbus.so` keeps all of them: a cdylib pulls in only the objects of its
-/// dependencies it references. List every new entry point here (the C tests fail with
-/// "undefined symbol" otherwise).
-#[doc(hidden)]
-pub fn entry_points() -> [*const (); 14] {
-    [
-        atbus_config_default as *const (),
-        atbus_create as *const (),
-        atbus_open as *const (),
-        atbus_close as *const (),
-        atbus_unlink as *const (),
-        atbus_send as *const (),
-        atbus_send_timeout as *const (),
-        atbus_recv as *const (),
-        atbus_recv_timeout as *const (),
-        atbus_release_reader as *const (),
-        atbus_get_stats as *const (),
-        atbus_max_message_len as *const (),
-        atbus_strerror as *const (),
-        atbus_last_error as *const (),
-    ]
 }
