@@ -22,7 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::{Channel, Config, Error, Reader, Stats, Writer};
+use crate::{Channel, Config, Error, OpenOptions, Reader, Stats, Writer};
 
 /// Success.
 pub const ATBUS_OK: i32 = 0;
@@ -71,6 +71,21 @@ pub const ATBUS_ERR_DAMAGED: i32 = -16;
 /// A bug inside atbus: a Rust panic was caught at the boundary. `atbus_last_error` holds
 /// its message; please report it.
 pub const ATBUS_ERR_PANIC: i32 = -17;
+/// `atbus_open`/`atbus_open_ex`: the object is owned by another user, or writable by
+/// group or others (so they control the memory this process would send into), or the
+/// file path is a symbolic link. `atbus_last_error` says whose it is and its mode; pass
+/// `ATBUS_OPEN_ALLOW_FOREIGN` to `atbus_open_ex` if that is intended.
+pub const ATBUS_ERR_UNTRUSTED: i32 = -18;
+/// `atbus_recv`/`atbus_recv_timeout`: another process took the reader role from this
+/// handle (it judged this process dead, or the role record was overwritten). The handle
+/// consumes nothing more; release it with `atbus_release_reader` or `atbus_close`.
+pub const ATBUS_ERR_READER_ROLE_LOST: i32 = -19;
+
+/// `atbus_open_ex` flag: open the channel even if its object is owned by another user
+/// or writable by group or others. Only for channels shared between users on purpose:
+/// each of them can forge messages and shrink the segment (SIGBUS in every process that
+/// maps it).
+pub const ATBUS_OPEN_ALLOW_FOREIGN: u32 = 1;
 
 /// An open channel: the mapping, a writer, and (once `atbus_recv` has taken it) the
 /// reader role. Opaque: create it with `atbus_create` or `atbus_open`, free it with
@@ -96,7 +111,7 @@ pub struct atbus_config {
     /// Default 4.
     pub write_retries: u32,
     /// File mode of the shared-memory object; must include 0600 and nothing beyond 0777.
-    /// Default 0600.
+    /// Default 0600. Anything wider than 0600 needs `allow_shared_mode`.
     pub mode: u32,
     /// Bytes writers always leave free (rounded up to whole nodes). Default 0.
     pub protect_bytes: usize,
@@ -108,6 +123,9 @@ pub struct atbus_config {
     /// the timeout and woke to scribble on reused nodes can then get damaged bytes
     /// delivered: only for channels whose writers never stall that long.
     pub checksums: bool,
+    /// Allow a `mode` wider than 0600 (group or others get access). Default false.
+    /// Writers of other users then need `atbus_open_ex` with `ATBUS_OPEN_ALLOW_FOREIGN`.
+    pub allow_shared_mode: bool,
 }
 
 /// Every counter of a channel (see `atbus_get_stats`). Each counter is read atomically;
@@ -231,6 +249,7 @@ impl From<&Config> for atbus_config {
             protect_bytes: c.protect_bytes,
             detect_dead_writers: c.detect_dead_writers,
             checksums: c.checksums,
+            allow_shared_mode: c.allow_shared_mode,
         }
     }
 }
@@ -245,6 +264,7 @@ impl From<&atbus_config> for Config {
             mode: c.mode,
             detect_dead_writers: c.detect_dead_writers,
             checksums: c.checksums,
+            allow_shared_mode: c.allow_shared_mode,
         }
     }
 }
@@ -273,6 +293,8 @@ pub fn error_code(e: &Error) -> i32 {
         Error::ReaderBusy { .. } => ATBUS_ERR_READER_BUSY,
         Error::Abandoned { .. } => ATBUS_ERR_ABANDONED,
         Error::Damaged => ATBUS_ERR_DAMAGED,
+        Error::ForeignSegment { .. } | Error::Symlink { .. } => ATBUS_ERR_UNTRUSTED,
+        Error::ReaderRoleLost { .. } => ATBUS_ERR_READER_ROLE_LOST,
     }
 }
 
@@ -494,13 +516,37 @@ pub unsafe extern "C" fn atbus_create(
 /// for one pointer.
 #[no_mangle]
 pub unsafe extern "C" fn atbus_open(name: *const c_char, out: *mut *mut atbus_channel) -> i32 {
+    // SAFETY: the caller's promises are the ones `atbus_open_ex` needs.
+    unsafe { atbus_open_ex(name, 0, out) }
+}
+
+/// `atbus_open` with `flags`: 0, or `ATBUS_OPEN_ALLOW_FOREIGN` to open a channel whose
+/// object is owned by another user or writable by group or others (refused by default
+/// with `ATBUS_ERR_UNTRUSTED`). Unknown flag bits return `ATBUS_ERR_INVALID_ARGUMENT`.
+/// `atbus_open(name, out)` is `atbus_open_ex(name, 0, out)`.
+///
+/// # Safety
+/// As `atbus_open`.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_open_ex(
+    name: *const c_char,
+    flags: u32,
+    out: *mut *mut atbus_channel,
+) -> i32 {
     entry(|| {
         check_out(out, "out")?;
         // SAFETY: checked non-NULL and aligned; the caller promises it is writable.
         unsafe { out.write(std::ptr::null_mut()) };
         // SAFETY: the caller promises `name` is NULL or NUL-terminated.
         let name = unsafe { name_arg(name) }?;
-        let channel = Channel::open(name)?;
+        if flags & !ATBUS_OPEN_ALLOW_FOREIGN != 0 {
+            return Err(invalid(format!(
+                "unknown atbus_open_ex flags {flags:#x}: pass 0 or ATBUS_OPEN_ALLOW_FOREIGN"
+            )));
+        }
+        let channel = OpenOptions::new()
+            .allow_foreign_owner(flags & ATBUS_OPEN_ALLOW_FOREIGN != 0)
+            .open(name)?;
         // SAFETY: checked above; the handle's ownership passes to the caller.
         unsafe { out.write(new_handle(channel)) };
         Ok(())
@@ -810,6 +856,10 @@ pub extern "C" fn atbus_strerror(code: i32) -> *const c_char {
         ATBUS_ERR_IO => c"operating-system error",
         ATBUS_ERR_PANIC => c"internal error in atbus (a bug)",
         ATBUS_ERR_DAMAGED => c"message damaged while read in place",
+        ATBUS_ERR_UNTRUSTED => {
+            c"channel owned by another user, writable by others, or a symbolic link"
+        }
+        ATBUS_ERR_READER_ROLE_LOST => c"another process took the reader role from this handle",
         _ => c"unknown atbus error code",
     };
     s.as_ptr()
@@ -837,11 +887,12 @@ pub extern "C" fn atbus_last_error() -> *const c_char {
 /// dependencies it references. List every new entry point here (the C tests fail with
 /// "undefined symbol" otherwise).
 #[doc(hidden)]
-pub fn entry_points() -> [*const (); 14] {
+pub fn entry_points() -> [*const (); 15] {
     [
         atbus_config_default as *const (),
         atbus_create as *const (),
         atbus_open as *const (),
+        atbus_open_ex as *const (),
         atbus_close as *const (),
         atbus_unlink as *const (),
         atbus_send as *const (),

@@ -286,6 +286,7 @@ fn created_with_mode_0600_by_default() {
     let name2 = Named::new("mode2");
     let cfg = Config {
         mode: 0o640,
+        allow_shared_mode: true,
         ..Config::default()
     };
     Channel::create(&name2.0, 1 << 20, &cfg).unwrap();
