@@ -733,6 +733,8 @@ fn receive_all(
             Err(Error::Empty) => return Ok(None),
             Err(Error::Damaged) => bump(&TALLY.damaged),
             Err(Error::Corrupt { reason, .. }) => return Ok(Some(reason)),
+            // A peer overwrote the reader record: this reader stops, as it must.
+            Err(Error::ReaderRoleLost { pid }) => return Ok(Some(format!("role lost to {pid}"))),
             Err(e) => return Err(TestCaseError::fail(format!("receive: {e:?}"))),
         }
     }
