@@ -23,6 +23,7 @@ use clap::{Args, Parser, Subcommand};
 mod check;
 mod list;
 mod nodes;
+mod resized;
 mod rw;
 mod show;
 mod units;
@@ -87,7 +88,10 @@ enum Command {
     /// Reports torn blocks (START without WRITTEN, or claimed nodes never flagged) with
     /// the writer process and whether it is alive, bad lengths, crc mismatches and
     /// orphan node heads. A block whose writer is alive and still writing is reported as
-    /// in progress, not as an anomaly. Exit code 0 when clean, 1 when anomalies were found.
+    /// in progress, not as an anomaly. A segment whose object was resized after creation
+    /// (its size no longer what its header says: shrunk objects crash every process that
+    /// maps them with SIGBUS) is reported without being walked. Exit code 0 when clean, 1
+    /// when anomalies were found.
     Check {
         /// Channel name (`/NAME` or a file path).
         name: String,

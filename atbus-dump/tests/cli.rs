@@ -918,3 +918,59 @@ fn a_group_writable_channel_needs_allow_shared_mode_and_allow_foreign() {
         "{text}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// A segment resized after creation (anyone with write access can ftruncate it): `check`
+// reports it from fstat, without mapping the lost pages. The test process never maps it.
+
+#[test]
+fn check_reports_a_segment_shrunk_or_grown_after_creation() {
+    for ch in [Chan::shm("shrunk"), Chan::file("shrunk-file")] {
+        let ch = ch.create("64KiB", &[]);
+        send(&ch.name, "before");
+        let path = if ch.name.matches('/').count() == 1 {
+            format!("/dev/shm{}", ch.name)
+        } else {
+            ch.name.clone()
+        };
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        assert_eq!(code(&dump(&["check", &ch.name])), 0);
+
+        // Grown: harmless to mappings, but not what was created.
+        file.set_len(1 << 20).unwrap();
+        let out = dump(&["check", &ch.name]);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert!(stdout(&out).contains("grown segment"), "{}", stdout(&out));
+        let text = stdout(&dump(&["show", &ch.name]));
+        assert!(
+            text.contains("file size      1048576 bytes, the header says 65536"),
+            "{text}"
+        );
+        // Back to its size: clean again.
+        file.set_len(65536).unwrap();
+        assert_eq!(code(&dump(&["check", &ch.name])), 0);
+
+        // Shrunk, with the header page still there.
+        file.set_len(16384).unwrap();
+        let out = dump(&["check", &ch.name]);
+        let text = stdout(&out);
+        assert_eq!(code(&out), 1, "{text}{}", stderr(&out));
+        assert!(
+            text.contains("shrunk segment")
+                && text.contains("16384 bytes")
+                && text.contains("declares 65536")
+                && text.contains("SIGBUS"),
+            "{text}"
+        );
+        let v = json(&dump(&["check", &ch.name, "--json"]));
+        assert_eq!(v["clean"], false);
+        assert_eq!(v["resized"], "shrunk");
+        assert_eq!(v["file_size"], 16384);
+        assert_eq!(v["declared_size"], 65536);
+        // Shrunk below the header: still a report, not a crash.
+        file.set_len(100).unwrap();
+        let out = dump(&["check", &ch.name]);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert!(stdout(&out).contains("shrunk segment"), "{}", stdout(&out));
+    }
+}

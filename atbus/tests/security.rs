@@ -210,3 +210,28 @@ fn a_fifo_in_place_of_a_channel_is_refused_without_hanging() {
     assert!(matches!(Inspector::open(name), Err(Error::NotAtbus { .. })));
     assert!(matches!(Channel::open(name), Err(Error::NotAtbus { .. })));
 }
+
+#[test]
+fn the_inspector_sees_the_object_shrink_under_it_without_touching_the_lost_pages() {
+    let ch = Named::new("shrink");
+    drop(Channel::create(&ch.0, 1 << 20, &Config::default()).unwrap());
+    let view = Inspector::open(&ch.0).unwrap();
+    assert_eq!(view.file_size().unwrap(), 1 << 20);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(&ch.0))
+        .unwrap();
+    file.set_len(8192).unwrap();
+    assert_eq!(view.file_size().unwrap(), 8192);
+    let info = view.info();
+    assert_eq!((info.file_size, info.declared_size), (8192, 1 << 20));
+    // A fresh open refuses it.
+    assert!(matches!(
+        Inspector::open(&ch.0),
+        Err(Error::Truncated {
+            actual: 8192,
+            expected: 1048576,
+            ..
+        })
+    ));
+}
