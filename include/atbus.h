@@ -404,7 +404,8 @@ int32_t atbus_send(struct atbus_channel *channel, const void *data, size_t len);
 /**
  * Like `atbus_send`, but while the ring is full retries for up to `timeout_ms`
  * milliseconds (spinning briefly, then yielding, then sleeping). Returns
- * `ATBUS_ERR_TIMEOUT` if it stayed full, otherwise as `atbus_send`.
+ * `ATBUS_ERR_TIMEOUT` if it stayed full, otherwise as `atbus_send`. A timeout too long
+ * for the clock (e.g. `UINT64_MAX`) retries as long as it takes.
  *
  * # Safety
  * As `atbus_send`.
@@ -445,8 +446,9 @@ int32_t atbus_recv(struct atbus_channel *channel, void *buf, size_t cap, size_t 
  * Like `atbus_recv`, but waits up to `timeout_ms` milliseconds for a message: polls
  * a few times, then sleeps on a futex in the channel that writers signal (an
  * idle reader uses no CPU). Returns `ATBUS_ERR_TIMEOUT` (`*out_len` = 0) if nothing
- * arrived, otherwise as `atbus_recv`. While it waits, other `atbus_recv` calls on the
- * same handle wait for it.
+ * arrived, otherwise as `atbus_recv`. A timeout too long for the clock (e.g.
+ * `UINT64_MAX`) waits as long as it takes. While it waits, other `atbus_recv` calls on
+ * the same handle wait for it.
  *
  * # Safety
  * As `atbus_recv`.

@@ -619,7 +619,8 @@ pub unsafe extern "C" fn atbus_send(
 
 /// Like `atbus_send`, but while the ring is full retries for up to `timeout_ms`
 /// milliseconds (spinning briefly, then yielding, then sleeping). Returns
-/// `ATBUS_ERR_TIMEOUT` if it stayed full, otherwise as `atbus_send`.
+/// `ATBUS_ERR_TIMEOUT` if it stayed full, otherwise as `atbus_send`. A timeout too long
+/// for the clock (e.g. `UINT64_MAX`) retries as long as it takes.
 ///
 /// # Safety
 /// As `atbus_send`.
@@ -704,8 +705,9 @@ pub unsafe extern "C" fn atbus_recv(
 /// Like `atbus_recv`, but waits up to `timeout_ms` milliseconds for a message: polls
 /// a few times, then sleeps on a futex in the channel that writers signal (an
 /// idle reader uses no CPU). Returns `ATBUS_ERR_TIMEOUT` (`*out_len` = 0) if nothing
-/// arrived, otherwise as `atbus_recv`. While it waits, other `atbus_recv` calls on the
-/// same handle wait for it.
+/// arrived, otherwise as `atbus_recv`. A timeout too long for the clock (e.g.
+/// `UINT64_MAX`) waits as long as it takes. While it waits, other `atbus_recv` calls on
+/// the same handle wait for it.
 ///
 /// # Safety
 /// As `atbus_recv`.

@@ -135,7 +135,9 @@ impl Reader {
 
     /// Receives the next message into `buf`, waiting up to `timeout` for one: polls a
     /// few times, then sleeps on a futex in the segment that writers signal after
-    /// publishing. An idle reader uses no CPU. `Timeout` if nothing arrives.
+    /// publishing. An idle reader uses no CPU. `Timeout` if nothing arrives. A timeout
+    /// too long to add to the clock (e.g. `Duration::MAX`) waits forever, like
+    /// [`recv`](Reader::recv).
     ///
     /// ```
     /// # let name = format!("/atbus-doc-recv-timeout-{}", std::process::id());
@@ -150,7 +152,8 @@ impl Reader {
     /// # Ok::<(), atbus::Error>(())
     /// ```
     pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-        self.block_on(Some(Instant::now() + timeout), |r| r.try_recv(buf))
+        // None (wait forever) when the deadline is past what Instant can hold.
+        self.block_on(Instant::now().checked_add(timeout), |r| r.try_recv(buf))
     }
 
     /// Hands the next message to `f` as a slice *inside the ring* (no copy), then frees

@@ -355,6 +355,24 @@ static void untrusted(void) {
     OK(atbus_unlink(name));
 }
 
+/* Timeouts too long for the clock (UINT64_MAX ms) mean "wait as long as it takes": with
+ * room, or a message waiting, the call returns at once, never ATBUS_ERR_PANIC. */
+static void huge_timeouts(void) {
+    atbus_channel *ch = NULL;
+    uint8_t buf[16];
+    size_t len = 0;
+    const char *name = chan("huge");
+    OK(atbus_create(name, 1 << 20, NULL, &ch));
+    OK(atbus_send_timeout(ch, "forever", 7, UINT64_MAX));
+    OK(atbus_send_timeout(ch, "long", 4, UINT64_MAX / 2));
+    OK(atbus_recv_timeout(ch, buf, sizeof buf, &len, UINT64_MAX));
+    CHECK(len == 7 && memcmp(buf, "forever", 7) == 0);
+    OK(atbus_recv_timeout(ch, buf, sizeof buf, &len, UINT64_MAX / 2));
+    CHECK(len == 4 && memcmp(buf, "long", 4) == 0);
+    atbus_close(ch);
+    OK(atbus_unlink(name));
+}
+
 /* A channel larger than the file system holding it: refused at creation, not left
  * behind. */
 static void no_space(void) {
@@ -401,6 +419,7 @@ int main(int argc, char **argv) {
     bad_segments();
     permission();
     untrusted();
+    huge_timeouts();
     no_space();
     printf("errors ok\n");
     return 0;

@@ -247,6 +247,7 @@ impl Drop for ErrorChannels {
             "busy",
             "perm",
             "untrusted",
+            "huge",
             "nospace",
         ] {
             let _ = Channel::unlink(&format!("{}-{what}", self.0));
