@@ -123,6 +123,29 @@
 #define ATBUS_ERR_PANIC -17
 
 /**
+ * `atbus_open`/`atbus_open_ex`: the object is owned by another user, or writable by
+ * group or others (so they control the memory this process would send into), or the
+ * file path is a symbolic link. `atbus_last_error` says whose it is and its mode; pass
+ * `ATBUS_OPEN_ALLOW_FOREIGN` to `atbus_open_ex` if that is intended.
+ */
+#define ATBUS_ERR_UNTRUSTED -18
+
+/**
+ * `atbus_recv`/`atbus_recv_timeout`: another process took the reader role from this
+ * handle (it judged this process dead, or the role record was overwritten). The handle
+ * consumes nothing more; release it with `atbus_release_reader` or `atbus_close`.
+ */
+#define ATBUS_ERR_READER_ROLE_LOST -19
+
+/**
+ * `atbus_open_ex` flag: open the channel even if its object is owned by another user
+ * or writable by group or others. Only for channels shared between users on purpose:
+ * each of them can forge messages and shrink the segment (SIGBUS in every process that
+ * maps it).
+ */
+#define ATBUS_OPEN_ALLOW_FOREIGN 1
+
+/**
  * An open channel: the mapping, a writer, and (once `atbus_recv` has taken it) the
  * reader role. Opaque: create it with `atbus_create` or `atbus_open`, free it with
  * `atbus_close`.
@@ -162,7 +185,7 @@ typedef struct atbus_config {
   uint32_t write_retries;
   /**
    * File mode of the shared-memory object; must include 0600 and nothing beyond 0777.
-   * Default 0600.
+   * Default 0600. Anything wider than 0600 needs `allow_shared_mode`.
    */
   uint32_t mode;
   /**
@@ -181,6 +204,11 @@ typedef struct atbus_config {
    * delivered: only for channels whose writers never stall that long.
    */
   bool checksums;
+  /**
+   * Allow a `mode` wider than 0600 (group or others get access). Default false.
+   * Writers of other users then need `atbus_open_ex` with `ATBUS_OPEN_ALLOW_FOREIGN`.
+   */
+  bool allow_shared_mode;
 } atbus_config;
 
 /**
@@ -352,6 +380,17 @@ int32_t atbus_create(const char *name,
 int32_t atbus_open(const char *name, struct atbus_channel **out);
 
 /**
+ * `atbus_open` with `flags`: 0, or `ATBUS_OPEN_ALLOW_FOREIGN` to open a channel whose
+ * object is owned by another user or writable by group or others (refused by default
+ * with `ATBUS_ERR_UNTRUSTED`). Unknown flag bits return `ATBUS_ERR_INVALID_ARGUMENT`.
+ * `atbus_open(name, out)` is `atbus_open_ex(name, 0, out)`.
+ *
+ * # Safety
+ * As `atbus_open`.
+ */
+int32_t atbus_open_ex(const char *name, uint32_t flags, struct atbus_channel **out);
+
+/**
  * Closes a handle: gives back the reader role if it holds it and unmaps the channel.
  * The channel itself stays (see `atbus_unlink`). NULL is a no-op.
  *
@@ -390,7 +429,8 @@ int32_t atbus_send(struct atbus_channel *channel, const void *data, size_t len);
 /**
  * Like `atbus_send`, but while the ring is full retries for up to `timeout_ms`
  * milliseconds (spinning briefly, then yielding, then sleeping). Returns
- * `ATBUS_ERR_TIMEOUT` if it stayed full, otherwise as `atbus_send`.
+ * `ATBUS_ERR_TIMEOUT` if it stayed full, otherwise as `atbus_send`. A timeout too long
+ * for the clock (e.g. `UINT64_MAX`) retries as long as it takes.
  *
  * # Safety
  * As `atbus_send`.
@@ -431,8 +471,9 @@ int32_t atbus_recv(struct atbus_channel *channel, void *buf, size_t cap, size_t 
  * Like `atbus_recv`, but waits up to `timeout_ms` milliseconds for a message: polls
  * a few times, then sleeps on a futex in the channel that writers signal (an
  * idle reader uses no CPU). Returns `ATBUS_ERR_TIMEOUT` (`*out_len` = 0) if nothing
- * arrived, otherwise as `atbus_recv`. While it waits, other `atbus_recv` calls on the
- * same handle wait for it.
+ * arrived, otherwise as `atbus_recv`. A timeout too long for the clock (e.g.
+ * `UINT64_MAX`) waits as long as it takes. While it waits, other `atbus_recv` calls on
+ * the same handle wait for it.
  *
  * # Safety
  * As `atbus_recv`.

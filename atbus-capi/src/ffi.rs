@@ -22,7 +22,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use atbus::{Channel, Config, Error, Reader, Stats, Writer};
+use atbus::{Channel, Config, Error, OpenOptions, Reader, Stats, Writer};
 
 /// Success.
 pub const ATBUS_OK: i32 = 0;
@@ -71,6 +71,21 @@ pub const ATBUS_ERR_DAMAGED: i32 = -16;
 /// A bug inside atbus: a Rust panic was caught at the boundary. `atbus_last_error` holds
 /// its message; please report it.
 pub const ATBUS_ERR_PANIC: i32 = -17;
+/// `atbus_open`/`atbus_open_ex`: the object is owned by another user, or writable by
+/// group or others (so they control the memory this process would send into), or the
+/// file path is a symbolic link. `atbus_last_error` says whose it is and its mode; pass
+/// `ATBUS_OPEN_ALLOW_FOREIGN` to `atbus_open_ex` if that is intended.
+pub const ATBUS_ERR_UNTRUSTED: i32 = -18;
+/// `atbus_recv`/`atbus_recv_timeout`: another process took the reader role from this
+/// handle (it judged this process dead, or the role record was overwritten). The handle
+/// consumes nothing more; release it with `atbus_release_reader` or `atbus_close`.
+pub const ATBUS_ERR_READER_ROLE_LOST: i32 = -19;
+
+/// `atbus_open_ex` flag: open the channel even if its object is owned by another user
+/// or writable by group or others. Only for channels shared between users on purpose:
+/// each of them can forge messages and shrink the segment (SIGBUS in every process that
+/// maps it).
+pub const ATBUS_OPEN_ALLOW_FOREIGN: u32 = 1;
 
 /// An open channel: the mapping, a writer, and (once `atbus_recv` has taken it) the
 /// reader role. Opaque: create it with `atbus_create` or `atbus_open`, free it with
@@ -105,7 +120,7 @@ pub struct atbus_config {
     /// Default 4.
     pub write_retries: u32,
     /// File mode of the shared-memory object; must include 0600 and nothing beyond 0777.
-    /// Default 0600.
+    /// Default 0600. Anything wider than 0600 needs `allow_shared_mode`.
     pub mode: u32,
     /// Bytes writers always leave free (rounded up to whole nodes). Default 0.
     pub protect_bytes: usize,
@@ -117,6 +132,9 @@ pub struct atbus_config {
     /// the timeout and woke to scribble on reused nodes can then get damaged bytes
     /// delivered: only for channels whose writers never stall that long.
     pub checksums: bool,
+    /// Allow a `mode` wider than 0600 (group or others get access). Default false.
+    /// Writers of other users then need `atbus_open_ex` with `ATBUS_OPEN_ALLOW_FOREIGN`.
+    pub allow_shared_mode: bool,
 }
 
 /// Every counter of a channel (see `atbus_get_stats`). Each counter is read atomically;
@@ -254,6 +272,7 @@ impl From<&Config> for atbus_config {
             protect_bytes: c.protect_bytes,
             detect_dead_writers: c.detect_dead_writers,
             checksums: c.checksums,
+            allow_shared_mode: c.allow_shared_mode,
         }
     }
 }
@@ -271,6 +290,7 @@ impl TryFrom<&atbus_config> for Config {
             .mode(c.mode)
             .detect_dead_writers(c.detect_dead_writers)
             .checksums(c.checksums)
+            .allow_shared_mode(c.allow_shared_mode)
             .build()
     }
 }
@@ -299,6 +319,8 @@ pub fn error_code(e: &Error) -> i32 {
         Error::ReaderBusy { .. } => ATBUS_ERR_READER_BUSY,
         Error::Abandoned { .. } => ATBUS_ERR_ABANDONED,
         Error::Damaged => ATBUS_ERR_DAMAGED,
+        Error::ForeignSegment { .. } | Error::Symlink { .. } => ATBUS_ERR_UNTRUSTED,
+        Error::ReaderRoleLost { .. } => ATBUS_ERR_READER_ROLE_LOST,
         _ => ATBUS_ERR_IO,
     }
 }
@@ -611,13 +633,37 @@ pub unsafe extern "C" fn atbus_create(
 /// for one pointer.
 #[no_mangle]
 pub unsafe extern "C" fn atbus_open(name: *const c_char, out: *mut *mut atbus_channel) -> i32 {
+    // SAFETY: the caller's promises are the ones `atbus_open_ex` needs.
+    unsafe { atbus_open_ex(name, 0, out) }
+}
+
+/// `atbus_open` with `flags`: 0, or `ATBUS_OPEN_ALLOW_FOREIGN` to open a channel whose
+/// object is owned by another user or writable by group or others (refused by default
+/// with `ATBUS_ERR_UNTRUSTED`). Unknown flag bits return `ATBUS_ERR_INVALID_ARGUMENT`.
+/// `atbus_open(name, out)` is `atbus_open_ex(name, 0, out)`.
+///
+/// # Safety
+/// As `atbus_open`.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_open_ex(
+    name: *const c_char,
+    flags: u32,
+    out: *mut *mut atbus_channel,
+) -> i32 {
     entry(|| {
         check_out(out, "out")?;
         // SAFETY: checked non-NULL and aligned; the caller promises it is writable.
         unsafe { out.write(std::ptr::null_mut()) };
         // SAFETY: the caller promises `name` is NULL or NUL-terminated.
         let name = unsafe { name_arg(name) }?;
-        let channel = Channel::open(name)?;
+        if flags & !ATBUS_OPEN_ALLOW_FOREIGN != 0 {
+            return Err(invalid(format!(
+                "unknown atbus_open_ex flags {flags:#x}: pass 0 or ATBUS_OPEN_ALLOW_FOREIGN"
+            )));
+        }
+        let channel = OpenOptions::new()
+            .allow_foreign_owner(flags & ATBUS_OPEN_ALLOW_FOREIGN != 0)
+            .open(name)?;
         // SAFETY: checked above; the handle's ownership passes to the caller.
         unsafe { out.write(new_handle(channel)) };
         Ok(())
@@ -690,7 +736,8 @@ pub unsafe extern "C" fn atbus_send(
 
 /// Like `atbus_send`, but while the ring is full retries for up to `timeout_ms`
 /// milliseconds (spinning briefly, then yielding, then sleeping). Returns
-/// `ATBUS_ERR_TIMEOUT` if it stayed full, otherwise as `atbus_send`.
+/// `ATBUS_ERR_TIMEOUT` if it stayed full, otherwise as `atbus_send`. A timeout too long
+/// for the clock (e.g. `UINT64_MAX`) retries as long as it takes.
 ///
 /// # Safety
 /// As `atbus_send`.
@@ -775,8 +822,9 @@ pub unsafe extern "C" fn atbus_recv(
 /// Like `atbus_recv`, but waits up to `timeout_ms` milliseconds for a message: polls
 /// a few times, then sleeps on a futex in the channel that writers signal (an
 /// idle reader uses no CPU). Returns `ATBUS_ERR_TIMEOUT` (`*out_len` = 0) if nothing
-/// arrived, otherwise as `atbus_recv`. While it waits, other `atbus_recv` calls on the
-/// same handle wait for it.
+/// arrived, otherwise as `atbus_recv`. A timeout too long for the clock (e.g.
+/// `UINT64_MAX`) waits as long as it takes. While it waits, other `atbus_recv` calls on
+/// the same handle wait for it.
 ///
 /// # Safety
 /// As `atbus_recv`.
@@ -927,6 +975,10 @@ pub extern "C" fn atbus_strerror(code: i32) -> *const c_char {
         ATBUS_ERR_IO => c"operating-system error",
         ATBUS_ERR_PANIC => c"internal error in atbus (a bug)",
         ATBUS_ERR_DAMAGED => c"message damaged while read in place",
+        ATBUS_ERR_UNTRUSTED => {
+            c"channel owned by another user, writable by others, or a symbolic link"
+        }
+        ATBUS_ERR_READER_ROLE_LOST => c"another process took the reader role from this handle",
         _ => c"unknown atbus error code",
     };
     s.as_ptr()

@@ -514,7 +514,16 @@ fn heads_now(view: &Inspector, f: &Finding, n: u64) -> Vec<u64> {
 }
 
 pub fn run(out: &mut impl Write, name: &str, settle: Duration, json: bool) -> Outcome {
-    let view = Inspector::open(name)?;
+    // A resized object is reported from fstat and not walked (see `resized`).
+    let view = match Inspector::open(name) {
+        Err(atbus::Error::Truncated {
+            actual, expected, ..
+        }) => return crate::resized::report(out, name, actual, expected, json),
+        other => other?,
+    };
+    if let Some(code) = crate::resized::check(out, &view, json)? {
+        return Ok(code);
+    }
     let info = view.info();
     let n = info.node_count;
     let c0 = view.cursors();

@@ -1,7 +1,7 @@
 //! `list`: the atbus channels in a directory (by default /dev/shm).
 
-use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use atbus::Inspector;
 
-use crate::show::{describe_reader, fill_percent, reader_json, ReaderJson};
+use crate::show::{describe_reader, fill_percent, owner_text, reader_json, ReaderJson};
 use crate::units::format_size;
 use crate::{print_json, Failure, Outcome};
 
@@ -20,6 +20,11 @@ struct Entry {
     name: String,
     /// Bytes of the object.
     size: u64,
+    /// The object's owner uid and user name (null when unknown).
+    owner_uid: u32,
+    owner_name: Option<String>,
+    /// Its permission bits, in octal ("0600").
+    mode: String,
     node_size: Option<usize>,
     node_count: Option<u64>,
     used_nodes: Option<u64>,
@@ -32,7 +37,11 @@ struct Entry {
 /// True when the file starts with the atbus magic.
 fn has_magic(path: &Path) -> bool {
     let mut magic = [0u8; 8];
-    File::open(path)
+    // No following of a link, no hanging on a FIFO swapped in since the directory read.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
         .and_then(|mut f| f.read_exact(&mut magic))
         .is_ok()
         && u64::from_le_bytes(magic) == atbus::layout::MAGIC
@@ -56,6 +65,9 @@ pub fn run(out: &mut impl Write, dir: &Path, json: bool) -> Outcome {
         let mut e = Entry {
             name,
             size: meta.len(),
+            owner_uid: meta.uid(),
+            owner_name: None,
+            mode: format!("{:04o}", meta.mode() & 0o7777),
             node_size: None,
             node_count: None,
             used_nodes: None,
@@ -67,6 +79,9 @@ pub fn run(out: &mut impl Write, dir: &Path, json: bool) -> Outcome {
             Ok(view) => {
                 let info = view.info();
                 let c = view.cursors();
+                e.owner_uid = info.owner_uid;
+                e.owner_name = info.owner_name.clone();
+                e.mode = format!("{:04o}", info.mode);
                 e.node_size = Some(info.node_size);
                 e.node_count = Some(info.node_count);
                 e.used_nodes = Some(c.used_nodes);
@@ -92,8 +107,8 @@ pub fn run(out: &mut impl Write, dir: &Path, json: bool) -> Outcome {
     }
     writeln!(
         out,
-        "{:<32} {:>10} {:>18} {:>7}  READER",
-        "NAME", "SIZE", "NODES", "FILL"
+        "{:<32} {:>10} {:>18} {:>7}  {:<20} READER",
+        "NAME", "SIZE", "NODES", "FILL", "OWNER, MODE"
     )?;
     for e in &found {
         match &e.error {
@@ -112,7 +127,7 @@ pub fn run(out: &mut impl Write, dir: &Path, json: bool) -> Outcome {
                     }));
                 writeln!(
                     out,
-                    "{:<32} {:>10} {:>18} {:>6.1}%  {reader}",
+                    "{:<32} {:>10} {:>18} {:>6.1}%  {:<20} {reader}",
                     e.name,
                     format_size(e.size),
                     format!(
@@ -120,7 +135,12 @@ pub fn run(out: &mut impl Write, dir: &Path, json: bool) -> Outcome {
                         e.node_count.unwrap_or(0),
                         e.node_size.unwrap_or(0)
                     ),
-                    e.fill_percent.unwrap_or(0.0)
+                    e.fill_percent.unwrap_or(0.0),
+                    format!(
+                        "{}, {}",
+                        owner_text(e.owner_uid, e.owner_name.as_deref()),
+                        e.mode
+                    )
                 )?
             }
         }

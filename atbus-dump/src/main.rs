@@ -6,7 +6,9 @@
 //! are read one at a time, so a picture of a busy channel is not one consistent snapshot.
 //!
 //! `create`, `unlink`, `send` and `recv` are for manual testing; `recv` takes the reader
-//! role.
+//! role. `send` and `recv` refuse a channel owned by another user, or writable by group
+//! or others, unless given `--allow-foreign`; the read-only commands open anyone's and
+//! show its owner and mode.
 //!
 //! Exit codes: 0 success; 1 `check` found anomalies; 2 an error (missing channel, not an
 //! atbus segment, bad arguments).
@@ -23,6 +25,7 @@ use clap::{Args, Parser, Subcommand};
 mod check;
 mod list;
 mod nodes;
+mod resized;
 mod rw;
 mod show;
 mod units;
@@ -87,7 +90,10 @@ enum Command {
     /// Reports torn blocks (START without WRITTEN, or claimed nodes never flagged) with
     /// the writer process and whether it is alive, bad lengths, crc mismatches and
     /// orphan node heads. A block whose writer is alive and still writing is reported as
-    /// in progress, not as an anomaly. Exit code 0 when clean, 1 when anomalies were found.
+    /// in progress, not as an anomaly. A segment whose object was resized after creation
+    /// (its size no longer what its header says: shrunk objects crash every process that
+    /// maps them with SIGBUS) is reported without being walked. Exit code 0 when clean, 1
+    /// when anomalies were found.
     Check {
         /// Channel name (`/NAME` or a file path).
         name: String,
@@ -119,9 +125,13 @@ enum Command {
         /// Torn-block timeout: how long the reader waits for a stalled writer.
         #[arg(long, value_name = "DUR", default_value = "1s", value_parser = units::parse_duration)]
         timeout: Duration,
-        /// File mode of the segment, in octal.
+        /// File mode of the segment, in octal. Wider than 600 needs --allow-shared-mode.
         #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = units::parse_mode)]
         mode: u32,
+        /// Allow a --mode wider than 600: other users may then read or write the channel
+        /// (writers forge messages, shrink it, crash its processes; see docs/security.md).
+        #[arg(long)]
+        allow_shared_mode: bool,
         /// Bytes writers always leave free.
         #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size_usize)]
         protect: usize,
@@ -230,6 +240,7 @@ fn run(cli: Cli) -> Outcome {
             node_size,
             timeout,
             mode,
+            allow_shared_mode,
             protect,
             no_dead_writer_detection,
             no_checksums,
@@ -241,6 +252,7 @@ fn run(cli: Cli) -> Outcome {
                 .protect_bytes(protect)
                 .detect_dead_writers(!no_dead_writer_detection)
                 .checksums(!no_checksums)
+                .allow_shared_mode(allow_shared_mode)
                 .build()?;
             rw::create(&mut out, &name, size, &config)?
         }

@@ -43,6 +43,10 @@ pub struct SendArgs {
     /// How long to wait while the channel is full before giving up.
     #[arg(long, value_name = "DUR", default_value = "1s", value_parser = crate::units::parse_duration)]
     timeout: Duration,
+    /// Write even to a channel owned by another user or writable by group/others
+    /// (refused by default: whoever can write it controls what is sent).
+    #[arg(long)]
+    allow_foreign: bool,
 }
 
 pub fn send(out: &mut impl Write, args: &SendArgs) -> Outcome {
@@ -59,7 +63,7 @@ pub fn send(out: &mut impl Write, args: &SendArgs) -> Outcome {
         (Some(m), None) => m.as_bytes().to_vec(),
         (None, None) => unreachable!("clap requires a message or --file"),
     };
-    let writer = Channel::open(&args.name)?.writer();
+    let writer = open(&args.name, args.allow_foreign)?.writer();
     for _ in 0..args.repeat {
         writer
             .send_timeout(&message, args.timeout)
@@ -103,10 +107,21 @@ pub struct RecvArgs {
     /// Write raw messages without the newline that otherwise follows each.
     #[arg(long, conflicts_with = "hex")]
     no_newline: bool,
+    /// Take the reader role even of a channel owned by another user or writable by
+    /// group/others (refused by default: whoever can write it controls what is read).
+    #[arg(long)]
+    allow_foreign: bool,
+}
+
+/// Opens `name` read-write, refusing another user's object unless `allow_foreign`.
+fn open(name: &str, allow_foreign: bool) -> Result<Channel, Failure> {
+    Ok(atbus::OpenOptions::new()
+        .allow_foreign_owner(allow_foreign)
+        .open(name)?)
 }
 
 pub fn recv(out: &mut impl Write, args: &RecvArgs) -> Outcome {
-    let channel = Channel::open(&args.name)?;
+    let channel = open(&args.name, args.allow_foreign)?;
     let mut reader = channel.reader()?;
     eprintln!(
         "atbus-dump: took the reader role of {} (pid {}); other readers are refused until \

@@ -36,6 +36,15 @@ pub struct HeaderJson {
     pub created_unix_ns: u64,
     /// Random id given at creation (hex): with a block's sequence it names a message.
     pub channel_id: String,
+    /// The object's owner uid and user name (null when unknown), from fstat.
+    pub owner_uid: u32,
+    pub owner_name: Option<String>,
+    /// The object's permission bits, in octal ("0600").
+    pub mode: String,
+    /// The size the header declares, and the object's size now (fstat). `file_size`
+    /// below `declared_size` means the object was shrunk under its mappings.
+    pub declared_size: u64,
+    pub file_size: u64,
 }
 
 #[derive(Serialize)]
@@ -174,6 +183,11 @@ pub fn report(view: &Inspector) -> ShowReport {
             max_message_len: info.max_message_len,
             created_unix_ns: info.created_unix_ns,
             channel_id: format!("{:016x}", info.channel_id),
+            owner_uid: info.owner_uid,
+            owner_name: info.owner_name.clone(),
+            mode: format!("{:04o}", info.mode),
+            declared_size: info.declared_size,
+            file_size: info.file_size,
         },
         config: ConfigJson {
             timeout_ns: info.timeout.as_nanos() as u64,
@@ -193,6 +207,14 @@ pub fn report(view: &Inspector) -> ShowReport {
         },
         reader: reader_json(owner, view.reader_sleeping()),
         stats: StatsJson::from(&stats),
+    }
+}
+
+/// "uid 1000 (alice)", or "uid 1000" when the user database does not know it.
+pub fn owner_text(uid: u32, name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("uid {uid} ({n})"),
+        None => format!("uid {uid}"),
     }
 }
 
@@ -237,6 +259,30 @@ pub fn run(out: &mut impl Write, name: &str, json: bool) -> Outcome {
         h.data_offset
     )?;
     writeln!(out, "  max message    {} bytes", h.max_message_len)?;
+    writeln!(
+        out,
+        "  owner          {}, mode {}{}",
+        owner_text(h.owner_uid, h.owner_name.as_deref()),
+        h.mode,
+        if info.mode & 0o022 != 0 {
+            " (writable by group/others: writers must opt in, see docs/security.md)"
+        } else {
+            ""
+        }
+    )?;
+    if h.file_size != h.declared_size {
+        writeln!(
+            out,
+            "  file size      {} bytes, the header says {}: resized after creation{}",
+            h.file_size,
+            h.declared_size,
+            if h.file_size < h.size {
+                " (shrunk: processes touching the lost pages die with SIGBUS)"
+            } else {
+                ""
+            }
+        )?;
+    }
     writeln!(
         out,
         "  created        {}",

@@ -23,7 +23,12 @@ struct Rates {
 
 fn rates(a: &Stats, b: &Stats, secs: f64) -> Rates {
     let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / secs;
-    let skips = |s: &Stats| s.timeout_blocks + s.dead_writer_blocks + s.bad_blocks;
+    // Saturating: the counters come from shared memory and may hold anything.
+    let skips = |s: &Stats| {
+        s.timeout_blocks
+            .saturating_add(s.dead_writer_blocks)
+            .saturating_add(s.bad_blocks)
+    };
     Rates {
         sent: per(a.messages_sent, b.messages_sent),
         received: per(a.messages_received, b.messages_received),
@@ -92,7 +97,9 @@ pub fn run(out: &mut impl Write, name: &str, interval: Duration, count: Option<u
                     "  totals    sent {} received {} torn {} bad {}",
                     after.messages_sent,
                     after.messages_received,
-                    after.timeout_blocks + after.dead_writer_blocks,
+                    after
+                        .timeout_blocks
+                        .saturating_add(after.dead_writer_blocks),
                     after.bad_blocks
                 ),
             ];

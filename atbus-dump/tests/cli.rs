@@ -634,6 +634,7 @@ fn create_takes_human_units_and_unlink_removes_the_channel() {
         "4ms",
         "--mode",
         "640",
+        "--allow-shared-mode",
         "--protect",
         "1KiB",
     ]);
@@ -864,4 +865,136 @@ fn recv_follow_sleeps_until_messages_arrive_and_prints_each() {
     let s = view.stats();
     assert_eq!(s.messages_received, 3);
     assert!(s.wakeups >= 1, "{s:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Someone else's channel: the commands that write refuse it unless --allow-foreign; the
+// read-only ones show whose it is. Giving an object away needs root (the tests run so).
+
+#[test]
+fn another_users_channel_is_shown_but_not_written_without_allow_foreign() {
+    let ch = Chan::shm("foreign-owner").create("64KiB", &[]);
+    let path = format!("/dev/shm{}", ch.name);
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534))
+        .unwrap_or_else(|e| panic!("chown {path} to nobody needs root: {e}"));
+
+    for args in [
+        &["send", &ch.name, "hello"][..],
+        &["recv", &ch.name, "--count", "1"],
+    ] {
+        let err = fails_cleanly(args);
+        assert!(
+            err.contains("owned by uid 65534 (nobody)")
+                && err.contains("mode 0600")
+                && err.contains("--allow-foreign"),
+            "{args:?}: {err}"
+        );
+    }
+    let out = dump(&["send", &ch.name, "hello", "--allow-foreign"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = dump(&["recv", &ch.name, "--count", "1", "--allow-foreign"]);
+    assert_eq!(
+        (code(&out), stdout(&out)),
+        (0, "hello\n".into()),
+        "{}",
+        stderr(&out)
+    );
+
+    let text = stdout(&dump(&["show", &ch.name]));
+    assert!(
+        text.contains("owner          uid 65534 (nobody), mode 0600"),
+        "{text}"
+    );
+    let v = json(&dump(&["show", &ch.name, "--json"]));
+    assert_eq!(v["header"]["owner_uid"], 65534);
+    assert_eq!(v["header"]["owner_name"], "nobody");
+    assert_eq!(v["header"]["mode"], "0600");
+    let v = json(&dump(&["list", "--json"]));
+    let entry = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == ch.name.as_str())
+        .unwrap_or_else(|| panic!("{} not listed: {v}", ch.name));
+    assert_eq!(
+        (entry["owner_uid"].clone(), entry["mode"].clone()),
+        (65534.into(), "0600".into())
+    );
+    assert_eq!(code(&dump(&["check", &ch.name])), 0);
+}
+
+#[test]
+fn a_group_writable_channel_needs_allow_shared_mode_and_allow_foreign() {
+    let ch = Chan::shm("shared-mode");
+    let err = fails_cleanly(&["create", &ch.name, "--size", "64KiB", "--mode", "660"]);
+    assert!(err.contains("allow_shared_mode"), "{err}");
+    let ch = ch.create("64KiB", &["--mode", "660", "--allow-shared-mode"]);
+    let err = fails_cleanly(&["send", &ch.name, "x"]);
+    assert!(
+        err.contains("writable by users other than its owner"),
+        "{err}"
+    );
+    let out = dump(&["send", &ch.name, "x", "--allow-foreign"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&dump(&["show", &ch.name]));
+    assert!(
+        text.contains("mode 0660 (writable by group/others"),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// A segment resized after creation (anyone with write access can ftruncate it): `check`
+// reports it from fstat, without mapping the lost pages. The test process never maps it.
+
+#[test]
+fn check_reports_a_segment_shrunk_or_grown_after_creation() {
+    for ch in [Chan::shm("shrunk"), Chan::file("shrunk-file")] {
+        let ch = ch.create("64KiB", &[]);
+        send(&ch.name, "before");
+        let path = if ch.name.matches('/').count() == 1 {
+            format!("/dev/shm{}", ch.name)
+        } else {
+            ch.name.clone()
+        };
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        assert_eq!(code(&dump(&["check", &ch.name])), 0);
+
+        // Grown: harmless to mappings, but not what was created.
+        file.set_len(1 << 20).unwrap();
+        let out = dump(&["check", &ch.name]);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert!(stdout(&out).contains("grown segment"), "{}", stdout(&out));
+        let text = stdout(&dump(&["show", &ch.name]));
+        assert!(
+            text.contains("file size      1048576 bytes, the header says 65536"),
+            "{text}"
+        );
+        // Back to its size: clean again.
+        file.set_len(65536).unwrap();
+        assert_eq!(code(&dump(&["check", &ch.name])), 0);
+
+        // Shrunk, with the header page still there.
+        file.set_len(16384).unwrap();
+        let out = dump(&["check", &ch.name]);
+        let text = stdout(&out);
+        assert_eq!(code(&out), 1, "{text}{}", stderr(&out));
+        assert!(
+            text.contains("shrunk segment")
+                && text.contains("16384 bytes")
+                && text.contains("declares 65536")
+                && text.contains("SIGBUS"),
+            "{text}"
+        );
+        let v = json(&dump(&["check", &ch.name, "--json"]));
+        assert_eq!(v["clean"], false);
+        assert_eq!(v["resized"], "shrunk");
+        assert_eq!(v["file_size"], 16384);
+        assert_eq!(v["declared_size"], 65536);
+        // Shrunk below the header: still a report, not a crash.
+        file.set_len(100).unwrap();
+        let out = dump(&["check", &ch.name]);
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert!(stdout(&out).contains("shrunk segment"), "{}", stdout(&out));
+    }
 }

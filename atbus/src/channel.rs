@@ -49,10 +49,12 @@ impl Channel {
     /// Opens an existing channel, validating its header against the object's real size.
     /// Waits up to 200 ms for a creator that is still initialising it, then fails with
     /// `NotInitialized`.
+    ///
+    /// Refuses with [`Error::ForeignSegment`](crate::Error) an object owned by another
+    /// user, or writable by group or others: whoever that is controls the memory this
+    /// process sends into. [`OpenOptions`] opts in. Same as `OpenOptions::new().open(name)`.
     pub fn open(name: &str) -> Result<Channel> {
-        Ok(Channel {
-            seg: Arc::new(Segment::open(name)?),
-        })
+        OpenOptions::new().open(name)
     }
 
     /// Removes channel `name`. Processes that have it open keep working on the old
@@ -101,6 +103,50 @@ impl Channel {
     /// The torn-block timeout the channel was created with.
     pub fn timeout(&self) -> std::time::Duration {
         self.seg.settings().timeout
+    }
+}
+
+/// How to open an existing channel. [`Channel::open`] is `OpenOptions::new().open(name)`.
+///
+/// ```
+/// # let name = format!("/atbus-doc-open-options-{}", std::process::id());
+/// use atbus::{Channel, Config, OpenOptions};
+/// let config = Config::builder().mode(0o660).allow_shared_mode(true).build()?;
+/// let _created = Channel::create(&name, 1 << 20, &config)?;
+/// // Group-writable: refused by default, opened after an explicit opt-in.
+/// assert!(matches!(Channel::open(&name), Err(atbus::Error::ForeignSegment { .. })));
+/// let channel = OpenOptions::new().allow_foreign_owner(true).open(&name)?;
+/// channel.writer().send(b"trusted")?;
+/// # Channel::unlink(&name)?;
+/// # Ok::<(), atbus::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    allow_foreign_owner: bool,
+}
+
+impl OpenOptions {
+    /// The defaults: refuse another user's object, or one that others may write.
+    pub fn new() -> OpenOptions {
+        OpenOptions::default()
+    }
+
+    /// Open the channel even if its object is owned by another user than this
+    /// process's effective uid, or writable by group or others. Only for channels
+    /// shared between users on purpose (created with
+    /// [`Config::allow_shared_mode`](crate::Config::allow_shared_mode)): every user who
+    /// may write the object can forge what the reader receives and can shrink it, which
+    /// kills every process that has it mapped with SIGBUS. See docs/security.md.
+    pub fn allow_foreign_owner(&mut self, allow: bool) -> &mut OpenOptions {
+        self.allow_foreign_owner = allow;
+        self
+    }
+
+    /// Opens channel `name` read-write with these options (see [`Channel::open`]).
+    pub fn open(&self, name: &str) -> Result<Channel> {
+        Ok(Channel {
+            seg: Arc::new(Segment::open(name, self.allow_foreign_owner)?),
+        })
     }
 }
 

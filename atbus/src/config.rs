@@ -43,8 +43,15 @@ pub struct Config {
     pub write_retries: u32,
     /// Bytes writers always leave free (rounded up to whole nodes). Default 0.
     pub protect_bytes: usize,
-    /// File mode of the shared-memory object. Default 0o600.
+    /// File mode of the shared-memory object. Default 0o600. A mode that gives group or
+    /// others any access needs `allow_shared_mode`.
     pub mode: u32,
+    /// Allow a `mode` wider than 0o600. Default false. Other users that may write the
+    /// segment can forge messages and cursors (the reader skips and counts what fails
+    /// its checks) and can shrink it under every mapping (SIGBUS); writers of another
+    /// user then also need [`OpenOptions::allow_foreign_owner`](crate::OpenOptions).
+    /// See docs/security.md.
+    pub allow_shared_mode: bool,
     /// Skip a torn block at once when its writer's process no longer exists. Needs all
     /// processes in one pid namespace. Default true.
     pub detect_dead_writers: bool,
@@ -67,6 +74,7 @@ impl Default for Config {
             write_retries: 4,
             protect_bytes: 0,
             mode: 0o600,
+            allow_shared_mode: false,
             detect_dead_writers: true,
             checksums: true,
         }
@@ -104,6 +112,14 @@ impl Config {
         if self.mode & 0o600 != 0o600 {
             return bad(format!(
                 "mode {:o} does not let the owner read and write",
+                self.mode
+            ));
+        }
+        if self.mode & !0o600 != 0 && !self.allow_shared_mode {
+            return bad(format!(
+                "mode {:o} lets other users at the channel (other writers can forge \
+                 messages, shrink the segment and crash every process mapping it); set \
+                 allow_shared_mode to true if that is intended, or use mode 600",
                 self.mode
             ));
         }
@@ -162,6 +178,12 @@ impl ConfigBuilder {
         self
     }
 
+    /// Sets [`Config::allow_shared_mode`]: needed for a `mode` wider than 0o600.
+    pub fn allow_shared_mode(mut self, allow: bool) -> Self {
+        self.config.allow_shared_mode = allow;
+        self
+    }
+
     /// The configuration, if every field is in range ([`Config::validate`]); otherwise
     /// [`Error::InvalidConfig`] saying which field is wrong and why. (Whether the
     /// protect area leaves room in the ring depends on the channel's size, so
@@ -185,6 +207,7 @@ mod tests {
             .write_retries(9)
             .protect_bytes(4096)
             .mode(0o640)
+            .allow_shared_mode(true)
             .detect_dead_writers(false)
             .checksums(false)
             .build()
@@ -195,6 +218,7 @@ mod tests {
             write_retries: 9,
             protect_bytes: 4096,
             mode: 0o640,
+            allow_shared_mode: true,
             detect_dead_writers: false,
             checksums: false,
         };
@@ -211,6 +235,7 @@ mod tests {
         assert!(reason(Config::builder().node_size(1 << 17)).contains("node size"));
         assert!(reason(Config::builder().timeout(Duration::ZERO)).contains("timeout"));
         assert!(reason(Config::builder().timeout(Duration::from_secs(3601))).contains("timeout"));
+        assert!(reason(Config::builder().mode(0o660)).contains("allow_shared_mode"));
         assert!(reason(Config::builder().mode(0o400)).contains("owner read and write"));
         assert!(reason(Config::builder().mode(0o1600)).contains("beyond 0o777"));
     }

@@ -116,6 +116,35 @@ pub enum Error {
         /// The block's operation sequence.
         seq: u64,
     },
+    /// Opening for writing was refused: the object belongs to another user, or users
+    /// other than its owner may write it, so whoever that is controls the memory this
+    /// process would send into. Opt in with
+    /// [`OpenOptions::allow_foreign_owner`](crate::OpenOptions::allow_foreign_owner).
+    ForeignSegment {
+        /// The channel name.
+        name: String,
+        /// The object's owner (from `fstat` on the opened descriptor).
+        owner_uid: u32,
+        /// The owner's user name, when the user database knows it.
+        owner_name: Option<String>,
+        /// The object's permission bits.
+        mode: u32,
+        /// This process's effective uid.
+        euid: u32,
+    },
+    /// A file path named a symbolic link (its last component), which atbus does not
+    /// follow: in a shared directory another user could plant one to point elsewhere.
+    Symlink {
+        /// The channel name.
+        name: String,
+    },
+    /// Another process took the reader role from this reader (it judged this process
+    /// dead, or a peer overwrote the role record). This reader stopped: it consumes no
+    /// more messages and leaves the read cursor to the new owner.
+    ReaderRoleLost {
+        /// The reader-role record found: the new owner's pid (0 if nobody holds it).
+        pid: u32,
+    },
 }
 
 impl Error {
@@ -217,6 +246,44 @@ impl fmt::Display for Error {
                 f,
                 "message (sequence {seq}) not delivered: this writer stalled past the \
                  torn-block timeout and the reader skipped its block; send it again"
+            ),
+            Error::ForeignSegment {
+                name,
+                owner_uid,
+                owner_name,
+                mode,
+                euid,
+            } => {
+                let who = match owner_name {
+                    Some(user) => format!("uid {owner_uid} ({user})"),
+                    None => format!("uid {owner_uid}"),
+                };
+                let why = if owner_uid != euid {
+                    format!("is owned by {who}, not by this process's user (uid {euid})")
+                } else {
+                    format!("is writable by users other than its owner {who}")
+                };
+                write!(
+                    f,
+                    "refusing to write to channel {name}: it {why} (mode {mode:04o}), so \
+                     they control what this process would send; if that is intended, \
+                     open it with atbus::OpenOptions::allow_foreign_owner(true) \
+                     (C: atbus_open_ex with ATBUS_OPEN_ALLOW_FOREIGN; atbus-dump: \
+                     --allow-foreign), otherwise unlink it and create it again"
+                )
+            }
+            Error::Symlink { name } => write!(
+                f,
+                "channel path {name} is a symbolic link: atbus does not follow one (another \
+                 user could plant it in a shared directory to redirect writers); use the \
+                 path it points to"
+            ),
+            Error::ReaderRoleLost { pid } => write!(
+                f,
+                "this reader lost the reader role (the record now names process {pid}, \
+                 which judged this one dead or overwrote the record): it stopped \
+                 consuming; drop it, and take the role again only once the other reader \
+                 is gone"
             ),
         }
     }

@@ -15,7 +15,7 @@ use crate::layout::{
 use crate::process;
 use crate::reader::split_owner;
 use crate::ring;
-use crate::segment::Segment;
+use crate::segment::{ObjectMeta, Segment};
 use crate::stats::Stats;
 use crate::sync::atomic::Ordering;
 
@@ -36,6 +36,10 @@ use crate::sync::atomic::Ordering;
 /// ```
 pub struct Inspector {
     seg: Segment,
+    /// The open object, for `fstat` (its current size, owner and mode).
+    file: std::fs::File,
+    /// What `fstat` said at open.
+    meta: ObjectMeta,
 }
 
 /// Static facts about a segment.
@@ -67,6 +71,17 @@ pub struct SegmentInfo {
     pub created_unix_ns: u64,
     /// Random id given at creation: with a block's sequence, it names a message uniquely.
     pub channel_id: u64,
+    /// The size the header declares (`total_size`): the object's size at creation.
+    pub declared_size: u64,
+    /// The object's size now (`fstat`). Smaller than `declared_size` means someone
+    /// shrank it: every process touching the lost pages gets SIGBUS.
+    pub file_size: u64,
+    /// The object's owner uid.
+    pub owner_uid: u32,
+    /// The owner's user name, when the user database knows it.
+    pub owner_name: Option<String>,
+    /// The object's permission bits.
+    pub mode: u32,
 }
 
 /// The cursors, read one after the other.
@@ -131,9 +146,14 @@ pub struct BlockHeaderView {
 impl Inspector {
     /// Maps channel `name` read-only and validates it like `Channel::open`.
     pub fn open(name: &str) -> Result<Inspector> {
-        Ok(Inspector {
-            seg: Segment::open_read_only(name)?,
-        })
+        let (seg, file, meta) = Segment::open_read_only(name)?;
+        Ok(Inspector { seg, file, meta })
+    }
+
+    /// The object's size now, by `fstat` on the open descriptor. Compare it with
+    /// [`SegmentInfo::declared_size`]: a smaller object was shrunk under its mappings.
+    pub fn file_size(&self) -> Result<u64> {
+        Ok(ObjectMeta::of(&self.file, self.seg.name())?.size)
     }
 
     /// Static facts.
@@ -141,6 +161,9 @@ impl Inspector {
         let g = self.seg.geometry();
         let s = self.seg.settings();
         let h = self.seg.header();
+        // Fresh: the owner and mode may have changed since open (fstat on an open
+        // descriptor does not fail in practice; fall back to what it said at open).
+        let meta = ObjectMeta::of(&self.file, self.seg.name()).unwrap_or(self.meta.clone());
         SegmentInfo {
             name: self.seg.name().into(),
             version: h.version.load(Ordering::Relaxed),
@@ -155,6 +178,11 @@ impl Inspector {
             detect_dead_writers: s.detect_dead_writers,
             created_unix_ns: h.created_unix_ns.load(Ordering::Relaxed),
             channel_id: h.channel_id.load(Ordering::Relaxed),
+            declared_size: h.total_size.load(Ordering::Relaxed),
+            file_size: meta.size,
+            owner_uid: meta.uid,
+            owner_name: crate::segment::user_name(meta.uid),
+            mode: meta.mode,
         }
     }
 

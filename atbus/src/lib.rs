@@ -109,7 +109,7 @@ mod writer;
 #[cfg(not(loom))]
 pub use backoff::Backoff;
 #[cfg(not(loom))]
-pub use channel::Channel;
+pub use channel::{Channel, OpenOptions};
 pub use config::{Config, ConfigBuilder, DEFAULT_TIMEOUT};
 pub use error::{Error, Result};
 #[cfg(not(loom))]

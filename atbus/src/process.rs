@@ -1,12 +1,19 @@
-//! Process liveness, judged by existence in `/proc`, never by heartbeats.
+//! Process liveness, judged by existence, never by heartbeats.
 //!
-//! A process is identified by its pid and its start time (field 22 of `/proc/PID/stat`,
-//! clock ticks since boot), so a pid reused by a new process is not mistaken for the old
-//! one. A zombie (killed but not yet reaped) counts as dead: it will never write again.
+//! Whether a pid exists is asked of the kernel with `kill(pid, 0)`, which tells "no such
+//! process" (`ESRCH`) from "exists, but you may not signal it" (`EPERM`: a process of
+//! another user). `/proc/PID/stat` then adds what `kill` cannot: a zombie (killed but not
+//! yet reaped) counts as dead, and the start time (field 22, clock ticks since boot)
+//! tells a pid reused by a new process from the old one. When `/proc/PID/stat` cannot be
+//! read (`hidepid`, another user's process, `/proc` of another pid namespace) those two
+//! checks are skipped: a process that cannot be judged is alive. A live process must
+//! never be judged dead (its reader role or its blocks would be taken from under it); a
+//! dead one judged alive only costs the timeout.
 //!
-//! This needs the processes sharing a channel to share a pid namespace and see the same
-//! `/proc` (in containers: run them in one pod, or with `--pid=host`/`--pid=container:X`).
-//! Otherwise turn dead-writer detection off in [`crate::Config`] and rely on the timeout.
+//! This needs the processes sharing a channel to share a pid namespace (in containers:
+//! run them in one pod, or with `--pid=host`/`--pid=container:X`); a pid from another
+//! namespace names some other process here, or none. Otherwise turn dead-writer
+//! detection off in [`crate::Config`] and rely on the timeout.
 
 use std::io::Read;
 
@@ -49,16 +56,86 @@ pub fn parse_stat(text: &[u8]) -> Option<ProcStat> {
     Some(ProcStat { state, start_time })
 }
 
-/// True when process `pid` exists and is not a zombie.
-pub fn is_alive(pid: u32) -> bool {
-    matches!(stat(pid), Some(s) if s.state != b'Z' && s.state != b'X')
+/// Whether a pid names a process, as far as this process can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existence {
+    /// It exists (we may or may not be allowed to signal it).
+    Exists,
+    /// No such process.
+    Gone,
+    /// The kernel would not say: treated as existing.
+    Unknown,
 }
 
-/// True when process `pid` exists, is not a zombie, and started at `start_time` (compared
-/// on the low 32 bits, as stored in the reader record).
+/// Classifies the result of `kill(pid, 0)`: success or `EPERM` (a process we may not
+/// signal, e.g. another user's) means it exists, `ESRCH` that it does not; anything else
+/// means we cannot tell.
+pub fn classify_kill(result: nix::Result<()>) -> Existence {
+    match result {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => Existence::Exists,
+        Err(nix::errno::Errno::ESRCH) => Existence::Gone,
+        Err(_) => Existence::Unknown,
+    }
+}
+
+/// Whether process `pid` exists, by `kill(pid, 0)` (no signal is sent). Pid 0 and pids
+/// above `i32::MAX` (which `kill` would take for process groups) name no process.
+pub fn exists(pid: u32) -> Existence {
+    let Ok(raw) = i32::try_from(pid) else {
+        return Existence::Gone;
+    };
+    if raw == 0 {
+        return Existence::Gone;
+    }
+    classify_kill(nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(raw),
+        None,
+    ))
+}
+
+/// The verdict on a process from what `kill` said and what `/proc/PID/stat` said (`None`
+/// when it could not be read), optionally comparing its start time's low 32 bits.
+/// Dead only on evidence: `Gone`, a zombie, or (when /proc is readable) another start
+/// time. Everything else, including "cannot tell", is alive.
+pub fn judge(existence: Existence, stat: Option<ProcStat>, start_time_low: Option<u32>) -> bool {
+    if existence == Existence::Gone {
+        return false;
+    }
+    match stat {
+        Some(s) => {
+            s.state != b'Z'
+                && s.state != b'X'
+                && start_time_low.is_none_or(|low| s.start_time as u32 == low)
+        }
+        None => true,
+    }
+}
+
+fn verdict(pid: u32, start_time_low: Option<u32>) -> bool {
+    let existence = exists(pid);
+    if existence == Existence::Gone {
+        return false;
+    }
+    match stat(pid) {
+        Some(s) => judge(existence, Some(s), start_time_low),
+        // Unreadable: hidden from us, or gone since `kill` looked. Ask `kill` again so a
+        // process that just exited is not kept alive until the next look.
+        None => judge(exists(pid), None, start_time_low),
+    }
+}
+
+/// True unless process `pid` is known to be dead: no such process, or a zombie. A
+/// process of another user, or one `/proc` hides from us, is alive.
+pub fn is_alive(pid: u32) -> bool {
+    verdict(pid, None)
+}
+
+/// True unless process `pid` is known to be dead or to be another process than the one
+/// that started at `start_time` (compared on the low 32 bits, as stored in the reader
+/// record). The start time can only be compared where `/proc/PID/stat` is readable;
+/// elsewhere an existing pid counts as the same process.
 pub fn is_same_alive(pid: u32, start_time_low: u32) -> bool {
-    matches!(stat(pid), Some(s) if s.state != b'Z' && s.state != b'X'
-        && s.start_time as u32 == start_time_low)
+    verdict(pid, Some(start_time_low))
 }
 
 /// The calling process's pid and start time.
@@ -85,6 +162,74 @@ mod tests {
     fn garbage_does_not_parse() {
         assert_eq!(parse_stat(b"no parenthesis here"), None);
         assert_eq!(parse_stat(b"1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn kill_results_are_classified_without_taking_eperm_for_gone() {
+        use nix::errno::Errno;
+        assert_eq!(classify_kill(Ok(())), Existence::Exists);
+        assert_eq!(classify_kill(Err(Errno::EPERM)), Existence::Exists);
+        assert_eq!(classify_kill(Err(Errno::ESRCH)), Existence::Gone);
+        assert_eq!(classify_kill(Err(Errno::EINVAL)), Existence::Unknown);
+    }
+
+    #[test]
+    fn only_evidence_of_death_makes_a_process_dead() {
+        let running = |start| ProcStat {
+            state: b'S',
+            start_time: start,
+        };
+        let zombie = ProcStat {
+            state: b'Z',
+            start_time: 7,
+        };
+        // Another user's process under hidepid: kill says EPERM, /proc says nothing.
+        assert!(judge(Existence::Exists, None, None));
+        assert!(judge(Existence::Exists, None, Some(7)));
+        assert!(judge(Existence::Unknown, None, Some(7)));
+        // Evidence: no such process, a zombie, or another start time (pid reuse).
+        assert!(!judge(Existence::Gone, None, None));
+        assert!(!judge(Existence::Gone, Some(running(7)), Some(7)));
+        assert!(!judge(Existence::Exists, Some(zombie), None));
+        assert!(!judge(Existence::Exists, Some(running(8)), Some(7)));
+        assert!(judge(Existence::Exists, Some(running(7)), Some(7)));
+        assert!(judge(
+            Existence::Exists,
+            Some(running(1 << 32 | 7)),
+            Some(7)
+        ));
+    }
+
+    #[test]
+    fn pids_that_name_no_process_or_a_process_group_are_gone() {
+        for pid in [0, u32::MAX, 1 << 31, i32::MAX as u32 + 1] {
+            assert_eq!(exists(pid), Existence::Gone, "{pid}");
+            assert!(!is_alive(pid), "{pid}");
+        }
+        // The largest pid Linux ever hands out is 2^22: past it, ESRCH.
+        assert_eq!(exists(i32::MAX as u32), Existence::Gone);
+    }
+
+    #[test]
+    fn a_process_of_another_user_is_alive_and_a_reaped_one_is_not() {
+        use std::os::unix::process::CommandExt;
+        // A process of uid nobody, waiting on a pipe until we close it.
+        let mut child = std::process::Command::new("cat")
+            .uid(65534)
+            .gid(65534)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn cat as uid 65534 (the tests run as root)");
+        let pid = child.id();
+        let start = stat(pid).map_or(0, |s| s.start_time);
+        assert!(is_alive(pid));
+        assert!(is_same_alive(pid, start as u32));
+        assert!(!is_same_alive(pid, start as u32 ^ 1));
+        drop(child.stdin.take());
+        child.wait().unwrap();
+        assert!(!is_alive(pid));
+        assert!(!is_same_alive(pid, start as u32));
     }
 
     #[test]

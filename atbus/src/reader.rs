@@ -47,7 +47,11 @@ const SPIN_POLLS: u32 = 10;
 pub struct Reader {
     seg: Arc<Segment>,
     state: ReadState,
+    /// Our reader-record word. Every receive first checks that the record still holds
+    /// it: a reader whose role was taken must not consume on beside the new owner.
     owner: u64,
+    /// Set once the record was found to name another process: this reader is done.
+    lost: bool,
     scratch: Vec<u8>,
     clock: fn() -> Instant,
 }
@@ -60,6 +64,7 @@ impl Reader {
             seg,
             state,
             owner,
+            lost: false,
             scratch: Vec::new(),
             clock: Instant::now,
         })
@@ -72,8 +77,29 @@ impl Reader {
     ///
     /// Torn, corrupt and padding blocks on the way are skipped and counted in
     /// [`Stats`](crate::Stats); the call then goes on to the next message.
+    ///
+    /// Every receive method first checks that this reader still holds the role and
+    /// otherwise fails with [`Error::ReaderRoleLost`] (for good: drop the reader).
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.check_role()?;
         self.state.recv_into(&self.seg, self.clock, buf)
+    }
+
+    /// `ReaderRoleLost` once the reader record names another process than this reader
+    /// (someone judged us dead and took the role, or overwrote the record). Sticky.
+    #[inline]
+    fn check_role(&mut self) -> Result<()> {
+        // Relaxed: a look at a word only role changes write (its line stays in our
+        // cache); nothing is synchronised through this load. A role taken between this
+        // look and the end of the call is noticed at the next call.
+        let current = self.seg.header().reader.owner.load(Ordering::Relaxed);
+        if current == self.owner && !self.lost {
+            return Ok(());
+        }
+        self.lost = true;
+        Err(Error::ReaderRoleLost {
+            pid: split_owner(current).0,
+        })
     }
 
     /// Receives the next message into a new `Vec`.
@@ -109,7 +135,9 @@ impl Reader {
 
     /// Receives the next message into `buf`, waiting up to `timeout` for one: polls a
     /// few times, then sleeps on a futex in the segment that writers signal after
-    /// publishing. An idle reader uses no CPU. `Timeout` if nothing arrives.
+    /// publishing. An idle reader uses no CPU. `Timeout` if nothing arrives. A timeout
+    /// too long to add to the clock (e.g. `Duration::MAX`) waits forever, like
+    /// [`recv`](Reader::recv).
     ///
     /// ```
     /// # let name = format!("/atbus-doc-recv-timeout-{}", std::process::id());
@@ -124,7 +152,8 @@ impl Reader {
     /// # Ok::<(), atbus::Error>(())
     /// ```
     pub fn recv_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize> {
-        self.block_on(Some(Instant::now() + timeout), |r| r.try_recv(buf))
+        // None (wait forever) when the deadline is past what Instant can hold.
+        self.block_on(Instant::now().checked_add(timeout), |r| r.try_recv(buf))
     }
 
     /// Hands the next message to `f` as a slice *inside the ring* (no copy), then frees
@@ -177,6 +206,7 @@ impl Reader {
     /// # Ok::<(), atbus::Error>(())
     /// ```
     pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize> {
+        self.check_role()?;
         let mut n = 0;
         while n < max {
             let ready = match self.state.poll(&self.seg, self.clock) {
@@ -203,9 +233,12 @@ impl Reader {
     }
 
     /// Hands consumed nodes back to writers now. The reader does this by itself every
-    /// 1/16 of the ring and whenever it finds the ring empty.
+    /// 1/16 of the ring and whenever it finds the ring empty. Does nothing once the role
+    /// was lost (the read cursor is the new owner's).
     pub fn release(&mut self) {
-        self.state.release(&self.seg);
+        if self.check_role().is_ok() {
+            self.state.release(&self.seg);
+        }
     }
 
     /// Runs `attempt` until it returns something other than `Empty`, backing off and
@@ -275,12 +308,17 @@ impl Reader {
     }
 
     fn poll(&mut self) -> Result<Ready> {
+        self.check_role()?;
         self.state.poll(&self.seg, self.clock)
     }
 }
 
 impl Drop for Reader {
     fn drop(&mut self) {
+        if self.check_role().is_err() {
+            // The role and the read cursor are another reader's now: touch neither.
+            return;
+        }
         self.state.release(&self.seg);
         // Release: our last release of the read cursor happens-before the next owner's
         // acquire of the role. Fails only if someone took the role from us, which happens

@@ -95,11 +95,19 @@ impl Location {
             }
             Location::File(path) => {
                 let mut o = OpenOptions::new();
-                o.read(true).write(write);
+                // O_NOFOLLOW: a link planted in a shared directory (another user's) does
+                // not redirect us. O_NONBLOCK: opening a FIFO planted there does not hang
+                // (it is then refused as not a regular file). std sets O_CLOEXEC too.
+                o.read(true)
+                    .write(write)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
                 if let Some(mode) = create {
                     o.create_new(true).mode(mode);
                 }
-                o.open(path).map_err(|e| Error::io(op, name, e))
+                o.open(path).map_err(|e| match e.raw_os_error() {
+                    Some(libc::ELOOP) => Error::Symlink { name: name.into() },
+                    _ => Error::io(op, name, e),
+                })
             }
         }
     }
@@ -114,6 +122,61 @@ impl Location {
             }
         }
     }
+}
+
+/// Who owns a segment's object, who may write it, and its size: `fstat` on the opened
+/// descriptor (not a `stat` of the name, which another process could swap meanwhile).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Size in bytes now.
+    pub size: u64,
+    /// Whether it is a regular file (shared-memory objects are).
+    pub regular: bool,
+}
+
+impl ObjectMeta {
+    /// `fstat` of `file`.
+    pub fn of(file: &File, name: &str) -> Result<ObjectMeta> {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata().map_err(|e| Error::io("stat", name, e))?;
+        Ok(ObjectMeta {
+            uid: m.uid(),
+            gid: m.gid(),
+            mode: m.mode() & 0o7777,
+            size: m.size(),
+            regular: m.file_type().is_file(),
+        })
+    }
+
+    /// Refuses, unless `allow_foreign`, an object this process should not write into:
+    /// one owned by another user than the effective uid, or writable by group or others.
+    fn check_writable_by_us(&self, name: &str, allow_foreign: bool) -> Result<()> {
+        let euid = nix::unistd::geteuid().as_raw();
+        if allow_foreign || (self.uid == euid && self.mode & 0o022 == 0) {
+            return Ok(());
+        }
+        Err(Error::ForeignSegment {
+            name: name.into(),
+            owner_uid: self.uid,
+            owner_name: user_name(self.uid),
+            mode: self.mode,
+            euid,
+        })
+    }
+}
+
+/// The user name of `uid`, when the user database knows it.
+pub fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
 }
 
 /// The settings a segment was created with, read from its header once at open.
@@ -261,24 +324,35 @@ impl Segment {
         Ok(seg)
     }
 
-    /// Opens an existing segment read-write, validating it completely.
-    pub fn open(name: &str) -> Result<Segment> {
-        Self::open_with(name, true)
+    /// Opens an existing segment read-write, validating it completely. Refuses
+    /// ([`Error::ForeignSegment`]) an object owned by another user or writable by group
+    /// or others unless `allow_foreign`.
+    pub fn open(name: &str, allow_foreign: bool) -> Result<Segment> {
+        Self::open_with(name, true, allow_foreign).map(|(seg, _, _)| seg)
     }
 
     /// Opens an existing segment read-only: the mapping is `PROT_READ`, so nothing done
-    /// through it can write to the segment.
-    pub fn open_read_only(name: &str) -> Result<Segment> {
-        Self::open_with(name, false)
+    /// through it can write to the segment. Anyone's segment may be opened so. Also
+    /// returns the open descriptor and what `fstat` said of it at open.
+    pub fn open_read_only(name: &str) -> Result<(Segment, File, ObjectMeta)> {
+        Self::open_with(name, false, true)
     }
 
-    fn open_with(name: &str, write: bool) -> Result<Segment> {
+    fn open_with(
+        name: &str,
+        write: bool,
+        allow_foreign: bool,
+    ) -> Result<(Segment, File, ObjectMeta)> {
         let loc = Location::parse(name)?;
         let file = loc.open(name, None, write)?;
-        let actual = file
-            .metadata()
-            .map_err(|e| Error::io("stat", name, e))?
-            .len();
+        let meta = ObjectMeta::of(&file, name)?;
+        if !meta.regular {
+            return Err(Error::NotAtbus { name: name.into() });
+        }
+        if write {
+            meta.check_writable_by_us(name, allow_foreign)?;
+        }
+        let actual = meta.size;
         if actual < HEADER_SIZE as u64 {
             return Err(Error::Truncated {
                 name: name.into(),
@@ -394,13 +468,14 @@ impl Segment {
             detect_dead_writers: h.flags.load(r) & layout::FLAG_DETECT_DEAD_WRITERS != 0,
             checksums: h.flags.load(r) & layout::FLAG_NO_CHECKSUM == 0,
         };
-        Ok(Segment {
+        let seg = Segment {
             name: name.into(),
             map,
             geo,
             settings,
             crc: Crc32::detect(),
-        })
+        };
+        Ok((seg, file, meta))
     }
 
     /// crc32 (IEEE) of `data`, as `crc32fast::hash` computes it.

@@ -5,6 +5,9 @@ use crate::sync::atomic::Ordering;
 
 /// Every counter of a channel, read at one moment (each counter atomically; the set is
 /// not one atomic snapshot while the channel is in use).
+///
+/// The values come from shared memory and are not validated: a faulty or hostile
+/// process with write access can make them anything. Sums over writer slots wrap.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -93,8 +96,12 @@ impl Stats {
 
     /// Messages published but not (yet) delivered, skipped or abandoned — an estimate
     /// while the channel is busy.
+    ///
+    /// The counters live in shared memory, where any process that can write the segment
+    /// can set them to anything: the arithmetic saturates (0 when more were received
+    /// than sent, never a panic or a wrapped-around huge value).
     pub fn in_flight(&self) -> u64 {
         self.messages_sent
-            .saturating_sub(self.messages_received + self.bad_blocks)
+            .saturating_sub(self.messages_received.saturating_add(self.bad_blocks))
     }
 }

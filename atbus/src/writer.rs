@@ -57,14 +57,16 @@ impl Writer {
     }
 
     /// Sends one message, retrying while the channel is full for up to `timeout`
-    /// (spinning briefly, then yielding, then sleeping). `Timeout` if it stays full.
+    /// (spinning briefly, then yielding, then sleeping). `Timeout` if it stays full. A
+    /// timeout too long to add to the clock (e.g. `Duration::MAX`) retries forever.
     pub fn send_timeout(&self, message: &[u8], timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
+        // None (retry forever) when the deadline is past what Instant can hold.
+        let deadline = Instant::now().checked_add(timeout);
         let mut backoff = Backoff::new();
         loop {
             match self.send(message) {
                 Err(Error::Full) => {
-                    if Instant::now() >= deadline {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(Error::Timeout);
                     }
                     backoff.snooze();

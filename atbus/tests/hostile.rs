@@ -745,6 +745,8 @@ fn receive_all(
             Err(Error::Empty) => return Ok(None),
             Err(Error::Damaged) => bump(&TALLY.damaged),
             Err(Error::Corrupt { reason, .. }) => return Ok(Some(reason)),
+            // A peer overwrote the reader record: this reader stops, as it must.
+            Err(Error::ReaderRoleLost { pid }) => return Ok(Some(format!("role lost to {pid}"))),
             Err(e) => return Err(TestCaseError::fail(format!("receive: {e:?}"))),
         }
     }
@@ -1813,4 +1815,110 @@ fn shared_memory_segment_corrupted_through_dev_shm() {
     ch.write_u64(off::NODE_COUNT, 1);
     assert_open_fails(&ch, |e| matches!(e, Error::Corrupt { .. }));
     // TempChannel's drop removes /dev/shm/NAME, which is the shm_unlink of the name.
+}
+
+// ---------------------------------------------------------------------------------------
+// Arithmetic on hostile counters, and timeouts too long for the clock: never a panic
+// (the tests build with overflow checks, as `cargo test` does by default).
+
+/// Offsets of the counters `Stats::in_flight` adds up.
+mod counter_off {
+    use atbus::layout::{Header, Padded, ReaderCounters, WriterCounters, WRITER_SLOTS};
+    use std::mem::{offset_of, size_of};
+    pub fn messages_sent(slot: usize) -> u64 {
+        assert!(slot < WRITER_SLOTS);
+        (offset_of!(Header, writer_slots)
+            + slot * size_of::<Padded<WriterCounters>>()
+            + offset_of!(WriterCounters, messages_sent)) as u64
+    }
+    pub fn messages_received() -> u64 {
+        (offset_of!(Header, reader_counters) + offset_of!(ReaderCounters, messages_received)) as u64
+    }
+    pub fn bad_blocks() -> u64 {
+        (offset_of!(Header, reader_counters) + offset_of!(ReaderCounters, bad_blocks)) as u64
+    }
+    pub const SLOTS: usize = WRITER_SLOTS;
+}
+
+#[test]
+fn hostile_counters_and_cursors_make_stats_saturate_not_panic() {
+    let (ch, _, msgs) = three_messages("counters");
+    let cases: [(u64, u64, u64, u64); 6] = [
+        // (messages_sent in every slot, received, bad_blocks, expected in_flight)
+        (0, u64::MAX, 1, 0),
+        (0, 1, u64::MAX, 0),
+        (0, u64::MAX, u64::MAX, 0),
+        (
+            u64::MAX,
+            0,
+            0,
+            u64::MAX.wrapping_mul(counter_off::SLOTS as u64),
+        ),
+        (u64::MAX / 2, u64::MAX, u64::MAX, 0),
+        (5, 3, 4, (5 * counter_off::SLOTS as u64) - 7),
+    ];
+    for (sent, received, bad, in_flight) in cases {
+        for slot in 0..counter_off::SLOTS {
+            ch.write_u64(counter_off::messages_sent(slot), sent);
+        }
+        ch.write_u64(counter_off::messages_received(), received);
+        ch.write_u64(counter_off::bad_blocks(), bad);
+        for (read, write) in [(u64::MAX, 0), (0, u64::MAX), (u64::MAX, u64::MAX - 1)] {
+            ch.write_u64(off::READ_CURSOR, read);
+            ch.write_u64(off::WRITE_CURSOR, write);
+            let channel = Channel::open(&ch.name).unwrap();
+            let stats = channel.stats();
+            assert_eq!((stats.messages_received, stats.bad_blocks), (received, bad));
+            assert_eq!(
+                stats.in_flight(),
+                in_flight,
+                "sent {sent} x {} received {received} bad {bad}",
+                counter_off::SLOTS
+            );
+            let view = Inspector::open(&ch.name).unwrap();
+            assert_eq!(view.stats(), stats);
+            inspect_everything(&view);
+        }
+    }
+    // Put right again, the channel delivers what it holds.
+    for slot in 0..counter_off::SLOTS {
+        ch.write_u64(counter_off::messages_sent(slot), 0);
+    }
+    ch.write_u64(off::READ_CURSOR, 0);
+    ch.write_u64(off::WRITE_CURSOR, 6);
+    let (got, _, _, _) = read_all(&ch);
+    assert_eq!(got, msgs);
+}
+
+#[test]
+fn duration_max_timeouts_wait_forever_instead_of_panicking() {
+    let (ch, _, msgs) = three_messages("duration-max");
+    let channel = Channel::open(&ch.name).unwrap();
+    let mut r = channel.reader().unwrap();
+    let mut buf = vec![0u8; 4096];
+    // A message is waiting: returned at once.
+    let n = r.recv_timeout(&mut buf, Duration::MAX).unwrap();
+    assert_eq!(&buf[..n], &msgs[0][..]);
+    // Room in the ring: sent at once.
+    let w = channel.writer();
+    w.send_timeout(b"forever", Duration::MAX).unwrap();
+    // Just below where adding to the clock overflows, too.
+    let huge = Duration::from_secs(u64::MAX / 2);
+    w.send_timeout(b"huge", huge).unwrap();
+    for expect in [&msgs[1][..], &msgs[2][..], b"forever", b"huge"] {
+        let n = r.recv_timeout(&mut buf, huge).unwrap();
+        assert_eq!(&buf[..n], expect);
+    }
+    // recv_timeout(Duration::MAX) really waits: a writer thread sends after we block.
+    let writer = channel.writer();
+    let started = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            started.wait();
+            writer.send(b"late").unwrap();
+        });
+        started.wait();
+        let n = r.recv_timeout(&mut buf, Duration::MAX).unwrap();
+        assert_eq!(&buf[..n], b"late");
+    });
 }

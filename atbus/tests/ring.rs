@@ -283,7 +283,11 @@ fn created_with_mode_0600_by_default() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let name2 = Named::new("mode2");
-    let cfg = Config::builder().mode(0o640).build().unwrap();
+    let cfg = Config::builder()
+        .mode(0o640)
+        .allow_shared_mode(true)
+        .build()
+        .unwrap();
     Channel::create(&name2.0, 1 << 20, &cfg).unwrap();
     let path = format!("/dev/shm{}", name2.0);
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;

@@ -317,6 +317,78 @@ static void permission(void) {
     OK(atbus_unlink(name));
 }
 
+/* Another user's channel, or one others may write: refused for writing unless the caller
+ * opts in with atbus_open_ex(ATBUS_OPEN_ALLOW_FOREIGN); a mode wider than 0600 needs
+ * allow_shared_mode at creation. Needs root to give the object away (chown to nobody). */
+static void untrusted(void) {
+    atbus_channel *ch = NULL, *dummy = (atbus_channel *)&ch;
+    atbus_config config;
+    char path[300];
+    struct stat st;
+    const char *name = chan("untrusted");
+
+    CHECK(geteuid() == 0); /* chown to another user needs root (the tests run as root) */
+    snprintf(path, sizeof path, "/dev/shm%s", name);
+
+    OK(atbus_config_default(&config));
+    CHECK(config.allow_shared_mode == false);
+    config.mode = 0660;
+    EXPECT(atbus_create(name, 1 << 20, &config, &ch), ATBUS_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(atbus_last_error(), "allow_shared_mode") != NULL);
+    config.allow_shared_mode = true;
+    OK(atbus_create(name, 1 << 20, &config, &ch));
+    atbus_close(ch);
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 07777) == 0660);
+    /* Group-writable: refused, then opened on request. */
+    ch = dummy;
+    EXPECT(atbus_open(name, &ch), ATBUS_ERR_UNTRUSTED);
+    CHECK(ch == NULL);
+    CHECK(strstr(atbus_last_error(), "writable by users other than its owner") != NULL);
+    CHECK(strstr(atbus_last_error(), "ATBUS_OPEN_ALLOW_FOREIGN") != NULL);
+    EXPECT(atbus_open_ex(name, 0, &ch), ATBUS_ERR_UNTRUSTED);
+    OK(atbus_open_ex(name, ATBUS_OPEN_ALLOW_FOREIGN, &ch));
+    OK(atbus_send(ch, "shared", 6));
+    atbus_close(ch);
+
+    /* Owned by nobody, mode 0600: refused, then opened on request. */
+    CHECK(chmod(path, 0600) == 0);
+    CHECK(chown(path, 65534, 65534) == 0);
+    EXPECT(atbus_open(name, &ch), ATBUS_ERR_UNTRUSTED);
+    CHECK(strstr(atbus_last_error(), "uid 65534") != NULL);
+    CHECK(strstr(atbus_last_error(), "0600") != NULL);
+    OK(atbus_open_ex(name, ATBUS_OPEN_ALLOW_FOREIGN, &ch));
+    OK(atbus_send(ch, "foreign", 7));
+    atbus_close(ch);
+
+    /* Unknown flags are refused, not ignored. */
+    ch = dummy;
+    EXPECT(atbus_open_ex(name, 2, &ch), ATBUS_ERR_INVALID_ARGUMENT);
+    CHECK(ch == NULL);
+    EXPECT(atbus_open_ex(name, ATBUS_OPEN_ALLOW_FOREIGN | 0x80000000u, &ch),
+           ATBUS_ERR_INVALID_ARGUMENT);
+    EXPECT(atbus_open_ex(NULL, 0, &ch), ATBUS_ERR_INVALID_ARGUMENT);
+    EXPECT(atbus_open_ex(name, 0, NULL), ATBUS_ERR_INVALID_ARGUMENT);
+    OK(atbus_unlink(name));
+}
+
+/* Timeouts too long for the clock (UINT64_MAX ms) mean "wait as long as it takes": with
+ * room, or a message waiting, the call returns at once, never ATBUS_ERR_PANIC. */
+static void huge_timeouts(void) {
+    atbus_channel *ch = NULL;
+    uint8_t buf[16];
+    size_t len = 0;
+    const char *name = chan("huge");
+    OK(atbus_create(name, 1 << 20, NULL, &ch));
+    OK(atbus_send_timeout(ch, "forever", 7, UINT64_MAX));
+    OK(atbus_send_timeout(ch, "long", 4, UINT64_MAX / 2));
+    OK(atbus_recv_timeout(ch, buf, sizeof buf, &len, UINT64_MAX));
+    CHECK(len == 7 && memcmp(buf, "forever", 7) == 0);
+    OK(atbus_recv_timeout(ch, buf, sizeof buf, &len, UINT64_MAX / 2));
+    CHECK(len == 4 && memcmp(buf, "long", 4) == 0);
+    atbus_close(ch);
+    OK(atbus_unlink(name));
+}
+
 /* A channel larger than the file system holding it: refused at creation, not left
  * behind. */
 static void no_space(void) {
@@ -337,11 +409,11 @@ static void no_space(void) {
 static void strerror_table(void) {
     int32_t code, other;
     CHECK(strcmp(atbus_strerror(ATBUS_OK), "success") == 0);
-    for (code = ATBUS_ERR_PANIC; code <= ATBUS_OK; code++) {
+    for (code = ATBUS_ERR_READER_ROLE_LOST; code <= ATBUS_OK; code++) {
         const char *s = atbus_strerror(code);
         CHECK(s != NULL && *s != '\0');
         CHECK(strcmp(s, atbus_strerror(1)) != 0);
-        for (other = ATBUS_ERR_PANIC; other < code; other++) {
+        for (other = ATBUS_ERR_READER_ROLE_LOST; other < code; other++) {
             CHECK(strcmp(s, atbus_strerror(other)) != 0);
         }
     }
@@ -362,6 +434,8 @@ int main(int argc, char **argv) {
     reader_busy();
     bad_segments();
     permission();
+    untrusted();
+    huge_timeouts();
     no_space();
     printf("errors ok\n");
     return 0;

@@ -20,6 +20,8 @@ static_assert(offsetof(atbus_config, protect_bytes) == RUST_CONFIG_PROTECT_BYTES
 static_assert(offsetof(atbus_config, detect_dead_writers) == RUST_CONFIG_DETECT_DEAD_WRITERS,
               "detect_dead_writers");
 static_assert(offsetof(atbus_config, checksums) == RUST_CONFIG_CHECKSUMS, "checksums");
+static_assert(offsetof(atbus_config, allow_shared_mode) == RUST_CONFIG_ALLOW_SHARED_MODE,
+              "allow_shared_mode");
 static_assert(sizeof(atbus_stats) == RUST_STATS_SIZE, "atbus_stats size");
 static_assert(ATBUS_OK == 0 && ATBUS_ERR_EMPTY < 0 && ATBUS_ERR_PANIC < 0, "codes");
 
@@ -33,6 +35,7 @@ int atbus_header_compiles_as_cpp() {
     create_fn create = &atbus_create;
     recv_fn recv = &atbus_recv;
     int32_t (*open)(const char *, atbus_channel **) = &atbus_open;
+    int32_t (*open_ex)(const char *, uint32_t, atbus_channel **) = &atbus_open_ex;
     void (*close)(atbus_channel *) = &atbus_close;
     int32_t (*unlink)(const char *) = &atbus_unlink;
     int32_t (*send)(atbus_channel *, const void *, size_t) = &atbus_send;
@@ -45,7 +48,8 @@ int atbus_header_compiles_as_cpp() {
     size_t (*max_len)(const atbus_channel *) = &atbus_max_message_len;
     const char *(*strerror)(int32_t) = &atbus_strerror;
     const char *(*last_error)() = &atbus_last_error;
-    return create != nullptr && recv != nullptr && open != nullptr && close != nullptr &&
+    return create != nullptr && recv != nullptr && open != nullptr && open_ex != nullptr &&
+           close != nullptr &&
            unlink != nullptr && send != nullptr && send_timeout != nullptr &&
            release != nullptr && stats != nullptr && config != nullptr &&
            config_default != nullptr &&

@@ -201,6 +201,10 @@ fn header_compiles_as_cpp11_and_matches_the_rust_layout() {
             offset_of!(atbus_config, detect_dead_writers),
         ),
         ("RUST_CONFIG_CHECKSUMS", offset_of!(atbus_config, checksums)),
+        (
+            "RUST_CONFIG_ALLOW_SHARED_MODE",
+            offset_of!(atbus_config, allow_shared_mode),
+        ),
         ("RUST_STATS_SIZE", size_of::<atbus_stats>()),
     ];
     let mut cmd = Command::new(tool("CXX", "c++"));
@@ -267,7 +271,16 @@ struct ErrorChannels(String);
 
 impl Drop for ErrorChannels {
     fn drop(&mut self) {
-        for what in ["args", "exists", "ring", "busy", "perm", "nospace"] {
+        for what in [
+            "args",
+            "exists",
+            "ring",
+            "busy",
+            "perm",
+            "untrusted",
+            "huge",
+            "nospace",
+        ] {
             let _ = Channel::unlink(&format!("{}-{what}", self.0));
         }
     }
@@ -683,6 +696,18 @@ fn every_error_maps_to_its_code() {
         (Error::ReaderBusy { pid: 1 }, ATBUS_ERR_READER_BUSY),
         (Error::Damaged, ATBUS_ERR_DAMAGED),
         (Error::Abandoned { seq: 1 }, ATBUS_ERR_ABANDONED),
+        (
+            Error::ForeignSegment {
+                name: n(),
+                owner_uid: 1,
+                owner_name: None,
+                mode: 0o600,
+                euid: 0,
+            },
+            ATBUS_ERR_UNTRUSTED,
+        ),
+        (Error::Symlink { name: n() }, ATBUS_ERR_UNTRUSTED),
+        (Error::ReaderRoleLost { pid: 1 }, ATBUS_ERR_READER_ROLE_LOST),
     ];
     for (error, code) in cases {
         assert_eq!(error_code(&error), code, "{error:?}");

@@ -245,3 +245,92 @@ fn a_live_reader_process_keeps_the_role_and_a_dead_one_loses_it() {
     assert_eq!(s.messages_received, 10);
     assert_eq!(s.bad_nodes, 0, "{s:?}");
 }
+
+/// Overwrites the reader-role record of channel `name` through its file, as a hostile or
+/// confused peer with write access could.
+fn overwrite_reader_owner(name: &str, word: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm{name}"))
+        .unwrap();
+    let offset = std::mem::offset_of!(atbus::layout::Header, reader)
+        + std::mem::offset_of!(atbus::layout::ReaderRecord, owner);
+    file.write_all_at(&word.to_le_bytes(), offset as u64)
+        .unwrap();
+}
+
+#[test]
+fn a_reader_whose_role_was_taken_stops_with_reader_role_lost() {
+    let ch = TestChannel::new("stolen");
+    let channel = Channel::create(&ch.name, 1 << 20, &Config::default()).unwrap();
+    let w = channel.writer();
+    for seq in 0..10 {
+        w.send(&payload(5, seq, 200)).unwrap();
+    }
+    let mut holder = peer(&["hold-reader", &ch.name, "4"]);
+    let mut stdin = holder.stdin.take().unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    for seq in 0..4 {
+        assert_eq!(lines.next().unwrap().unwrap(), format!("got=5:{seq}"));
+    }
+    assert_eq!(lines.next().unwrap().unwrap(), "holding");
+
+    // The record is overwritten with a process that cannot exist (pid 2^31 - 1), so the
+    // role is up for grabs, and this process takes it while the holder lives on.
+    overwrite_reader_owner(&ch.name, i32::MAX as u64);
+    let mut r = channel.reader().unwrap();
+    assert_eq!(channel.stats().reader_takeovers, 1);
+
+    // The old reader finds out at its next receive, and again at every one after.
+    use std::io::Write;
+    let me = std::process::id();
+    for _ in 0..2 {
+        writeln!(stdin, "recv").unwrap();
+        assert_eq!(
+            lines.next().unwrap().unwrap(),
+            format!("error=ReaderRoleLost {{ pid: {me} }}")
+        );
+    }
+    // The new reader delivers the rest, each message once.
+    for seq in 4..10 {
+        assert_eq!(check_payload(&r.try_recv_vec().unwrap()), Ok((5, seq)));
+    }
+    assert!(matches!(r.try_recv_vec(), Err(Error::Empty)));
+    let released = channel.stats().read_cursor;
+    // The old reader exits (dropping its reader) without touching role or cursor.
+    drop(stdin);
+    assert!(holder.wait().unwrap().success());
+    let view = atbus::Inspector::open(&ch.name).unwrap();
+    assert_eq!(view.reader_owner().map(|o| o.pid), Some(me));
+    assert_eq!(channel.stats().read_cursor, released);
+    assert_eq!(channel.stats().messages_received, 10);
+    w.send(&payload(5, 10, 200)).unwrap();
+    assert_eq!(check_payload(&r.try_recv_vec().unwrap()), Ok((5, 10)));
+}
+
+#[test]
+fn a_process_that_may_not_look_at_another_judges_it_alive() {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let judge = |pid: u32, start: u64| {
+        let out = Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
+            .args(["liveness", &pid.to_string(), &start.to_string()])
+            .uid(65534)
+            .gid(65534)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run atbus-peer as uid 65534 (the tests run as root)");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // This process (root) seen by uid nobody: kill(pid, 0) is EPERM, and where /proc
+    // hides other users' processes (hidepid) its stat cannot be read either.
+    let (pid, start) = atbus::process::current();
+    assert_eq!(judge(pid, start), "alive=true same=true\n");
+    // A process that is gone is gone, whoever looks.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    assert_eq!(judge(gone_pid, 0), "alive=false same=false\n");
+}

@@ -10,7 +10,10 @@
 //!   SIGSTOP at STEP (after-claim, after-start, mid-payload, before-publish). Exits 0 if
 //!   the send succeeded after it was continued, 3 if it was abandoned.
 //! * `hold-reader NAME COUNT`: takes the reader role, receives COUNT messages (printing
-//!   `got=ID:SEQ` for each), prints `holding`, then blocks until stdin closes.
+//!   `got=ID:SEQ` for each), prints `holding`, then for each stdin line `recv` receives
+//!   once more (printing `got=ID:SEQ`, `empty` or `error=DEBUG`) until stdin closes.
+//! * `liveness PID START`: prints `alive=BOOL same=BOOL`, what `atbus::process` judges
+//!   of process PID started at START (clock ticks, low 32 bits compared).
 //! * `echo NAME OUT COUNT`: COUNT times, waits for a message on NAME with the blocking
 //!   `recv_timeout` and sends it back on channel OUT once OUT's reader is asleep.
 
@@ -32,6 +35,9 @@ fn main() {
             .parse()
             .unwrap_or_else(|_| fail(&format!("argument {i} is not a number")))
     };
+    if arg(0) == "liveness" {
+        return liveness(num(1), num(2));
+    }
     let channel = Channel::open(arg(1)).unwrap_or_else(|e| fail(&e.to_string()));
     match arg(0) {
         "writer" => writer(&channel, num(2), num(3), num(4) as usize, num(5) as usize),
@@ -148,9 +154,34 @@ fn hold_reader(channel: &Channel, count: u64) {
     }
     writeln!(out, "holding").unwrap();
     out.flush().unwrap();
-    // Block until the test kills us (or closes stdin).
-    let mut line = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut line);
+    // Until the test kills us or closes stdin: each line `recv` receives once more and
+    // prints `got=ID:SEQ`, `empty` or `error=TEXT`.
+    for line in std::io::stdin().lock().lines() {
+        match line.as_deref() {
+            Ok("recv") => {
+                match r.try_recv_vec() {
+                    Ok(msg) => {
+                        let (id, seq) = check_payload(&msg).unwrap_or_else(|e| fail(&e));
+                        writeln!(out, "got={id}:{seq}").unwrap();
+                    }
+                    Err(Error::Empty) => writeln!(out, "empty").unwrap(),
+                    Err(e) => writeln!(out, "error={e:?}").unwrap(),
+                }
+                out.flush().unwrap();
+            }
+            _ => break,
+        }
+    }
+}
+
+/// Judges process PID (started at START, low 32 bits) with the liveness functions and
+/// prints `alive=BOOL same=BOOL`; run as another user to see what it may see.
+fn liveness(pid: u64, start: u64) {
+    println!(
+        "alive={} same={}",
+        atbus::process::is_alive(pid as u32),
+        atbus::process::is_same_alive(pid as u32, start as u32)
+    );
 }
 
 fn echo(channel: &Channel, out: &str, count: u64) {
