@@ -1,10 +1,11 @@
-//! `compare`: the same workloads over atbus, Unix datagram sockets, a pipe and POSIX
-//! message queues, with the same payload checks, alternating transports for several
-//! rounds; plus memcpy bandwidth as the ceiling for large messages.
+//! `compare`: the same workloads over atbus, the `limit` reference ring, Unix datagram
+//! sockets, a pipe and POSIX message queues, with the same payload checks, alternating
+//! transports for several rounds; plus memcpy bandwidth as the ceiling for large messages.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use atbus::Backoff;
 use serde_json::json;
 
 use crate::board::{self, Board};
@@ -26,7 +27,8 @@ pub struct CompareArgs {
     /// CI mode: one round of 0.2 s runs (checks every transport, measures little).
     #[arg(long)]
     pub quick: bool,
-    /// Only these transports (comma separated: atbus,unix-dgram,pipe,posix-mq).
+    /// Only these transports (comma separated: atbus,atbus-zc,atbus-batch,limit,
+    /// unix-dgram,pipe,posix-mq).
     #[arg(long, value_delimiter = ',')]
     pub transports: Vec<String>,
     /// Only these workloads (comma separated, e.g. 1x64,3x8-2K; WRITERSxSIZES).
@@ -68,6 +70,10 @@ pub struct CompareRole {
 
 /// The header word of the end marker each writer sends last.
 const END: u64 = u64::MAX;
+/// Board control word the reader sets once it can receive: iceoryx2 delivers a sample
+/// only to subscribers that exist when it is sent, so writers wait for it (every
+/// transport, so they all start alike).
+const C_READY: usize = 4;
 /// Board globals of a compare run.
 const G_T_FIRST: usize = 8;
 const G_T_LAST: usize = 9;
@@ -135,6 +141,15 @@ pub fn writer_role(a: CompareRole) -> Result<(), String> {
     let ep = Endpoint::from_arg(&a.endpoint)?;
     let mut tx = Sender::open(&ep)?;
     let stop = board.control(board::C_STOP);
+    let ready = board.control(C_READY);
+    let mut backoff = Backoff::new();
+    // Acquire: pairs with the reader's release store once its receiver exists.
+    while ready.load(Ordering::Acquire) == 0 {
+        if stop.load(Ordering::Relaxed) != 0 {
+            return Err("the run ended before the reader was ready".into());
+        }
+        backoff.snooze();
+    }
     let s = a.stream as usize;
     let mut buf = vec![0u8; sizes.max()];
     let mut seq = 0u64;
@@ -164,6 +179,8 @@ pub fn reader_role(a: CompareRole) -> Result<(), String> {
     let board = Board::map(a.board_fd).map_err(|e| format!("board: {e}"))?;
     let ep = Endpoint::from_arg(&a.endpoint)?;
     let mut rx = Receiver::open(&ep)?;
+    // Release: the receiver (a subscriber, for iceoryx2) exists before writers send.
+    board.control(C_READY).store(1, Ordering::Release);
     let mut scratch = vec![0u8; sizes.max().max(64 << 10)];
     let mut recs = vec![[0u64; board::R_FIELDS]; a.writers];
     let mut ends = 0usize;

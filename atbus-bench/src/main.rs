@@ -6,6 +6,7 @@ mod compare;
 mod faults;
 mod futexcheck;
 mod latency;
+mod limit;
 mod payload;
 mod procs;
 mod report;

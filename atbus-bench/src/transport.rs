@@ -1,12 +1,15 @@
-//! The transports `compare` measures: atbus and what a user would use instead (Unix
-//! datagram sockets, a pipe with length-prefix framing, POSIX message queues). Each has a
-//! writer side and a reader side that run in separate processes; the parent sets up the
+//! The transports `compare` measures: atbus; the references it is measured against (the
+//! `limit` ring, iceoryx2); and what a user would use instead (Unix datagram sockets, a
+//! pipe with length-prefix framing, POSIX message queues). Each has a writer side and a
+//! reader side that run in separate processes; the parent sets up the shared memory or
 //! kernel objects and the children inherit descriptors or open names.
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
 
 use atbus::{Backoff, Channel, Error};
+
+use crate::limit::{Ring, RingReader};
 
 /// Largest atomic pipe write (Linux `PIPE_BUF`).
 pub const PIPE_BUF: usize = 4096;
@@ -26,6 +29,8 @@ pub enum Kind {
     /// atbus copying `send`, batched receive: `recv_batch` of up to
     /// [`BATCH`](crate::stress::BATCH) messages.
     AtbusBatch,
+    /// The simplest correct multi-writer shared-memory ring ([`crate::limit`]).
+    Limit,
     UnixDgram,
     Pipe,
     Mq,
@@ -33,10 +38,11 @@ pub enum Kind {
 
 impl Kind {
     /// Every transport, in the order runs alternate.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Atbus,
         Kind::AtbusZeroCopy,
         Kind::AtbusBatch,
+        Kind::Limit,
         Kind::UnixDgram,
         Kind::Pipe,
         Kind::Mq,
@@ -48,6 +54,7 @@ impl Kind {
             Kind::Atbus => "atbus",
             Kind::AtbusZeroCopy => "atbus-zc",
             Kind::AtbusBatch => "atbus-batch",
+            Kind::Limit => "limit",
             Kind::UnixDgram => "unix-dgram",
             Kind::Pipe => "pipe",
             Kind::Mq => "posix-mq",
@@ -61,8 +68,8 @@ impl Kind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown transport {s:?} (atbus, atbus-zc, atbus-batch, unix-dgram, pipe, \
-                     posix-mq)"
+                    "unknown transport {s:?} (atbus, atbus-zc, atbus-batch, limit, unix-dgram, \
+                     pipe, posix-mq)"
                 )
             })
     }
@@ -121,6 +128,8 @@ fn has_cap_sys_resource() -> bool {
 pub enum Endpoint {
     /// An atbus variant and a channel name.
     Atbus(Kind, String),
+    /// The shared-memory object name of a `limit` ring.
+    Limit(String),
     /// A socketpair: (reader fd, writer fd).
     UnixDgram(RawFd, RawFd),
     /// A pipe: (read fd, write fd).
@@ -143,6 +152,12 @@ impl Endpoint {
                 crate::stress::create_channel(&name, channel_size, &atbus::Config::default())
                     .map_err(|e| format!("{e:?}"))?;
                 Ok(Endpoint::Atbus(kind, name))
+            }
+            Kind::Limit => {
+                let name = format!("/atbus-bench-cmp-limit-{}-{tag}", std::process::id());
+                // The parent only creates it; the children map it by name.
+                drop(Ring::create(&name, channel_size, max_size)?);
+                Ok(Endpoint::Limit(name))
             }
             Kind::UnixDgram => {
                 let mut fds = [0; 2];
@@ -197,6 +212,7 @@ impl Endpoint {
     pub fn to_arg(&self) -> String {
         match self {
             Endpoint::Atbus(k, n) => format!("{}:{n}", k.name()),
+            Endpoint::Limit(n) => format!("limit:{n}"),
             Endpoint::UnixDgram(r, w) => format!("unix-dgram:{r}:{w}"),
             Endpoint::Pipe(r, w) => format!("pipe:{r}:{w}"),
             Endpoint::Mq(n, s) => format!("posix-mq:{n}:{s}"),
@@ -215,6 +231,7 @@ impl Endpoint {
             "atbus" | "atbus-zc" | "atbus-batch" => {
                 Endpoint::Atbus(Kind::parse(kind)?, rest.into())
             }
+            "limit" => Endpoint::Limit(rest.into()),
             "unix-dgram" => {
                 let (r, w) = two(rest)?;
                 Endpoint::UnixDgram(r, w)
@@ -237,6 +254,7 @@ impl Endpoint {
             Endpoint::Atbus(_, n) => {
                 let _ = Channel::unlink(n);
             }
+            Endpoint::Limit(n) => Ring::unlink(n),
             Endpoint::UnixDgram(r, w) | Endpoint::Pipe(r, w) => {
                 // SAFETY: closing descriptors the parent created.
                 unsafe {
@@ -297,6 +315,7 @@ fn open_mq(name: &str, flags: i32) -> Result<libc::mqd_t, String> {
 pub enum Sender {
     /// An atbus writer; `true`: zero-copy (`reserve` + `commit`).
     Atbus(atbus::Writer, bool),
+    Limit(Ring),
     Fd(RawFd),
     Pipe(RawFd, Vec<u8>),
     Mq(libc::mqd_t),
@@ -310,6 +329,7 @@ impl Sender {
                 let ch = Channel::open(n).map_err(|e| e.to_string())?;
                 Sender::Atbus(ch.writer(), *k == Kind::AtbusZeroCopy)
             }
+            Endpoint::Limit(n) => Sender::Limit(Ring::open(n)?),
             Endpoint::UnixDgram(r, w) => {
                 // SAFETY: closing the inherited reader end we do not use.
                 unsafe { libc::close(*r) };
@@ -365,6 +385,7 @@ impl Sender {
                     }
                 }
             }
+            Sender::Limit(ring) => ring.send(msg),
             Sender::Fd(fd) => send_datagram(*fd, msg),
             Sender::Pipe(fd, frame) => {
                 frame.clear();
@@ -406,6 +427,8 @@ fn write_all(fd: RawFd, mut data: &[u8]) -> Result<(), String> {
 pub enum Receiver {
     /// An atbus reader and how it receives.
     Atbus(atbus::Reader, Kind),
+    /// The `limit` ring's reader: messages are checked in their slot.
+    Limit(RingReader),
     Fd(RawFd),
     Pipe {
         fd: RawFd,
@@ -424,6 +447,7 @@ impl Receiver {
                 let ch = Channel::open(n).map_err(|e| e.to_string())?;
                 Receiver::Atbus(ch.reader().map_err(|e| e.to_string())?, kind_of(ep))
             }
+            Endpoint::Limit(n) => Receiver::Limit(Ring::open(n)?.reader()),
             Endpoint::UnixDgram(r, w) => {
                 // SAFETY: closing the inherited writer end we do not use.
                 unsafe { libc::close(*w) };
@@ -480,7 +504,8 @@ impl Receiver {
     }
 
     /// Receives the next message and hands it to `f`; returns what `f` returned.
-    /// Waits (spin, yield, sleep for atbus; blocking for kernel transports).
+    /// Waits (spin, yield, sleep for atbus and the shared-memory references; blocking for
+    /// kernel transports).
     #[inline]
     pub fn recv<R>(&mut self, scratch: &mut [u8], f: impl FnOnce(&[u8]) -> R) -> Result<R, String> {
         match self {
@@ -494,6 +519,7 @@ impl Receiver {
                     }
                 }
             }
+            Receiver::Limit(r) => r.recv_with(f),
             Receiver::Fd(fd) => loop {
                 // SAFETY: scratch is a valid buffer; fd is our socket.
                 let n = unsafe { libc::recv(*fd, scratch.as_mut_ptr().cast(), scratch.len(), 0) };
@@ -559,6 +585,7 @@ impl Receiver {
 fn kind_of(ep: &Endpoint) -> Kind {
     match ep {
         Endpoint::Atbus(k, _) => *k,
+        Endpoint::Limit(_) => Kind::Limit,
         Endpoint::UnixDgram(..) => Kind::UnixDgram,
         Endpoint::Pipe(..) => Kind::Pipe,
         Endpoint::Mq(..) => Kind::Mq,
