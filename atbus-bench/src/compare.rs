@@ -1,5 +1,5 @@
-//! `compare`: the same workloads over atbus, the `limit` reference ring, Unix datagram
-//! sockets, a pipe and POSIX message queues, with the same payload checks, alternating
+//! `compare`: the same workloads over atbus, the references (the `limit` ring, iceoryx2),
+//! Unix datagram sockets, a pipe and POSIX message queues, with the same payload checks, alternating
 //! transports for several rounds; plus memcpy bandwidth as the ceiling for large messages.
 
 use std::sync::atomic::Ordering;
@@ -28,7 +28,7 @@ pub struct CompareArgs {
     #[arg(long)]
     pub quick: bool,
     /// Only these transports (comma separated: atbus,atbus-zc,atbus-batch,limit,
-    /// unix-dgram,pipe,posix-mq).
+    /// iceoryx2,unix-dgram,pipe,posix-mq).
     #[arg(long, value_delimiter = ',')]
     pub transports: Vec<String>,
     /// Only these workloads (comma separated, e.g. 1x64,3x8-2K; WRITERSxSIZES).
@@ -71,8 +71,8 @@ pub struct CompareRole {
 /// The header word of the end marker each writer sends last.
 const END: u64 = u64::MAX;
 /// Board control word the reader sets once it can receive: iceoryx2 delivers a sample
-/// only to subscribers that exist when it is sent, so writers wait for it (every
-/// transport, so they all start alike).
+/// only to a subscriber that has connected to the publisher, so writers wait for it
+/// (on every transport, so they all start alike).
 const C_READY: usize = 4;
 /// Board globals of a compare run.
 const G_T_FIRST: usize = 8;
@@ -179,6 +179,8 @@ pub fn reader_role(a: CompareRole) -> Result<(), String> {
     let board = Board::map(a.board_fd).map_err(|e| format!("board: {e}"))?;
     let ep = Endpoint::from_arg(&a.endpoint)?;
     let mut rx = Receiver::open(&ep)?;
+    let stop = board.control(board::C_STOP);
+    rx.prepare(a.writers, || stop.load(Ordering::Relaxed) != 0)?;
     // Release: the receiver (a subscriber, for iceoryx2) exists before writers send.
     board.control(C_READY).store(1, Ordering::Release);
     let mut scratch = vec![0u8; sizes.max().max(64 << 10)];
@@ -261,7 +263,7 @@ struct RunSpec {
 }
 
 fn run_one(kind: Kind, w: &Workload, spec: &RunSpec, tag: &str) -> Result<Sample, String> {
-    let ep = Endpoint::create(kind, tag, w.sizes.max(), spec.channel_size)?;
+    let ep = Endpoint::create(kind, tag, w.writers, w.sizes.max(), spec.channel_size)?;
     let result = run_on(&ep, w, spec);
     ep.destroy();
     result

@@ -5,6 +5,8 @@ mod board;
 mod compare;
 mod faults;
 mod futexcheck;
+#[cfg(feature = "iceoryx2")]
+mod iox;
 mod latency;
 mod limit;
 mod payload;

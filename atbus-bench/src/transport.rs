@@ -31,6 +31,9 @@ pub enum Kind {
     AtbusBatch,
     /// The simplest correct multi-writer shared-memory ring ([`crate::limit`]).
     Limit,
+    /// iceoryx2 publish-subscribe of `[u8]` slices (`crate::iox`; needs the `iceoryx2`
+    /// feature, on by default).
+    Iceoryx2,
     UnixDgram,
     Pipe,
     Mq,
@@ -38,11 +41,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every transport, in the order runs alternate.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Atbus,
         Kind::AtbusZeroCopy,
         Kind::AtbusBatch,
         Kind::Limit,
+        Kind::Iceoryx2,
         Kind::UnixDgram,
         Kind::Pipe,
         Kind::Mq,
@@ -55,6 +59,7 @@ impl Kind {
             Kind::AtbusZeroCopy => "atbus-zc",
             Kind::AtbusBatch => "atbus-batch",
             Kind::Limit => "limit",
+            Kind::Iceoryx2 => "iceoryx2",
             Kind::UnixDgram => "unix-dgram",
             Kind::Pipe => "pipe",
             Kind::Mq => "posix-mq",
@@ -68,8 +73,8 @@ impl Kind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown transport {s:?} (atbus, atbus-zc, atbus-batch, limit, unix-dgram, \
-                     pipe, posix-mq)"
+                    "unknown transport {s:?} (atbus, atbus-zc, atbus-batch, limit, iceoryx2, \
+                     unix-dgram, pipe, posix-mq)"
                 )
             })
     }
@@ -88,6 +93,11 @@ impl Kind {
     /// Why this transport cannot carry a workload, if it cannot.
     pub fn cannot_carry(self, writers: usize, max_size: usize) -> Option<String> {
         match self {
+            Kind::Iceoryx2 if cfg!(not(feature = "iceoryx2")) => Some(
+                "iceoryx2: this atbus-bench was built without its `iceoryx2` feature (on by \
+                 default; build with --features iceoryx2)"
+                    .into(),
+            ),
             Kind::Pipe if writers > 1 && max_size + PIPE_FRAME > PIPE_BUF => Some(format!(
                 "pipe: {max_size} B messages + {PIPE_FRAME} B frame exceed PIPE_BUF ({PIPE_BUF} \
                  B), so writes from several writers may interleave"
@@ -130,6 +140,15 @@ pub enum Endpoint {
     Atbus(Kind, String),
     /// The shared-memory object name of a `limit` ring.
     Limit(String),
+    /// An iceoryx2 service: its name, the largest message, the subscriber's buffer; in
+    /// the parent, the service itself, kept alive for the run.
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2 {
+        name: String,
+        max_size: usize,
+        buffer: usize,
+        _owner: Option<std::sync::Arc<crate::iox::Owner>>,
+    },
     /// A socketpair: (reader fd, writer fd).
     UnixDgram(RawFd, RawFd),
     /// A pipe: (read fd, write fd).
@@ -139,10 +158,12 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// Creates the kernel object (or channel) for `kind`, for messages up to `max_size`.
+    /// Creates the kernel object, channel or service for `kind`, for `writers` writers and
+    /// messages up to `max_size` bytes.
     pub fn create(
         kind: Kind,
         tag: &str,
+        writers: usize,
         max_size: usize,
         channel_size: usize,
     ) -> Result<Endpoint, String> {
@@ -158,6 +179,23 @@ impl Endpoint {
                 // The parent only creates it; the children map it by name.
                 drop(Ring::create(&name, channel_size, max_size)?);
                 Ok(Endpoint::Limit(name))
+            }
+            #[cfg(feature = "iceoryx2")]
+            Kind::Iceoryx2 => {
+                let name = format!("atbus-bench/compare/{}/{tag}", std::process::id());
+                let buffer = crate::iox::buffer_size(writers, max_size, channel_size);
+                let owner = crate::iox::create(&name, writers, buffer)?;
+                Ok(Endpoint::Iceoryx2 {
+                    name,
+                    max_size,
+                    buffer,
+                    _owner: Some(owner),
+                })
+            }
+            #[cfg(not(feature = "iceoryx2"))]
+            Kind::Iceoryx2 => {
+                let _ = writers;
+                Err(Kind::Iceoryx2.cannot_carry(1, max_size).unwrap_or_default())
             }
             Kind::UnixDgram => {
                 let mut fds = [0; 2];
@@ -213,6 +251,13 @@ impl Endpoint {
         match self {
             Endpoint::Atbus(k, n) => format!("{}:{n}", k.name()),
             Endpoint::Limit(n) => format!("limit:{n}"),
+            #[cfg(feature = "iceoryx2")]
+            Endpoint::Iceoryx2 {
+                name,
+                max_size,
+                buffer,
+                ..
+            } => format!("iceoryx2:{max_size}:{buffer}:{name}"),
             Endpoint::UnixDgram(r, w) => format!("unix-dgram:{r}:{w}"),
             Endpoint::Pipe(r, w) => format!("pipe:{r}:{w}"),
             Endpoint::Mq(n, s) => format!("posix-mq:{n}:{s}"),
@@ -232,6 +277,21 @@ impl Endpoint {
                 Endpoint::Atbus(Kind::parse(kind)?, rest.into())
             }
             "limit" => Endpoint::Limit(rest.into()),
+            #[cfg(feature = "iceoryx2")]
+            "iceoryx2" => {
+                let mut parts = rest.splitn(3, ':');
+                let (Some(max_size), Some(buffer), Some(name)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(bad());
+                };
+                Endpoint::Iceoryx2 {
+                    name: name.into(),
+                    max_size: max_size.parse().map_err(|_| bad())?,
+                    buffer: buffer.parse().map_err(|_| bad())?,
+                    _owner: None,
+                }
+            }
             "unix-dgram" => {
                 let (r, w) = two(rest)?;
                 Endpoint::UnixDgram(r, w)
@@ -255,6 +315,9 @@ impl Endpoint {
                 let _ = Channel::unlink(n);
             }
             Endpoint::Limit(n) => Ring::unlink(n),
+            // The service goes when the last handle (the parent's `owner`) is dropped.
+            #[cfg(feature = "iceoryx2")]
+            Endpoint::Iceoryx2 { .. } => {}
             Endpoint::UnixDgram(r, w) | Endpoint::Pipe(r, w) => {
                 // SAFETY: closing descriptors the parent created.
                 unsafe {
@@ -316,6 +379,8 @@ pub enum Sender {
     /// An atbus writer; `true`: zero-copy (`reserve` + `commit`).
     Atbus(atbus::Writer, bool),
     Limit(Ring),
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2(crate::iox::IoxSender),
     Fd(RawFd),
     Pipe(RawFd, Vec<u8>),
     Mq(libc::mqd_t),
@@ -330,6 +395,10 @@ impl Sender {
                 Sender::Atbus(ch.writer(), *k == Kind::AtbusZeroCopy)
             }
             Endpoint::Limit(n) => Sender::Limit(Ring::open(n)?),
+            #[cfg(feature = "iceoryx2")]
+            Endpoint::Iceoryx2 { name, max_size, .. } => {
+                Sender::Iceoryx2(crate::iox::IoxSender::open(name, *max_size)?)
+            }
             Endpoint::UnixDgram(r, w) => {
                 // SAFETY: closing the inherited reader end we do not use.
                 unsafe { libc::close(*r) };
@@ -386,6 +455,8 @@ impl Sender {
                 }
             }
             Sender::Limit(ring) => ring.send(msg),
+            #[cfg(feature = "iceoryx2")]
+            Sender::Iceoryx2(p) => p.send(msg),
             Sender::Fd(fd) => send_datagram(*fd, msg),
             Sender::Pipe(fd, frame) => {
                 frame.clear();
@@ -429,6 +500,9 @@ pub enum Receiver {
     Atbus(atbus::Reader, Kind),
     /// The `limit` ring's reader: messages are checked in their slot.
     Limit(RingReader),
+    /// The iceoryx2 subscriber: samples are checked in shared memory.
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2(crate::iox::IoxReceiver),
     Fd(RawFd),
     Pipe {
         fd: RawFd,
@@ -448,6 +522,10 @@ impl Receiver {
                 Receiver::Atbus(ch.reader().map_err(|e| e.to_string())?, kind_of(ep))
             }
             Endpoint::Limit(n) => Receiver::Limit(Ring::open(n)?.reader()),
+            #[cfg(feature = "iceoryx2")]
+            Endpoint::Iceoryx2 { name, buffer, .. } => {
+                Receiver::Iceoryx2(crate::iox::IoxReceiver::open(name, *buffer)?)
+            }
             Endpoint::UnixDgram(r, w) => {
                 // SAFETY: closing the inherited writer end we do not use.
                 unsafe { libc::close(*w) };
@@ -465,6 +543,19 @@ impl Receiver {
             }
             Endpoint::Mq(n, size) => Receiver::Mq(open_mq(n, libc::O_RDONLY)?, *size),
         })
+    }
+
+    /// Gets ready for `writers` writers before they send (connects iceoryx2's subscriber
+    /// to their publishers; nothing for the others). Gives up when `abort` says so.
+    pub fn prepare(&mut self, writers: usize, abort: impl Fn() -> bool) -> Result<(), String> {
+        match self {
+            #[cfg(feature = "iceoryx2")]
+            Receiver::Iceoryx2(r) => r.connect(writers, abort),
+            _ => {
+                let _ = (writers, abort);
+                Ok(())
+            }
+        }
     }
 
     /// Receives at least one message, handing each to `f`; returns how many. One at a
@@ -520,6 +611,8 @@ impl Receiver {
                 }
             }
             Receiver::Limit(r) => r.recv_with(f),
+            #[cfg(feature = "iceoryx2")]
+            Receiver::Iceoryx2(r) => r.recv_with(f),
             Receiver::Fd(fd) => loop {
                 // SAFETY: scratch is a valid buffer; fd is our socket.
                 let n = unsafe { libc::recv(*fd, scratch.as_mut_ptr().cast(), scratch.len(), 0) };
@@ -586,6 +679,8 @@ fn kind_of(ep: &Endpoint) -> Kind {
     match ep {
         Endpoint::Atbus(k, _) => *k,
         Endpoint::Limit(_) => Kind::Limit,
+        #[cfg(feature = "iceoryx2")]
+        Endpoint::Iceoryx2 { .. } => Kind::Iceoryx2,
         Endpoint::UnixDgram(..) => Kind::UnixDgram,
         Endpoint::Pipe(..) => Kind::Pipe,
         Endpoint::Mq(..) => Kind::Mq,

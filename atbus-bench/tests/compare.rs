@@ -17,11 +17,14 @@ fn quick_compare_checks_every_transport() {
     assert_eq!(out.status.code(), Some(0), "{v:#}\n{stderr}");
     assert_eq!(v["ok"], true, "{v:#}");
     let rows = v["results"].as_array().unwrap();
+    // iceoryx2 is a default feature; a build without it says so in every iceoryx2 row.
+    let iceoryx2 = cfg!(feature = "iceoryx2");
     for (t, at_least) in [
         ("atbus", 8),
         ("atbus-zc", 8),
         ("atbus-batch", 2),
         ("limit", 8),
+        ("iceoryx2", if iceoryx2 { 8 } else { 0 }),
         ("unix-dgram", 4),
         ("pipe", 4),
         ("posix-mq", 4),
@@ -53,12 +56,16 @@ fn quick_compare_checks_every_transport() {
     // atbus and the references carry every workload; skipped ones say why.
     for r in rows {
         let t = r["transport"].as_str().unwrap();
-        if t.starts_with("atbus") || t == "limit" {
+        if t.starts_with("atbus") || t == "limit" || (t == "iceoryx2" && iceoryx2) {
             assert!(r["skipped"].is_null(), "{r:#}");
+        }
+        if t == "iceoryx2" && !iceoryx2 {
+            let why = r["skipped"].as_str().unwrap_or_default();
+            assert!(why.contains("`iceoryx2` feature"), "{r:#}");
         }
         if let Some(why) = r["skipped"].as_str() {
             assert!(
-                why.contains("PIPE_BUF") || why.contains("msgsize_max"),
+                why.contains("PIPE_BUF") || why.contains("msgsize_max") || why.contains("feature"),
                 "{why}"
             );
         }
