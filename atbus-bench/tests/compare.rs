@@ -53,6 +53,45 @@ fn quick_compare_checks_every_transport() {
             .unwrap_or_else(|| panic!("no {variant} ratio at {workload}: {v:#}"));
         assert!(row["ratio_of_medians"].as_f64().unwrap() > 0.0, "{row:#}");
     }
+    // atbus and atbus-zc over each reference, at every workload: ratio of medians in the
+    // table rows, and paired by round in `references`.
+    let references = v["references"].as_array().unwrap();
+    let workloads: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(workloads.len(), 8, "{v:#}");
+    let refs: &[&str] = if iceoryx2 {
+        &["limit", "iceoryx2"]
+    } else {
+        &["limit"]
+    };
+    for workload in &workloads {
+        for t in ["atbus", "atbus-zc"] {
+            let row = rows
+                .iter()
+                .find(|r| r["transport"] == t && r["workload"] == *workload)
+                .unwrap();
+            for reference in refs {
+                let ratio = &row[format!("{reference}_ratio_median")];
+                assert!(ratio.as_f64().unwrap() > 0.0, "{row:#}");
+                let paired = references
+                    .iter()
+                    .find(|r| {
+                        r["transport"] == t
+                            && r["reference"] == *reference
+                            && r["workload"] == *workload
+                    })
+                    .unwrap_or_else(|| panic!("no {t} ÷ {reference} at {workload}: {v:#}"));
+                assert_eq!(paired["ratio_of_medians"], *ratio, "{paired:#}");
+                assert_eq!(paired["ratio_per_round"].as_array().unwrap().len(), 1);
+                assert!(paired["ratio_per_round_median"].as_f64().unwrap() > 0.0);
+            }
+        }
+    }
+    // The summary names the CPU.
+    assert!(!v["cpu_model"].as_str().unwrap().is_empty(), "{v:#}");
+    assert!(!v["cpu_vendor"].as_str().unwrap().is_empty(), "{v:#}");
     // atbus and the references carry every workload; skipped ones say why.
     for r in rows {
         let t = r["transport"].as_str().unwrap();
