@@ -87,8 +87,8 @@ impl Ring {
         };
         // SAFETY: fd is ours; the mapping stays valid after the descriptor is closed.
         unsafe { libc::close(fd) };
-        // Nobody else has the ring yet (the children open it after this returns), so the
-        // orderings here only need to reach them through process creation.
+        // Relaxed: whoever maps the ring reads these only after acquiring the magic, which
+        // is stored last with release (a ring without it is rejected by `open`).
         ring.word(8).store(slot_size as u64, Ordering::Relaxed);
         ring.word(16).store(count as u64, Ordering::Relaxed);
         ring.slot_size = slot_size;
