@@ -1,10 +1,11 @@
-//! `compare`: the same workloads over atbus, Unix datagram sockets, a pipe and POSIX
-//! message queues, with the same payload checks, alternating transports for several
-//! rounds; plus memcpy bandwidth as the ceiling for large messages.
+//! `compare`: the same workloads over atbus, the references (the `limit` ring, iceoryx2),
+//! Unix datagram sockets, a pipe and POSIX message queues, with the same payload checks, alternating
+//! transports for several rounds; plus memcpy bandwidth as the ceiling for large messages.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use atbus::Backoff;
 use serde_json::json;
 
 use crate::board::{self, Board};
@@ -26,7 +27,8 @@ pub struct CompareArgs {
     /// CI mode: one round of 0.2 s runs (checks every transport, measures little).
     #[arg(long)]
     pub quick: bool,
-    /// Only these transports (comma separated: atbus,unix-dgram,pipe,posix-mq).
+    /// Only these transports (comma separated: atbus,atbus-zc,atbus-batch,limit,
+    /// iceoryx2,unix-dgram,pipe,posix-mq).
     #[arg(long, value_delimiter = ',')]
     pub transports: Vec<String>,
     /// Only these workloads (comma separated, e.g. 1x64,3x8-2K; WRITERSxSIZES).
@@ -68,6 +70,10 @@ pub struct CompareRole {
 
 /// The header word of the end marker each writer sends last.
 const END: u64 = u64::MAX;
+/// Board control word the reader sets once it can receive: iceoryx2 delivers a sample
+/// only to a subscriber that has connected to the publisher, so writers wait for it
+/// (on every transport, so they all start alike).
+const C_READY: usize = 4;
 /// Board globals of a compare run.
 const G_T_FIRST: usize = 8;
 const G_T_LAST: usize = 9;
@@ -135,6 +141,15 @@ pub fn writer_role(a: CompareRole) -> Result<(), String> {
     let ep = Endpoint::from_arg(&a.endpoint)?;
     let mut tx = Sender::open(&ep)?;
     let stop = board.control(board::C_STOP);
+    let ready = board.control(C_READY);
+    let mut backoff = Backoff::new();
+    // Acquire: pairs with the reader's release store once its receiver exists.
+    while ready.load(Ordering::Acquire) == 0 {
+        if stop.load(Ordering::Relaxed) != 0 {
+            return Err("the run ended before the reader was ready".into());
+        }
+        backoff.snooze();
+    }
     let s = a.stream as usize;
     let mut buf = vec![0u8; sizes.max()];
     let mut seq = 0u64;
@@ -164,6 +179,10 @@ pub fn reader_role(a: CompareRole) -> Result<(), String> {
     let board = Board::map(a.board_fd).map_err(|e| format!("board: {e}"))?;
     let ep = Endpoint::from_arg(&a.endpoint)?;
     let mut rx = Receiver::open(&ep)?;
+    let stop = board.control(board::C_STOP);
+    rx.prepare(a.writers, || stop.load(Ordering::Relaxed) != 0)?;
+    // Release: the receiver (a subscriber, for iceoryx2) exists before writers send.
+    board.control(C_READY).store(1, Ordering::Release);
     let mut scratch = vec![0u8; sizes.max().max(64 << 10)];
     let mut recs = vec![[0u64; board::R_FIELDS]; a.writers];
     let mut ends = 0usize;
@@ -244,7 +263,7 @@ struct RunSpec {
 }
 
 fn run_one(kind: Kind, w: &Workload, spec: &RunSpec, tag: &str) -> Result<Sample, String> {
-    let ep = Endpoint::create(kind, tag, w.sizes.max(), spec.channel_size)?;
+    let ep = Endpoint::create(kind, tag, w.writers, w.sizes.max(), spec.channel_size)?;
     let result = run_on(&ep, w, spec);
     ep.destroy();
     result
@@ -368,6 +387,98 @@ fn stats(v: &[f64]) -> (f64, f64, f64) {
     (s[0], med, s[n - 1])
 }
 
+/// The CPU this ran on: `model name` from /proc/cpuinfo and the vendor in one word
+/// (`Intel`, `AMD`, or the `vendor_id` as given).
+fn cpu_model() -> (String, String) {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |key: &str| {
+        info.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == key).then(|| v.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
+    let model = field("model name");
+    let vendor = match field("vendor_id").as_str() {
+        "GenuineIntel" => "Intel".to_string(),
+        "AuthenticAMD" | "HygonGenuine" => "AMD".to_string(),
+        "" if model.contains("Intel") => "Intel".to_string(),
+        "" if model.contains("AMD") => "AMD".to_string(),
+        "" => "unknown vendor".to_string(),
+        other => other.to_string(),
+    };
+    let model = if model.is_empty() {
+        "unknown model (no `model name` in /proc/cpuinfo)".to_string()
+    } else {
+        model
+    };
+    (model, vendor)
+}
+
+fn medians(c: &Cell) -> f64 {
+    stats(&c.samples.iter().map(|s| s.msgs_per_s).collect::<Vec<_>>()).1
+}
+
+/// `num ÷ den` per round (the runs of one round are next to each other in time, so the
+/// ratio of a pair sees the same machine load), and the ratio of the medians.
+struct Paired {
+    per_round: Vec<f64>,
+    num_median: f64,
+    den_median: f64,
+}
+
+impl Paired {
+    fn of(num: &Cell, den: &Cell) -> Option<Paired> {
+        let per_round: Vec<f64> = den
+            .samples
+            .iter()
+            .zip(&num.samples)
+            .filter(|(d, _)| d.msgs_per_s > 0.0)
+            .map(|(d, n)| n.msgs_per_s / d.msgs_per_s)
+            .collect();
+        if per_round.is_empty() {
+            return None;
+        }
+        Some(Paired {
+            per_round,
+            num_median: medians(num),
+            den_median: medians(den),
+        })
+    }
+
+    fn ratio_of_medians(&self) -> f64 {
+        self.num_median / self.den_median.max(1e-9)
+    }
+
+    /// `medians A / B msgs/s = Rx; paired by round: min / median / max (n rounds)`.
+    fn describe(&self) -> String {
+        let (lo, med, hi) = stats(&self.per_round);
+        format!(
+            "medians {:.3} M / {:.3} M msgs/s = {:.2}x; paired by round: min {lo:.2}x / \
+             median {med:.2}x / max {hi:.2}x ({} rounds)",
+            self.num_median / 1e6,
+            self.den_median / 1e6,
+            self.ratio_of_medians(),
+            self.per_round.len(),
+        )
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let (lo, med, hi) = stats(&self.per_round);
+        json!({
+            "ratio_of_medians": self.ratio_of_medians(),
+            "ratio_per_round": self.per_round,
+            "ratio_per_round_min": lo,
+            "ratio_per_round_median": med,
+            "ratio_per_round_max": hi,
+        })
+    }
+}
+
+/// The references every atbus figure is divided by.
+const REFERENCES: [Kind; 2] = [Kind::Limit, Kind::Iceoryx2];
+
 /// memcpy bandwidth: 16 KiB pieces from a 16 MiB ring into one buffer (what a reader
 /// does), in GB/s; and the same with both buffers hot in cache. Both buffers are
 /// 64-byte aligned, so glibc's `rep movsb` alignment cliff does not apply.
@@ -463,7 +574,9 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
         }
     }
     let total_runs = cells.iter().filter(|c| c.skipped.is_none()).count() * rounds;
+    let (cpu, vendor) = cpu_model();
     if !args.json {
+        println!("cpu: {cpu} ({vendor}, {} CPUs)", procs::cpu_count());
         println!(
             "atbus-bench compare: {} workloads x {} transports (atbus-zc: reserve/commit + \
              try_recv_in_place; atbus-batch: recv_batch of {}, messages up to 1 KiB), {} rounds of {:.1} s runs \
@@ -525,14 +638,23 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
     use std::fmt::Write as _;
     let _ = writeln!(
         table,
-        "| workload | transport | msgs/s min / median / max | MiB/s median | atbus ÷ this (median) | checks |"
+        "| workload | transport | msgs/s min / median / max | MiB/s median | atbus ÷ this (median) | this ÷ limit (median) | this ÷ iceoryx2 (median) | checks |"
     );
-    let _ = writeln!(table, "|---|---|---|---|---|---|");
+    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|");
     for (wi, w) in workloads.iter().enumerate() {
         let atbus_med = cells
             .iter()
             .find(|c| c.workload == wi && c.kind == Kind::Atbus)
             .map(|c| stats(&c.samples.iter().map(|s| s.msgs_per_s).collect::<Vec<_>>()).1);
+        // The references' medians at this workload (runs that failed have none).
+        let ref_med = |k: Kind| {
+            cells
+                .iter()
+                .find(|c| c.workload == wi && c.kind == k && c.failure.is_none())
+                .filter(|c| !c.samples.is_empty())
+                .map(medians)
+        };
+        let refs = REFERENCES.map(ref_med);
         for c in cells.iter().filter(|c| c.workload == wi) {
             let msgs: Vec<f64> = c.samples.iter().map(|s| s.msgs_per_s).collect();
             let mibs: Vec<f64> = c.samples.iter().map(|s| s.mib_per_s).collect();
@@ -547,6 +669,14 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
                 Some(a) if med > 0.0 && !c.kind.is_atbus() => Some(a / med),
                 _ => None,
             };
+            // This transport's median over each reference's (not on the reference's row).
+            let over_refs: [Option<f64>; 2] = std::array::from_fn(|i| match refs[i] {
+                Some(r) if r > 0.0 && c.kind != REFERENCES[i] && !c.samples.is_empty() => {
+                    Some(med / r)
+                }
+                _ => None,
+            });
+            let fmt_ratio = |r: Option<f64>| r.map_or("—".into(), |r| format!("{r:.2}x"));
             let checks = if let Some(s) = &c.skipped {
                 format!("skipped: {s}")
             } else if let Some(f) = &c.failure {
@@ -559,14 +689,14 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
             if c.skipped.is_some() || c.samples.is_empty() {
                 let _ = writeln!(
                     table,
-                    "| {} | {} | — | — | — | {checks} |",
+                    "| {} | {} | — | — | — | — | — | {checks} |",
                     w.label(),
                     c.kind.name()
                 );
             } else {
                 let _ = writeln!(
                     table,
-                    "| {} | {} | {:.3} M / **{:.3} M** / {:.3} M | {:.0} | {} | {checks} |",
+                    "| {} | {} | {:.3} M / **{:.3} M** / {:.3} M | {:.0} | {} | {} | {} | {checks} |",
                     w.label(),
                     c.kind.name(),
                     lo / 1e6,
@@ -574,6 +704,8 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
                     hi / 1e6,
                     mib_med,
                     ratio.map_or("—".into(), |r| format!("{r:.1}x")),
+                    fmt_ratio(over_refs[0]),
+                    fmt_ratio(over_refs[1]),
                 );
             }
             rows.push(json!({
@@ -589,6 +721,8 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
                 "msgs_per_s_max": hi,
                 "mib_per_s_median": mib_med,
                 "atbus_ratio_median": ratio,
+                "limit_ratio_median": over_refs[0],
+                "iceoryx2_ratio_median": over_refs[1],
                 "delivered": delivered,
                 "errors": errors,
                 "skipped": c.skipped,
@@ -596,62 +730,54 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
             }));
         }
     }
-    // The atbus variants against copying atbus, per round (the runs of one round are
-    // next to each other in time, so the ratio of a pair sees the same machine load).
+    // The atbus variants against copying atbus, and atbus against the references, per
+    // round (the runs of one round are next to each other in time, so the ratio of a pair
+    // sees the same machine load).
     let mut variants = Vec::new();
     let mut variant_rows = Vec::new();
+    let mut references = Vec::new();
+    let mut reference_rows = Vec::new();
     for (wi, w) in workloads.iter().enumerate() {
         let find = |k: Kind| {
             cells
                 .iter()
                 .find(|c| c.workload == wi && c.kind == k && c.failure.is_none())
         };
-        let Some(base) = find(Kind::Atbus) else {
-            continue;
-        };
-        for (kind, what) in [
-            (Kind::AtbusZeroCopy, "zero-copy ÷ copying"),
-            (Kind::AtbusBatch, "batch ÷ single receive"),
-        ] {
-            let Some(v) = find(kind) else { continue };
-            let pairs: Vec<f64> = base
-                .samples
-                .iter()
-                .zip(&v.samples)
-                .filter(|(b, _)| b.msgs_per_s > 0.0)
-                .map(|(b, x)| x.msgs_per_s / b.msgs_per_s)
-                .collect();
-            if pairs.is_empty() {
-                continue;
+        if let Some(base) = find(Kind::Atbus) {
+            for (kind, what) in [
+                (Kind::AtbusZeroCopy, "zero-copy ÷ copying"),
+                (Kind::AtbusBatch, "batch ÷ single receive"),
+            ] {
+                let Some(p) = find(kind).and_then(|v| Paired::of(v, base)) else {
+                    continue;
+                };
+                variants.push(format!("atbus {what}, {}: {}", w.label(), p.describe()));
+                let mut row = p.to_json();
+                row["workload"] = json!(w.label());
+                row["variant"] = json!(kind.name());
+                row["baseline"] = json!(Kind::Atbus.name());
+                variant_rows.push(row);
             }
-            let (lo, med, hi) = stats(&pairs);
-            let (_, bmed, _) = stats(
-                &base
-                    .samples
-                    .iter()
-                    .map(|s| s.msgs_per_s)
-                    .collect::<Vec<_>>(),
-            );
-            let (_, vmed, _) = stats(&v.samples.iter().map(|s| s.msgs_per_s).collect::<Vec<_>>());
-            variants.push(format!(
-                "atbus {what}, {}: medians {:.3} M / {:.3} M msgs/s = {:.2}x; paired by \
-                 round: min {lo:.2}x / median {med:.2}x / max {hi:.2}x ({} rounds)",
-                w.label(),
-                vmed / 1e6,
-                bmed / 1e6,
-                vmed / bmed.max(1e-9),
-                pairs.len(),
-            ));
-            variant_rows.push(json!({
-                "workload": w.label(),
-                "variant": kind.name(),
-                "baseline": Kind::Atbus.name(),
-                "ratio_of_medians": vmed / bmed.max(1e-9),
-                "ratio_per_round": pairs,
-                "ratio_per_round_min": lo,
-                "ratio_per_round_median": med,
-                "ratio_per_round_max": hi,
-            }));
+        }
+        for reference in REFERENCES {
+            let Some(r) = find(reference) else { continue };
+            for kind in [Kind::Atbus, Kind::AtbusZeroCopy] {
+                let Some(p) = find(kind).and_then(|v| Paired::of(v, r)) else {
+                    continue;
+                };
+                references.push(format!(
+                    "{} ÷ {}, {}: {}",
+                    kind.name(),
+                    reference.name(),
+                    w.label(),
+                    p.describe()
+                ));
+                let mut row = p.to_json();
+                row["workload"] = json!(w.label());
+                row["transport"] = json!(kind.name());
+                row["reference"] = json!(reference.name());
+                reference_rows.push(row);
+            }
         }
     }
     // Large messages against memcpy.
@@ -692,14 +818,21 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
                 "memcpy_ring_gb_per_s": ring_gbs,
                 "memcpy_hot_gb_per_s": hot_gbs,
                 "mq_maxmsg": crate::transport::MQ_MAXMSG,
+                "cpu_model": cpu,
+                "cpu_vendor": vendor,
+                "cpus": procs::cpu_count(),
                 "results": rows,
                 "atbus_variants": variant_rows,
+                "references": reference_rows,
                 "large_messages": large,
             })
         );
     } else {
         print!("{table}");
         for l in &variants {
+            println!("{l}");
+        }
+        for l in &references {
             println!("{l}");
         }
         println!(
@@ -710,7 +843,8 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
             println!("{l}");
         }
         println!(
-            "verdict: {}",
+            "cpu: {cpu} ({vendor}, {} CPUs)\nverdict: {}",
+            procs::cpu_count(),
             if interrupted && !bad {
                 "interrupted (the runs that completed passed their checks)"
             } else if bad {

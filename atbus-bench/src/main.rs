@@ -1,11 +1,15 @@
 //! `atbus-bench`: multi-process stress with fault injection, latency, and comparison
-//! with OS transports, for atbus. Run with no subcommand for the default stress run.
+//! with reference and OS transports, for atbus. Run with no subcommand for the default
+//! stress run.
 
 mod board;
 mod compare;
 mod faults;
 mod futexcheck;
+#[cfg(feature = "iceoryx2")]
+mod iox;
 mod latency;
+mod limit;
 mod payload;
 mod procs;
 mod report;
@@ -31,7 +35,8 @@ struct Cli {
 enum Command {
     /// N writer processes and one reader, every byte checked (the default).
     Stress(stress::StressArgs),
-    /// The same workloads over atbus, Unix datagram sockets, a pipe and POSIX queues.
+    /// The same workloads over atbus, the references (a bare shared-memory ring, iceoryx2),
+    /// Unix datagram sockets, a pipe and POSIX queues.
     Compare(compare::CompareArgs),
     /// One-way latency of 64-byte messages at a fixed rate (HDR histogram).
     Latency(latency::LatencyArgs),

@@ -1,12 +1,15 @@
-//! The transports `compare` measures: atbus and what a user would use instead (Unix
-//! datagram sockets, a pipe with length-prefix framing, POSIX message queues). Each has a
-//! writer side and a reader side that run in separate processes; the parent sets up the
+//! The transports `compare` measures: atbus; the references it is measured against (the
+//! `limit` ring, iceoryx2); and what a user would use instead (Unix datagram sockets, a
+//! pipe with length-prefix framing, POSIX message queues). Each has a writer side and a
+//! reader side that run in separate processes; the parent sets up the shared memory or
 //! kernel objects and the children inherit descriptors or open names.
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
 
 use atbus::{Backoff, Channel, Error};
+
+use crate::limit::{Ring, RingReader};
 
 /// Largest atomic pipe write (Linux `PIPE_BUF`).
 pub const PIPE_BUF: usize = 4096;
@@ -26,6 +29,11 @@ pub enum Kind {
     /// atbus copying `send`, batched receive: `recv_batch` of up to
     /// [`BATCH`](crate::stress::BATCH) messages.
     AtbusBatch,
+    /// The simplest correct multi-writer shared-memory ring ([`crate::limit`]).
+    Limit,
+    /// iceoryx2 publish-subscribe of `[u8]` slices (`crate::iox`; needs the `iceoryx2`
+    /// feature, on by default).
+    Iceoryx2,
     UnixDgram,
     Pipe,
     Mq,
@@ -33,10 +41,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every transport, in the order runs alternate.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Atbus,
         Kind::AtbusZeroCopy,
         Kind::AtbusBatch,
+        Kind::Limit,
+        Kind::Iceoryx2,
         Kind::UnixDgram,
         Kind::Pipe,
         Kind::Mq,
@@ -48,6 +58,8 @@ impl Kind {
             Kind::Atbus => "atbus",
             Kind::AtbusZeroCopy => "atbus-zc",
             Kind::AtbusBatch => "atbus-batch",
+            Kind::Limit => "limit",
+            Kind::Iceoryx2 => "iceoryx2",
             Kind::UnixDgram => "unix-dgram",
             Kind::Pipe => "pipe",
             Kind::Mq => "posix-mq",
@@ -61,8 +73,8 @@ impl Kind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown transport {s:?} (atbus, atbus-zc, atbus-batch, unix-dgram, pipe, \
-                     posix-mq)"
+                    "unknown transport {s:?} (atbus, atbus-zc, atbus-batch, limit, iceoryx2, \
+                     unix-dgram, pipe, posix-mq)"
                 )
             })
     }
@@ -81,6 +93,11 @@ impl Kind {
     /// Why this transport cannot carry a workload, if it cannot.
     pub fn cannot_carry(self, writers: usize, max_size: usize) -> Option<String> {
         match self {
+            Kind::Iceoryx2 if cfg!(not(feature = "iceoryx2")) => Some(
+                "iceoryx2: this atbus-bench was built without its `iceoryx2` feature (on by \
+                 default; build with --features iceoryx2)"
+                    .into(),
+            ),
             Kind::Pipe if writers > 1 && max_size + PIPE_FRAME > PIPE_BUF => Some(format!(
                 "pipe: {max_size} B messages + {PIPE_FRAME} B frame exceed PIPE_BUF ({PIPE_BUF} \
                  B), so writes from several writers may interleave"
@@ -121,6 +138,17 @@ fn has_cap_sys_resource() -> bool {
 pub enum Endpoint {
     /// An atbus variant and a channel name.
     Atbus(Kind, String),
+    /// The shared-memory object name of a `limit` ring.
+    Limit(String),
+    /// An iceoryx2 service: its name, the largest message, the subscriber's buffer; in
+    /// the parent, the service itself, kept alive for the run.
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2 {
+        name: String,
+        max_size: usize,
+        buffer: usize,
+        _owner: Option<std::sync::Arc<crate::iox::Owner>>,
+    },
     /// A socketpair: (reader fd, writer fd).
     UnixDgram(RawFd, RawFd),
     /// A pipe: (read fd, write fd).
@@ -130,10 +158,12 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// Creates the kernel object (or channel) for `kind`, for messages up to `max_size`.
+    /// Creates the kernel object, channel or service for `kind`, for `writers` writers and
+    /// messages up to `max_size` bytes.
     pub fn create(
         kind: Kind,
         tag: &str,
+        writers: usize,
         max_size: usize,
         channel_size: usize,
     ) -> Result<Endpoint, String> {
@@ -143,6 +173,29 @@ impl Endpoint {
                 crate::stress::create_channel(&name, channel_size, &atbus::Config::default())
                     .map_err(|e| format!("{e:?}"))?;
                 Ok(Endpoint::Atbus(kind, name))
+            }
+            Kind::Limit => {
+                let name = format!("/atbus-bench-cmp-limit-{}-{tag}", std::process::id());
+                // The parent only creates it; the children map it by name.
+                drop(Ring::create(&name, channel_size, max_size)?);
+                Ok(Endpoint::Limit(name))
+            }
+            #[cfg(feature = "iceoryx2")]
+            Kind::Iceoryx2 => {
+                let name = format!("atbus-bench/compare/{}/{tag}", std::process::id());
+                let buffer = crate::iox::buffer_size(writers, max_size, channel_size);
+                let owner = crate::iox::create(&name, writers, buffer)?;
+                Ok(Endpoint::Iceoryx2 {
+                    name,
+                    max_size,
+                    buffer,
+                    _owner: Some(owner),
+                })
+            }
+            #[cfg(not(feature = "iceoryx2"))]
+            Kind::Iceoryx2 => {
+                let _ = writers;
+                Err(Kind::Iceoryx2.cannot_carry(1, max_size).unwrap_or_default())
             }
             Kind::UnixDgram => {
                 let mut fds = [0; 2];
@@ -197,6 +250,14 @@ impl Endpoint {
     pub fn to_arg(&self) -> String {
         match self {
             Endpoint::Atbus(k, n) => format!("{}:{n}", k.name()),
+            Endpoint::Limit(n) => format!("limit:{n}"),
+            #[cfg(feature = "iceoryx2")]
+            Endpoint::Iceoryx2 {
+                name,
+                max_size,
+                buffer,
+                ..
+            } => format!("iceoryx2:{max_size}:{buffer}:{name}"),
             Endpoint::UnixDgram(r, w) => format!("unix-dgram:{r}:{w}"),
             Endpoint::Pipe(r, w) => format!("pipe:{r}:{w}"),
             Endpoint::Mq(n, s) => format!("posix-mq:{n}:{s}"),
@@ -214,6 +275,22 @@ impl Endpoint {
         Ok(match kind {
             "atbus" | "atbus-zc" | "atbus-batch" => {
                 Endpoint::Atbus(Kind::parse(kind)?, rest.into())
+            }
+            "limit" => Endpoint::Limit(rest.into()),
+            #[cfg(feature = "iceoryx2")]
+            "iceoryx2" => {
+                let mut parts = rest.splitn(3, ':');
+                let (Some(max_size), Some(buffer), Some(name)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(bad());
+                };
+                Endpoint::Iceoryx2 {
+                    name: name.into(),
+                    max_size: max_size.parse().map_err(|_| bad())?,
+                    buffer: buffer.parse().map_err(|_| bad())?,
+                    _owner: None,
+                }
             }
             "unix-dgram" => {
                 let (r, w) = two(rest)?;
@@ -237,6 +314,10 @@ impl Endpoint {
             Endpoint::Atbus(_, n) => {
                 let _ = Channel::unlink(n);
             }
+            Endpoint::Limit(n) => Ring::unlink(n),
+            // The service goes when the last handle (the parent's `owner`) is dropped.
+            #[cfg(feature = "iceoryx2")]
+            Endpoint::Iceoryx2 { .. } => {}
             Endpoint::UnixDgram(r, w) | Endpoint::Pipe(r, w) => {
                 // SAFETY: closing descriptors the parent created.
                 unsafe {
@@ -297,6 +378,9 @@ fn open_mq(name: &str, flags: i32) -> Result<libc::mqd_t, String> {
 pub enum Sender {
     /// An atbus writer; `true`: zero-copy (`reserve` + `commit`).
     Atbus(atbus::Writer, bool),
+    Limit(Ring),
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2(crate::iox::IoxSender),
     Fd(RawFd),
     Pipe(RawFd, Vec<u8>),
     Mq(libc::mqd_t),
@@ -309,6 +393,11 @@ impl Sender {
             Endpoint::Atbus(k, n) => {
                 let ch = Channel::open(n).map_err(|e| e.to_string())?;
                 Sender::Atbus(ch.writer(), *k == Kind::AtbusZeroCopy)
+            }
+            Endpoint::Limit(n) => Sender::Limit(Ring::open(n)?),
+            #[cfg(feature = "iceoryx2")]
+            Endpoint::Iceoryx2 { name, max_size, .. } => {
+                Sender::Iceoryx2(crate::iox::IoxSender::open(name, *max_size)?)
             }
             Endpoint::UnixDgram(r, w) => {
                 // SAFETY: closing the inherited reader end we do not use.
@@ -365,6 +454,9 @@ impl Sender {
                     }
                 }
             }
+            Sender::Limit(ring) => ring.send(msg),
+            #[cfg(feature = "iceoryx2")]
+            Sender::Iceoryx2(p) => p.send(msg),
             Sender::Fd(fd) => send_datagram(*fd, msg),
             Sender::Pipe(fd, frame) => {
                 frame.clear();
@@ -406,6 +498,11 @@ fn write_all(fd: RawFd, mut data: &[u8]) -> Result<(), String> {
 pub enum Receiver {
     /// An atbus reader and how it receives.
     Atbus(atbus::Reader, Kind),
+    /// The `limit` ring's reader: messages are checked in their slot.
+    Limit(RingReader),
+    /// The iceoryx2 subscriber: samples are checked in shared memory.
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2(crate::iox::IoxReceiver),
     Fd(RawFd),
     Pipe {
         fd: RawFd,
@@ -424,6 +521,11 @@ impl Receiver {
                 let ch = Channel::open(n).map_err(|e| e.to_string())?;
                 Receiver::Atbus(ch.reader().map_err(|e| e.to_string())?, kind_of(ep))
             }
+            Endpoint::Limit(n) => Receiver::Limit(Ring::open(n)?.reader()),
+            #[cfg(feature = "iceoryx2")]
+            Endpoint::Iceoryx2 { name, buffer, .. } => {
+                Receiver::Iceoryx2(crate::iox::IoxReceiver::open(name, *buffer)?)
+            }
             Endpoint::UnixDgram(r, w) => {
                 // SAFETY: closing the inherited writer end we do not use.
                 unsafe { libc::close(*w) };
@@ -441,6 +543,19 @@ impl Receiver {
             }
             Endpoint::Mq(n, size) => Receiver::Mq(open_mq(n, libc::O_RDONLY)?, *size),
         })
+    }
+
+    /// Gets ready for `writers` writers before they send (connects iceoryx2's subscriber
+    /// to their publishers; nothing for the others). Gives up when `abort` says so.
+    pub fn prepare(&mut self, writers: usize, abort: impl Fn() -> bool) -> Result<(), String> {
+        match self {
+            #[cfg(feature = "iceoryx2")]
+            Receiver::Iceoryx2(r) => r.connect(writers, abort),
+            _ => {
+                let _ = (writers, abort);
+                Ok(())
+            }
+        }
     }
 
     /// Receives at least one message, handing each to `f`; returns how many. One at a
@@ -480,7 +595,8 @@ impl Receiver {
     }
 
     /// Receives the next message and hands it to `f`; returns what `f` returned.
-    /// Waits (spin, yield, sleep for atbus; blocking for kernel transports).
+    /// Waits (spin, yield, sleep for atbus and the shared-memory references; blocking for
+    /// kernel transports).
     #[inline]
     pub fn recv<R>(&mut self, scratch: &mut [u8], f: impl FnOnce(&[u8]) -> R) -> Result<R, String> {
         match self {
@@ -494,6 +610,9 @@ impl Receiver {
                     }
                 }
             }
+            Receiver::Limit(r) => r.recv_with(f),
+            #[cfg(feature = "iceoryx2")]
+            Receiver::Iceoryx2(r) => r.recv_with(f),
             Receiver::Fd(fd) => loop {
                 // SAFETY: scratch is a valid buffer; fd is our socket.
                 let n = unsafe { libc::recv(*fd, scratch.as_mut_ptr().cast(), scratch.len(), 0) };
@@ -559,6 +678,9 @@ impl Receiver {
 fn kind_of(ep: &Endpoint) -> Kind {
     match ep {
         Endpoint::Atbus(k, _) => *k,
+        Endpoint::Limit(_) => Kind::Limit,
+        #[cfg(feature = "iceoryx2")]
+        Endpoint::Iceoryx2 { .. } => Kind::Iceoryx2,
         Endpoint::UnixDgram(..) => Kind::UnixDgram,
         Endpoint::Pipe(..) => Kind::Pipe,
         Endpoint::Mq(..) => Kind::Mq,

@@ -1,5 +1,6 @@
-//! `compare --quick`: every transport carries the workloads it can, and every message
-//! passes the same payload checks. No speed is asserted.
+//! `compare --quick`: every transport (atbus, the references, the OS transports) carries
+//! the workloads it can, in real writer and reader processes, and every message passes the
+//! same payload checks. No speed is asserted.
 
 use std::process::Command;
 
@@ -16,10 +17,14 @@ fn quick_compare_checks_every_transport() {
     assert_eq!(out.status.code(), Some(0), "{v:#}\n{stderr}");
     assert_eq!(v["ok"], true, "{v:#}");
     let rows = v["results"].as_array().unwrap();
+    // iceoryx2 is a default feature; a build without it says so in every iceoryx2 row.
+    let iceoryx2 = cfg!(feature = "iceoryx2");
     for (t, at_least) in [
         ("atbus", 8),
         ("atbus-zc", 8),
         ("atbus-batch", 2),
+        ("limit", 8),
+        ("iceoryx2", if iceoryx2 { 8 } else { 0 }),
         ("unix-dgram", 4),
         ("pipe", 4),
         ("posix-mq", 4),
@@ -48,14 +53,58 @@ fn quick_compare_checks_every_transport() {
             .unwrap_or_else(|| panic!("no {variant} ratio at {workload}: {v:#}"));
         assert!(row["ratio_of_medians"].as_f64().unwrap() > 0.0, "{row:#}");
     }
-    // atbus carries every workload; skipped ones say why.
+    // atbus and atbus-zc over each reference, at every workload: ratio of medians in the
+    // table rows, and paired by round in `references`.
+    let references = v["references"].as_array().unwrap();
+    let workloads: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(workloads.len(), 8, "{v:#}");
+    let refs: &[&str] = if iceoryx2 {
+        &["limit", "iceoryx2"]
+    } else {
+        &["limit"]
+    };
+    for workload in &workloads {
+        for t in ["atbus", "atbus-zc"] {
+            let row = rows
+                .iter()
+                .find(|r| r["transport"] == t && r["workload"] == *workload)
+                .unwrap();
+            for reference in refs {
+                let ratio = &row[format!("{reference}_ratio_median")];
+                assert!(ratio.as_f64().unwrap() > 0.0, "{row:#}");
+                let paired = references
+                    .iter()
+                    .find(|r| {
+                        r["transport"] == t
+                            && r["reference"] == *reference
+                            && r["workload"] == *workload
+                    })
+                    .unwrap_or_else(|| panic!("no {t} ÷ {reference} at {workload}: {v:#}"));
+                assert_eq!(paired["ratio_of_medians"], *ratio, "{paired:#}");
+                assert_eq!(paired["ratio_per_round"].as_array().unwrap().len(), 1);
+                assert!(paired["ratio_per_round_median"].as_f64().unwrap() > 0.0);
+            }
+        }
+    }
+    // The summary names the CPU.
+    assert!(!v["cpu_model"].as_str().unwrap().is_empty(), "{v:#}");
+    assert!(!v["cpu_vendor"].as_str().unwrap().is_empty(), "{v:#}");
+    // atbus and the references carry every workload; skipped ones say why.
     for r in rows {
-        if r["transport"].as_str().unwrap().starts_with("atbus") {
+        let t = r["transport"].as_str().unwrap();
+        if t.starts_with("atbus") || t == "limit" || (t == "iceoryx2" && iceoryx2) {
             assert!(r["skipped"].is_null(), "{r:#}");
+        }
+        if t == "iceoryx2" && !iceoryx2 {
+            let why = r["skipped"].as_str().unwrap_or_default();
+            assert!(why.contains("`iceoryx2` feature"), "{r:#}");
         }
         if let Some(why) = r["skipped"].as_str() {
             assert!(
-                why.contains("PIPE_BUF") || why.contains("msgsize_max"),
+                why.contains("PIPE_BUF") || why.contains("msgsize_max") || why.contains("feature"),
                 "{why}"
             );
         }
