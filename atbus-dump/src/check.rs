@@ -3,7 +3,7 @@
 //!
 //! A busy channel changes while we look, so each finding is verified before it is
 //! reported:
-//! * an unfinished block (START without WRITTEN, or claimed nodes not flagged yet) is
+//! * an unfinished block (claimed below the write cursor, not published) is
 //!   looked at again after `--settle`; if its heads changed, it was merely in progress;
 //! * a finding the reader moved past during the check is dropped (the reader dealt with
 //!   it, and the nodes may since hold a newer block);
@@ -30,12 +30,13 @@ use crate::{print_json, Outcome};
 #[derive(Serialize, Clone, Copy, PartialEq, Eq, Debug)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
-    /// START without WRITTEN, and the writer named in the block header no longer exists.
+    /// Claimed and not published, and the writer named in the block header no longer
+    /// exists.
     Torn,
-    /// Unfinished and unchanged during the settle time, with no writer to ask: START set
-    /// but no block header yet, or nodes claimed (below the write cursor) never flagged.
+    /// Unfinished and unchanged during the settle time, with no writer to ask: nodes
+    /// claimed (below the write cursor) whose block header is not written.
     Stuck,
-    /// START without WRITTEN and the writer process is alive: not an anomaly.
+    /// Claimed and not published, and the writer process is alive: not an anomaly.
     InProgress,
     /// A block header whose length is impossible (too large, past the end of the ring or
     /// past the write cursor).
@@ -167,10 +168,15 @@ impl Walker<'_> {
         let heads = (0..nodes)
             .map(|k| word(self.view, (index + k) % self.n))
             .collect();
-        let is_block = matches!(
-            self.head(position),
-            Head::Started | Head::Published | Head::Aborted | Head::Padding
-        );
+        // A block's head, or a claimed node whose header this lap's writer wrote.
+        let is_block = match self.head(position) {
+            Head::Published | Head::Aborted | Head::Padding => true,
+            Head::Free => self
+                .view
+                .check_block(index, position)
+                .is_some_and(|r| r != Err(BlockProblem::Sequence)),
+            _ => false,
+        };
         Finding {
             kind,
             position,
@@ -196,7 +202,7 @@ impl Walker<'_> {
     }
 
     /// How many consecutive nodes from `p` (below the write cursor) are claimed but not
-    /// flagged: free and tagged with their own position.
+    /// published: free and tagged with their own position.
     fn unflagged_run(&self, p: u64) -> u64 {
         let mut q = p;
         while q < self.write && self.head(q) == Head::Free {
@@ -215,7 +221,6 @@ impl Walker<'_> {
         match self.head(p) {
             Head::Published => self.published(p, i),
             Head::Aborted => self.aborted(p, i),
-            Head::Started => self.started(p, i),
             Head::Padding => {
                 let nodes = self.n - i;
                 if p + nodes > self.write {
@@ -235,6 +240,11 @@ impl Walker<'_> {
                 self.padding += 1;
                 p + nodes
             }
+            // Claimed (we walk below the write cursor) and not published: a writer at
+            // work, or one that stopped. Its header names it once written.
+            Head::Free if self.view.check_block(i, p) != Some(Err(BlockProblem::Sequence)) => {
+                self.started(p, i)
+            }
             Head::Free => {
                 let run = self.unflagged_run(p);
                 let f = self.finding(
@@ -242,9 +252,9 @@ impl Walker<'_> {
                     p,
                     run,
                     format!(
-                        "{run} node(s) claimed (below the write cursor) but never flagged \
-                         START: the writer is between its claim and its first flag, or died \
-                         there; no block header names it"
+                        "{run} node(s) claimed (below the write cursor) with no block header: \
+                         the writer is between its claim and its header, or died there; no \
+                         block header names it"
                     ),
                 );
                 self.findings.push(f);
@@ -382,27 +392,10 @@ impl Walker<'_> {
         p + nodes
     }
 
+    /// A block claimed and not published whose header its writer has written.
     fn started(&mut self, p: u64, i: u64) -> u64 {
-        let bh = self.view.block_header(i);
-        let header_written = self.view.check_block(i, p) != Some(Err(BlockProblem::Sequence));
-        let Some(bh) = bh.filter(|_| header_written) else {
-            let since = self.nodes_since(p, 1);
-            // START is set, the header is not: the writer stopped right after flagging.
-            let run = 1 + self.unflagged_run(p + 1);
-            let mut f = self.finding(
-                Kind::Stuck,
-                p,
-                run,
-                format!(
-                    "START without WRITTEN and no block header yet (it still holds an older \
-                     block's): the writer stopped or died right after flagging, and is \
-                     unknown; {run} node(s) to the next block; {}",
-                    age(since)
-                ),
-            );
-            f.nodes_since = Some(since);
-            self.findings.push(f);
-            return p + run;
+        let Some(bh) = self.view.block_header(i) else {
+            return p + 1;
         };
         let (nodes, len_problem) = match self.block_nodes(p, i) {
             Ok((_, nodes)) => (nodes, None),
@@ -426,7 +419,7 @@ impl Walker<'_> {
             (
                 Kind::Torn,
                 format!(
-                    "START without WRITTEN; writer pid {} is dead{}; {} bytes in {nodes} \
+                    "claimed, not published; writer pid {} is dead{}; {} bytes in {nodes} \
                      node(s), {}; {skip}",
                     bh.writer_pid,
                     if stat.is_some() {
@@ -451,7 +444,7 @@ impl Walker<'_> {
             (
                 Kind::InProgress,
                 format!(
-                    "START without WRITTEN; writer pid {} is alive, {how}; {} bytes in \
+                    "claimed, not published; writer pid {} is alive, {how}; {} bytes in \
                      {nodes} node(s), {} (timeout {})",
                     bh.writer_pid,
                     bh.len,

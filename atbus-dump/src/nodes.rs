@@ -64,7 +64,6 @@ struct NodeJson {
 fn head_name(head: Option<Head>) -> &'static str {
     match head {
         Some(Head::Free) => "free",
-        Some(Head::Started) => "started",
         Some(Head::Published) => "published",
         Some(Head::Aborted) => "aborted",
         Some(Head::Padding) => "padding",
@@ -89,7 +88,7 @@ fn hex(bytes: &[u8]) -> String {
 /// is not a block head (as the reader classifies it).
 fn free_note(head: Option<Head>) -> Option<&'static str> {
     match head? {
-        Head::Free => Some("(claimed, not flagged yet)"),
+        Head::Free => Some("(claimed: being written, or its writer stopped)"),
         Head::Consumed => Some("(consumed, not yet released)"),
         Head::Other => Some("(inside a block: payload)"),
         _ => None,

@@ -525,8 +525,7 @@ fn check_tells_a_stalled_writer_in_progress_from_a_dead_one_torn() {
 
     let nodes = stdout(&dump(&["nodes", &ch.name, "--from", "1", "--count", "1"]));
     assert!(
-        nodes
-            .contains("node 1 seq=1 start=yes written=no padding=no data=01000000000000012c010000"),
+        nodes.contains("node 1 free next=1 data=01000000000000102c010000"),
         "{nodes}"
     );
 
@@ -545,7 +544,7 @@ fn check_tells_a_stalled_writer_in_progress_from_a_dead_one_torn() {
     let text = stdout(&dump(&["check", &ch.name]));
     assert!(
         text.contains(&format!(
-            "ANOMALY torn block at position 1 (node 1) seq 1: START without WRITTEN; writer \
+            "ANOMALY torn block at position 1 (node 1) seq 1: claimed, not published; writer \
              pid {pid} is dead"
         )),
         "{text}"

@@ -359,7 +359,7 @@ const _: () = {
 
 /// The 32 bytes at the start of every node. In a block's first node: the head, then the
 /// block header proper, which the claiming writer fills with atomic stores (`seq` last,
-/// release) after its START compare-exchange; the reader reads it with atomic loads.
+/// release) right after its claim; the reader reads it with atomic loads.
 /// In a block's other nodes these bytes are payload. Untrusted: every field is checked
 /// before use.
 #[repr(C)]
@@ -395,7 +395,7 @@ pub fn sealed_crc(payload_crc: u32, seq: u64) -> u32 {
 
 /// Mask of the 56-bit tag in a node head word.
 pub const TAG_MASK: u64 = (1 << 56) - 1;
-/// Node-head flag: first node of a block (set when the writer starts writing it).
+/// Node-head flag: first node of a block (set with WRITTEN when the block is published).
 pub const FLAG_START: u8 = 0x01;
 /// Node-head flag: the block's bytes are all in (set last, with release ordering).
 pub const FLAG_WRITTEN: u8 = 0x02;
@@ -414,8 +414,8 @@ pub const FLAG_FREE: u8 = 0x10;
 ///   Tagging free nodes with their position means a writer that was skipped as stalled
 ///   cannot later mark a node it no longer owns: its compare-exchange expects the old
 ///   position and fails.
-/// * `START` (with or without `WRITTEN`, or with `WRITTEN | ABORTED`), or
-///   `PADDING | WRITTEN`: `tag` is the block's position, which is also its sequence.
+/// * `START | WRITTEN` (or with `ABORTED`), or `PADDING | WRITTEN`: `tag` is the block's
+///   position, which is also its sequence.
 ///
 /// What a word means for a given position is decided in one place: [`classify`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -446,11 +446,10 @@ impl NodeState {
 /// a head, used by the reader, [`crate::Inspector`] and the dump tool alike.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Head {
-    /// `free(pos)`: nobody has claimed `pos` — or a writer claimed it and has not yet set
-    /// START (the claim-then-flag window; the write cursor tells which).
+    /// `free(pos)`: nobody has claimed `pos` — or a writer claimed it and is writing its
+    /// block (the write cursor tells which; the block header's sequence tells whether
+    /// the writer got as far as its header).
     Free,
-    /// `START` at `pos`: a writer is writing its block.
-    Started,
     /// `START | WRITTEN` at `pos`: a published block.
     Published,
     /// `START | WRITTEN | ABORTED` at `pos`: a reservation dropped without commit.
@@ -474,8 +473,6 @@ pub fn classify(word: u64, pos: u64, node_count: u64) -> Head {
         Head::Published
     } else if word == at(FLAG_FREE) {
         Head::Free
-    } else if word == at(FLAG_START) {
-        Head::Started
     } else if word == at(FLAG_PADDING | FLAG_WRITTEN) {
         Head::Padding
     } else if word == at(FLAG_START | FLAG_WRITTEN | FLAG_ABORTED) {
@@ -717,7 +714,8 @@ mod tests {
         for pos in [0u64, 1, 15, 16, 1 << 40, TAG_MASK, TAG_MASK + 5] {
             let at = |f| NodeState::block(f, pos).0;
             assert_eq!(classify(at(FLAG_FREE), pos, n), Head::Free);
-            assert_eq!(classify(at(FLAG_START), pos, n), Head::Started);
+            // START alone is no state of layout version 2.
+            assert_eq!(classify(at(FLAG_START), pos, n), Head::Other);
             assert_eq!(
                 classify(at(FLAG_START | FLAG_WRITTEN), pos, n),
                 Head::Published

@@ -4,13 +4,13 @@
 //! # States of a node head (see [`NodeState`] and [`classify`])
 //!
 //! ```text
-//!            writer CAS                  writer CAS (release)
-//!  free(p) ───────────────▶ START|p ─────────────────────▶ START|WRITTEN|p
-//!     ▲                         │                                   │
-//!     │  reader, after timeout  │                                   │ reader consumes
-//!     └──── CAS to free(p+N) ◀──┘                                   │ (store)
-//!                                                                   ▼
-//!                                                              free(p+N)
+//!                 writer CAS (publish, release)
+//!  free(p) ──────────────────────────────────────▶ START|WRITTEN|p
+//!     │                                                   │
+//!     │ reader, after the timeout                         │ reader consumes
+//!     │ (claimed, not published): CAS                     │ (store)
+//!     ▼                                                   ▼
+//!  free(p+N)                                          free(p+N)
 //! ```
 //!
 //! `p` is the absolute position, `N` the node count. A block's position is also its
@@ -19,18 +19,25 @@
 //! position it is valid for — a word left by an earlier lap never reads as this lap's.
 //!
 //! The head is the first word of a block's first node, on the cache line that carries
-//! the block header and the payload's first bytes: START, publish and free touch a line
-//! the message moves between the cores anyway. Every node's first word is a head while
-//! the node is free (any node may start the next lap's block); inside a block it is
-//! payload, and the reader writes `free` over it when it consumes the block. Every transition out of a state
-//! that two parties may race on (a writer finishing, the reader giving up on it) is a
-//! compare-exchange, so exactly one of them wins: either the reader sees WRITTEN and
-//! delivers, or the writer's publish fails and it reports [`Error::Abandoned`]. A writer
-//! never reports success for a message the reader skipped.
+//! the block header and the payload's first bytes: publish and free touch a line the
+//! message moves between the cores anyway. Every node's first word is a head while the
+//! node is free (any node may start the next lap's block); inside a block it is payload,
+//! and the reader writes `free` over it when it consumes the block.
+//!
+//! A writer owns the nodes it claimed with the write-cursor CAS; it writes the block
+//! header and payload with plain stores and publishes with one compare-exchange from
+//! `free(p)`. The only other party that may change that word is the reader giving up
+//! on a block claimed for longer than the timeout, also with a compare-exchange from
+//! `free(p)`: exactly one of them wins. Either the reader sees WRITTEN and delivers, or
+//! the writer's publish fails and it reports [`Error::Abandoned`]. A writer never reports
+//! success for a message the reader skipped. (Layout version 1 also marked a block START
+//! with a compare-exchange before writing it: a second locked instruction per message,
+//! on a line the reader polls. The writer's looks at its head, below, and the publish
+//! CAS give the same guarantees without it.)
 //!
 //! # Torn blocks
-//! A claimed node that is not yet START (the claim-then-flag window), or START but not
-//! WRITTEN, is "writer still writing": the reader returns `Empty`. When it first sees
+//! A claimed node not yet published is "writer still writing": the reader returns
+//! `Empty`. When it first sees
 //! such a node at position `p` it notes the time `T0` and the write cursor `W0`: every
 //! position below `W0` was claimed before `T0`. Once `T0 + timeout` passes, every
 //! not-written node below `W0` has been claimed for longer than the timeout, so the
@@ -84,8 +91,8 @@ pub(crate) fn max_payload(seg: &Segment) -> usize {
 pub enum Step {
     /// The write cursor has moved; no flag is set yet.
     AfterClaim,
-    /// The first node is START; the block header and payload are not written.
-    AfterStart,
+    /// The block header (length, pid, sequence) is written; the payload is not.
+    AfterHeader,
     /// Half the payload is written and the writer has checked its block is still its own
     /// (stopped here, it resumes straight into copying the second half).
     MidPayload,
@@ -130,8 +137,8 @@ macro_rules! fault_point {
 // ---------------------------------------------------------------------------------------
 // Writers: claim, write, publish.
 
-/// A claimed block whose first node is START: the writer owns its payload bytes until
-/// it publishes or aborts.
+/// A claimed block: the writer owns its bytes until it publishes or aborts (or stalls
+/// past the timeout).
 #[derive(Debug)]
 pub(crate) struct Claimed {
     index: u64,
@@ -157,12 +164,12 @@ impl Claimed {
         self.len
     }
 
-    /// `Abandoned` if the reader has skipped this block (its head is no longer our
-    /// START): the nodes may already belong to another writer.
+    /// `Abandoned` if the reader has skipped this block (its head no longer reads
+    /// `free` at our position): the nodes may already belong to another writer.
     fn check_still_ours(&self, seg: &Segment) -> Result<()> {
         // Relaxed: a hint only; the publish CAS is what decides.
         let head = seg.head(self.index).load(Ordering::Relaxed);
-        if head != NodeState::block(FLAG_START, self.seq).0 {
+        if head != NodeState::free(self.seq).0 {
             return Err(abandoned(seg.header().writer_counters(self.pid), self.seq));
         }
         Ok(())
@@ -177,7 +184,7 @@ const SPLIT_FROM: usize = 1024;
 pub(crate) fn send(seg: &Segment, cached_read: &AtomicU64, pid: u32, data: &[u8]) -> Result<()> {
     check_len(seg, data.len())?;
     let block = claim_block(seg, cached_read, pid, data.len())?;
-    // We own the block's bytes: our START CAS succeeded, so no other writer of this lap
+    // We own the block's bytes: our claim CAS succeeded, so no other writer of this lap
     // writes them and the reader reads them only after WRITTEN — unless we stall past the
     // timeout and the reader gives up on us. claim_block looked before the header; a
     // payload of SPLIT_FROM bytes or more goes in two halves with another look between
@@ -220,9 +227,8 @@ pub(crate) fn check_len(seg: &Segment, len: usize) -> Result<()> {
     Ok(())
 }
 
-/// Claims a block for `len` payload bytes, marks it START and writes what the reader
-/// needs to skip it should we die (length, pid). The crc and sequence are written at
-/// publish.
+/// Claims a block for `len` payload bytes and writes what the reader needs to skip it
+/// should we die (length, pid, sequence). The crc is written at publish.
 #[inline]
 pub(crate) fn claim_block(
     seg: &Segment,
@@ -258,33 +264,15 @@ pub(crate) fn claim_block(
     }
     fault_point!(AfterClaim);
 
-    // START first, so a stalled writer that the reader skipped can never mark these
-    // nodes again (the CAS expects the free state tagged with our position).
     let index = geo.index(pos);
-    let started = NodeState::block(FLAG_START, seq);
-    // Relaxed: START tells the reader only "claimed and in progress"; the bytes are
-    // published by the release CAS in `publish`.
-    if seg
-        .head(index)
-        .compare_exchange(
-            NodeState::free(pos).0,
-            started.0,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        )
-        .is_err()
-    {
-        return Err(abandoned(counters, seq));
-    }
-    fault_point!(AfterStart);
     let block = Claimed {
         index,
         seq,
         len,
         pid,
     };
-    // Still ours? A writer stalled past the timeout stops here rather than writing a
-    // header into nodes the reader has handed to someone else.
+    // Still ours? A writer stalled past the timeout between its claim and here stops
+    // rather than writing a header into nodes the reader has handed to someone else.
     block.check_still_ours(seg)?;
     let bh = seg.block_header(index);
     bh.len.store(len as u32, Ordering::Relaxed);
@@ -292,6 +280,7 @@ pub(crate) fn claim_block(
     // Release: a reader that reads this seq (acquire) also sees len and writer_pid, and
     // can skip the block at once if we die. (A plain store on x86: no fence.)
     bh.seq.store(seq, Ordering::Release);
+    fault_point!(AfterHeader);
     Ok(block)
 }
 
@@ -314,7 +303,7 @@ pub(crate) fn publish(seg: &Segment, block: &Claimed, crc: u32, aborted: bool) -
     if seg
         .head(block.index)
         .compare_exchange(
-            NodeState::block(FLAG_START, block.seq).0,
+            NodeState::free(block.seq).0,
             NodeState::block(flags, block.seq).0,
             Ordering::SeqCst,
             Ordering::Relaxed,
@@ -412,7 +401,8 @@ fn claim(
 // The reader: check, skip, consume, release.
 
 /// How often (in empty polls) the reader looks at the write cursor when the next node is
-/// free, to notice a writer stuck between its claim and its START flag.
+/// free, to notice a block claimed and not yet published (the reader then starts
+/// timing it).
 const CURSOR_CHECK_EVERY: u32 = 64;
 /// Nodes after a block the reader asks the CPU to load while it copies the block.
 const PREFETCH_NODES: u64 = 8;
@@ -607,16 +597,16 @@ impl ReadState {
             match &mut self.wait {
                 Some(wait) if pos < wait.horizon => {
                     if t.saturating_duration_since(wait.since) >= timeout {
-                        self.skip_torn(seg, pos, state, head, Skip::Timeout);
+                        self.skip_torn(seg, pos, state, Skip::Timeout);
                         continue;
                     }
                     if seg.settings().detect_dead_writers
-                        && head == Head::Started
+                        && head == Head::Free
                         && t >= wait.next_liveness
                     {
                         wait.next_liveness = t + LIVENESS_EVERY;
                         if let Some(nodes) = self.dead_writer_nodes(seg, pos, index, w) {
-                            self.skip_torn(seg, pos, state, head, Skip::DeadWriter);
+                            self.skip_torn(seg, pos, state, Skip::DeadWriter);
                             // Only if the first node was ours to skip (its CAS held).
                             if nodes > 1 && self.pos == pos + 1 {
                                 self.skip_nodes(seg, pos + 1, nodes - 1, None, true);
@@ -702,9 +692,9 @@ impl ReadState {
         Some(nodes.unwrap_or(1))
     }
 
-    /// Skips one unwritten node at `pos` whose first word reads `state` (classified as
-    /// `head`), counting a torn block when the node starts one.
-    fn skip_torn(&mut self, seg: &Segment, pos: u64, state: NodeState, head: Head, why: Skip) {
+    /// Skips one unwritten node at `pos` whose first word reads `state`, counting a torn
+    /// block when the node starts one.
+    fn skip_torn(&mut self, seg: &Segment, pos: u64, state: NodeState, why: Skip) {
         let rc = &seg.header().reader_counters;
         let count = seg.geometry().node_count;
         // AcqRel/Acquire: if the writer won the race and published, we must see its bytes
@@ -721,7 +711,15 @@ impl ReadState {
         {
             return; // the node changed under us: look again
         }
-        let starts_block = head == Head::Started || self.skipped_to != Some(pos);
+        // A node whose header this lap's writer wrote starts a block; so does the first
+        // node skipped after a delivery.
+        let header_ours = seg
+            .block_header(seg.geometry().index(pos))
+            .seq
+            .load(Ordering::Relaxed)
+            & layout::TAG_MASK
+            == pos & layout::TAG_MASK;
+        let starts_block = header_ours || self.skipped_to != Some(pos);
         if starts_block {
             match why {
                 Skip::Timeout => bump(&rc.timeout_blocks, 1),
@@ -760,7 +758,7 @@ impl ReadState {
                     let word = head.load(Ordering::Relaxed);
                     let starts_block = matches!(
                         classify(word, q, count),
-                        Head::Started | Head::Published | Head::Aborted | Head::Padding
+                        Head::Published | Head::Aborted | Head::Padding
                     );
                     if starts_block {
                         break;

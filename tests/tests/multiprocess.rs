@@ -100,8 +100,8 @@ fn writer_stalled_after_claim_before_start_is_skipped_after_the_timeout() {
 }
 
 #[test]
-fn writer_stalled_after_start_is_skipped_after_the_timeout() {
-    stalled_writer_is_skipped_after_the_timeout("after-start");
+fn writer_stalled_after_its_header_is_skipped_after_the_timeout() {
+    stalled_writer_is_skipped_after_the_timeout("after-header");
 }
 
 #[test]
@@ -205,9 +205,9 @@ fn stalled_writer_resuming_mid_copy_into_reused_nodes_cannot_get_bytes_delivered
 
 #[test]
 fn stalled_writer_resuming_before_its_copy_leaves_reused_nodes_alone() {
-    // Stopped before copying, it looks at its block first, finds it skipped, and writes
-    // nothing: the victim is delivered whole.
-    let s = stalled_writer_resumes_into_reused_nodes("after-start");
+    // Stopped right after its claim, it looks at its block before writing anything,
+    // finds it skipped, and writes nothing: the victim is delivered whole.
+    let s = stalled_writer_resumes_into_reused_nodes("after-claim");
     assert_eq!((s.crc_failures, s.bad_blocks), (0, 0), "{s:?}");
 }
 

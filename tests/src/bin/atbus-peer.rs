@@ -7,7 +7,7 @@
 //! * `reader NAME TOTAL`: receives TOTAL messages, checking every byte and each writer's
 //!   order; prints `delivered=N` and exits 0, or prints the first fault and exits 1.
 //! * `stall-writer NAME STEP LEN`: sends one message of LEN bytes and stops itself with
-//!   SIGSTOP at STEP (after-claim, after-start, mid-payload, before-publish). Exits 0 if
+//!   SIGSTOP at STEP (after-claim, after-header, mid-payload, before-publish). Exits 0 if
 //!   the send succeeded after it was continued, 3 if it was abandoned.
 //! * `hold-reader NAME COUNT`: takes the reader role, receives COUNT messages (printing
 //!   `got=ID:SEQ` for each), prints `holding`, then for each stdin line `recv` receives
@@ -116,7 +116,7 @@ fn stop_here(step: Step) {
 fn stall_writer(channel: &Channel, step: &str, len: usize) {
     let step = match step {
         "after-claim" => Step::AfterClaim,
-        "after-start" => Step::AfterStart,
+        "after-header" => Step::AfterHeader,
         "mid-payload" => Step::MidPayload,
         "before-publish" => Step::BeforePublish,
         other => fail(&format!("unknown step {other}")),
