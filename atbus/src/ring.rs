@@ -563,9 +563,11 @@ impl ReadState {
                     self.pos += 1;
                     continue;
                 }
-                Head::Free if !waiting => {
-                    // Empty, or claimed and not yet started: look at the write cursor
-                    // only every so often to tell which.
+                // Empty, or claimed and not yet published. A block whose writer has
+                // written its header (the sequence there is this position; same line as
+                // the head) is being written: time it now. Otherwise look at the write
+                // cursor only every so often to tell empty from claimed.
+                Head::Free if !waiting && !self.header_written(seg, pos, index) => {
                     self.idle_polls = self.idle_polls.wrapping_add(1);
                     if !self.idle_polls.is_multiple_of(CURSOR_CHECK_EVERY) {
                         self.release(seg);
@@ -652,6 +654,14 @@ impl ReadState {
         })
     }
 
+    /// Whether the block header at node `index` is the one the writer of position `pos`
+    /// writes right after its claim (its sequence is `pos`).
+    fn header_written(&self, seg: &Segment, pos: u64, index: u64) -> bool {
+        // Relaxed: a hint that starts the timing of a torn block; nothing is read on it.
+        let seq = seg.block_header(index).seq.load(Ordering::Relaxed);
+        seq & layout::TAG_MASK == pos & layout::TAG_MASK
+    }
+
     /// Whether writers have claimed position `pos`. Only claimed nodes are skipped or
     /// taken over, so no head, however forged, moves the reader past the write cursor
     /// (writers would then find the ring full, or claim positions the reader passed).
@@ -713,13 +723,8 @@ impl ReadState {
         }
         // A node whose header this lap's writer wrote starts a block; so does the first
         // node skipped after a delivery.
-        let header_ours = seg
-            .block_header(seg.geometry().index(pos))
-            .seq
-            .load(Ordering::Relaxed)
-            & layout::TAG_MASK
-            == pos & layout::TAG_MASK;
-        let starts_block = header_ours || self.skipped_to != Some(pos);
+        let index = seg.geometry().index(pos);
+        let starts_block = self.header_written(seg, pos, index) || self.skipped_to != Some(pos);
         if starts_block {
             match why {
                 Skip::Timeout => bump(&rc.timeout_blocks, 1),

@@ -8,7 +8,7 @@
 //! RUSTFLAGS="--cfg loom" cargo test --release -p atbus --test loom
 //! ```
 //!
-//! `LOOM_MAX_PREEMPTIONS` (default 2 here) widens the search.
+//! `LOOM_MAX_PREEMPTIONS` (default 3 here) widens or narrows the search.
 //!
 //! Every scenario checks, in every interleaving: each delivered message is byte for byte
 //! one a writer sent (never torn or mixed); per-writer order; a message is missing only
@@ -28,7 +28,7 @@ const LONG: Duration = Duration::from_secs(3600);
 fn builder() -> loom::model::Builder {
     let mut b = loom::model::Builder::new();
     if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(2);
+        b.preemption_bound = Some(3);
     }
     // Every atomic access is a branch: the reader's idle polls (a claimed but unstarted
     // node is noticed every 64th) and reading the 16 writer counter slots add up.
