@@ -136,7 +136,7 @@ pub fn fast_path(a: FastPathArgs) -> Result<i32, Fail> {
         let mut full = 0u64;
         for _ in 0..a.messages {
             loop {
-                match writer.send(&msg) {
+                match writer.try_send(&msg) {
                     Ok(()) => break,
                     // Spin, not Backoff: a yield or sleep would be a system call.
                     Err(Error::Full) => {
@@ -201,7 +201,7 @@ pub fn drain(a: DrainArgs) -> Result<i32, Fail> {
         for _ in 0..a.rounds {
             for (m, mode) in modes.iter().enumerate() {
                 let mut n = 0u64;
-                while writer.send(&msg).is_ok() {
+                while writer.try_send(&msg).is_ok() {
                     n += 1;
                 }
                 let mut got = 0u64;

@@ -112,7 +112,7 @@ impl Tx {
     fn send(&self, msg: &[u8]) -> Result<(), String> {
         match self {
             Tx::Atbus(w) => loop {
-                match w.send(msg) {
+                match w.try_send(msg) {
                     Ok(()) => return Ok(()),
                     Err(Error::Full) => std::hint::spin_loop(),
                     Err(e) => return Err(e.to_string()),
@@ -592,7 +592,7 @@ pub fn hot_loop(a: HotLoopArgs) -> Result<i32, Fail> {
     let dst = &mut dst_mem[dof..dof + a.size];
     let t0 = std::time::Instant::now();
     for _ in 0..a.count {
-        w.send(src).map_err(|e| Fail::Run(e.to_string()))?;
+        w.try_send(src).map_err(|e| Fail::Run(e.to_string()))?;
         r.try_recv(dst).map_err(|e| Fail::Run(e.to_string()))?;
     }
     let dt = t0.elapsed();

@@ -198,7 +198,7 @@ pub fn writer_role(a: WriterRole) -> Result<(), String> {
                     slot.commit()
                 })
             } else {
-                writer.send(msg)
+                writer.try_send(msg)
             };
             match sent {
                 Ok(()) => {

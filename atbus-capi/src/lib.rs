@@ -7,4 +7,4 @@ pub use atbus::ffi::*;
 /// Keeps every `atbus_*` entry point in the libraries: the symbols live in the `atbus`
 /// rlib, and a cdylib links only the objects of its dependencies that it references.
 #[used]
-static KEEP_ENTRY_POINTS: fn() -> [*const (); 14] = atbus::ffi::entry_points;
+static KEEP_ENTRY_POINTS: fn() -> [*const (); 16] = atbus::ffi::entry_points;

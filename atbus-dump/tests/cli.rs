@@ -454,7 +454,7 @@ fn stall_writer_child_role() {
     }
     atbus::set_fault_hook(stop_mid_payload);
     let writer = atbus::Channel::open(&name).unwrap().writer();
-    let _ = writer.send(&[0x5a; 300]);
+    let _ = writer.try_send(&[0x5a; 300]);
 }
 
 /// Starts a writer process that stops itself mid-send; returns when it is stopped.

@@ -26,7 +26,8 @@ use crate::{Channel, Config, Error, Reader, Stats, Writer};
 
 /// Success.
 pub const ATBUS_OK: i32 = 0;
-/// No message is ready now (`atbus_recv`). Not a failure: call again later.
+/// No message is ready now (`atbus_recv`). Not a failure: call again later, or arm the
+/// reader (`atbus_reader_arm`) and wait on `atbus_reader_fd`.
 pub const ATBUS_ERR_EMPTY: i32 = -1;
 /// The ring has no room for the message now; nothing was written. Retry later, or use
 /// `atbus_send_timeout`.
@@ -566,13 +567,14 @@ pub unsafe extern "C" fn atbus_send(
         let h = unsafe { handle(channel) }?;
         // SAFETY: the caller promises `data` is readable for `len` bytes.
         let message = unsafe { message_arg(h, data, len) }?;
-        h.writer.send(message)?;
+        h.writer.try_send(message)?;
         Ok(())
     })
 }
 
-/// Like `atbus_send`, but while the ring is full retries for up to `timeout_ms`
-/// milliseconds (spinning briefly, then yielding, then sleeping). Returns
+/// Like `atbus_send`, but while the ring is full waits up to `timeout_ms` milliseconds
+/// for the reader to free space (polling briefly, then sleeping on a futex in the channel
+/// that the reader signals when it frees space). Returns
 /// `ATBUS_ERR_TIMEOUT` if it stayed full, otherwise as `atbus_send`.
 ///
 /// # Safety
@@ -729,6 +731,83 @@ unsafe fn recv(
     }
 }
 
+/// The reader's readiness fd, for an event loop (epoll, poll, select, libuv's `uv_poll`):
+/// it becomes readable (POLLIN) when this handle's reader is armed with
+/// `atbus_reader_arm` and a writer publishes, or when a block whose writer may have died
+/// needs another look. Takes the reader role if this handle does not hold it yet.
+///
+/// The fd belongs to the handle: do not close it. It stays the same until
+/// `atbus_release_reader` or `atbus_close` (after which remove it from your event loop).
+/// The first call binds the channel's doorbell socket next to the segment
+/// (`/dev/shm/NAME.bell` for `/NAME`), with the segment's permissions.
+///
+/// Returns the fd (>= 0), or a negative `ATBUS_ERR_*` code: `ATBUS_ERR_READER_BUSY`
+/// (another live process or handle holds the role), `ATBUS_ERR_INVALID_ARGUMENT` (NULL
+/// handle, or a channel name too long for a socket path: over about 90 bytes),
+/// `ATBUS_ERR_PERMISSION` or `ATBUS_ERR_IO` (the socket could not be bound; see
+/// `atbus_last_error`).
+///
+/// # Safety
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_reader_fd(channel: *mut atbus_channel) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut fd = -1;
+    let code = entry(|| {
+        // SAFETY: the caller promises NULL or a live handle.
+        let h = unsafe { handle(channel) }?;
+        let mut slot = lock_reader(h);
+        let reader = match &mut *slot {
+            Some(reader) => reader,
+            empty => empty.insert(h.channel.reader()?),
+        };
+        fd = reader.readiness_fd()?.as_raw_fd();
+        Ok(())
+    });
+    if code == ATBUS_OK {
+        fd
+    } else {
+        code
+    }
+}
+
+/// Arms the reader before the event loop waits on `atbus_reader_fd`: tells writers the
+/// reader is going to sleep, then looks once more. Takes the reader role if this handle
+/// does not hold it yet.
+///
+/// Returns:
+/// * 0: armed; nothing is ready and it is safe to wait for POLLIN on the fd;
+/// * 1: a message is ready: call `atbus_recv` (the reader is not armed);
+/// * a negative `ATBUS_ERR_*` code, as `atbus_reader_fd`.
+///
+/// No wake-up is lost: a message published after the arm is either seen by its last look
+/// (1) or makes the fd readable. After POLLIN, call `atbus_recv` until `ATBUS_ERR_EMPTY`
+/// (that also drains the fd), then arm again. While the reader is not armed, writers
+/// make no system call to notify it.
+///
+/// # Safety
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_reader_arm(channel: *mut atbus_channel) -> i32 {
+    let mut ready = false;
+    let code = entry(|| {
+        // SAFETY: the caller promises NULL or a live handle.
+        let h = unsafe { handle(channel) }?;
+        let mut slot = lock_reader(h);
+        let reader = match &mut *slot {
+            Some(reader) => reader,
+            empty => empty.insert(h.channel.reader()?),
+        };
+        ready = reader.arm()? == crate::Arm::Ready;
+        Ok(())
+    });
+    if code == ATBUS_OK {
+        i32::from(ready)
+    } else {
+        code
+    }
+}
+
 /// Gives back the reader role if this handle holds it (releasing every consumed node to
 /// the writers), so another handle or process can read. The next `atbus_recv` on this
 /// handle takes the role again. Returns `ATBUS_OK`, also when the handle did not hold
@@ -837,7 +916,7 @@ pub extern "C" fn atbus_last_error() -> *const c_char {
 /// dependencies it references. List every new entry point here (the C tests fail with
 /// "undefined symbol" otherwise).
 #[doc(hidden)]
-pub fn entry_points() -> [*const (); 14] {
+pub fn entry_points() -> [*const (); 16] {
     [
         atbus_config_default as *const (),
         atbus_create as *const (),
@@ -853,5 +932,7 @@ pub fn entry_points() -> [*const (); 14] {
         atbus_max_message_len as *const (),
         atbus_strerror as *const (),
         atbus_last_error as *const (),
+        atbus_reader_fd as *const (),
+        atbus_reader_arm as *const (),
     ]
 }

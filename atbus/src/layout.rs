@@ -32,8 +32,10 @@
 //! | 264    | op_seq            | u64  | operation sequence: one per claimed block                 |
 //! | 512    | reader_owner      | u64  | `pid | (start_time as u32) << 32` of the reader, 0 = none |
 //! | 520    | reader_takeovers  | u64  | times the role was taken from a dead owner                |
+//! | 640    | space.waiters     | u32  | writers waiting for the reader to free space              |
+//! | 644    | space.seq         | u32  | futex word the reader bumps to wake them                  |
 //! | 768    | reader counters   | 16×u64 | [`ReaderCounters`], written only by the reader          |
-//! | 896    | wake.sleeping     | u32  | 1 while a blocking reader sleeps                          |
+//! | 896    | wake.sleeping     | u32  | 1: reader sleeps on the futex, 2: armed its doorbell fd   |
 //! | 900    | wake.seq          | u32  | futex word writers bump to wake the reader                |
 //! | 1024   | writer slots      | 16×128 | [`WriterCounters`] of writers with `pid % 16 == i` at `1024 + 128 i` |
 //!
@@ -42,7 +44,7 @@
 //! writer counter slot sit on 128-byte lines of their own (the x86-64 prefetcher pulls
 //! pairs of 64-byte lines), so the reader's and the writers' hot fields never share a
 //! line, and writer processes do not share a counter line unless their pids collide
-//! modulo 16. Lines at 384 and 640 are reserved.
+//! modulo 16. The line at 384 is reserved.
 //!
 //! Cursors are absolute node *positions* that only grow; a position `p` lives at node
 //! index `p % node_count`, and lap `p / node_count`.
@@ -201,7 +203,8 @@ pub struct Header {
     _reserved_384: [u8; 128],
     /// The reader-role record.
     pub reader: Padded<ReaderRecord>,
-    _reserved_640: [u8; 128],
+    /// Where writers that found the ring full wait for the reader to free space.
+    pub space: Padded<SpaceWait>,
     /// Counters written by the reader.
     pub reader_counters: Padded<ReaderCounters>,
     /// The futex a blocking reader sleeps on.
@@ -218,6 +221,19 @@ pub struct WakeWord {
     /// 1 while the reader is (about to be) asleep; writers read it after publishing.
     pub sleeping: AtomicU32,
     /// The futex word: writers bump it before waking the reader.
+    pub seq: AtomicU32,
+}
+
+/// Where writers wait for space: a writer that finds the ring full registers in
+/// `waiters` and sleeps on the futex `seq`; the reader, after releasing nodes, loads
+/// `waiters` (one load when nobody waits) and, if set, bumps `seq` and wakes them.
+#[repr(C)]
+pub struct SpaceWait {
+    /// Writers (threads) waiting now; each adds 1 before its last look and takes it back
+    /// when it wakes. A writer killed while waiting leaves it raised: the reader then makes
+    /// a futex call per release, harmless.
+    pub waiters: AtomicU32,
+    /// The futex word: the reader bumps it when it frees space and someone waits.
     pub seq: AtomicU32,
 }
 
@@ -289,7 +305,10 @@ impl Header {
                 owner: z64(),
                 takeovers: z64(),
             }),
-            _reserved_640: [0; 128],
+            space: Padded(SpaceWait {
+                waiters: z32(),
+                seq: z32(),
+            }),
             reader_counters: Padded(reader),
             wake: Padded(WakeWord {
                 sleeping: z32(),
@@ -332,6 +351,7 @@ const _: () = {
     assert!(offset_of!(Header, write_cursor) == 256);
     assert!(offset_of!(Header, op_seq) == 264);
     assert!(offset_of!(Header, reader) == 512);
+    assert!(offset_of!(Header, space) == 640);
     assert!(offset_of!(Header, reader_counters) == 768);
     assert!(offset_of!(Header, wake) == 896);
     assert!(offset_of!(Header, writer_slots) == 1024);

@@ -82,6 +82,7 @@ mod config;
 mod copy;
 #[cfg(not(loom))]
 mod crc;
+pub mod doorbell;
 mod error;
 #[cfg(not(loom))]
 pub mod ffi;
@@ -115,7 +116,7 @@ pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use inspect::Inspector;
 #[cfg(not(loom))]
-pub use reader::Reader;
+pub use reader::{Arm, Meta, Reader};
 #[cfg(all(feature = "fault-injection", not(loom)))]
 pub use ring::{set_fault_hook, Step};
 pub use stats::Stats;

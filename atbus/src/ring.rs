@@ -39,7 +39,7 @@ use crate::layout::{
 };
 use crate::process;
 use crate::segment::Segment;
-use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::atomic::{fence, AtomicU64, Ordering};
 
 /// Positions beyond this are corrupt. Positions only grow, one per node: at a billion
 /// nodes a second they reach 2^63 after 292 years. Refusing larger cursors (writers in
@@ -316,10 +316,23 @@ pub(crate) fn publish(seg: &Segment, block: &Claimed, crc: u32, aborted: bool) -
     // The writer's whole cost for blocking readers: one load of a line the reader
     // writes only when it goes to sleep or wakes.
     if h.wake.sleeping.load(Ordering::SeqCst) != 0 {
-        h.wake.seq.fetch_add(1, Ordering::Release);
+        // The first writer to publish after the reader armed takes the flag (SeqCst swap)
+        // and rings, once: the others see 0 and make no system call. No lost wake-up:
+        // a 0 written by another writer's swap means that writer rings for this sleep;
+        // one written by the reader means it is awake and looks again before it re-arms.
+        let armed = h.wake.sleeping.swap(0, Ordering::SeqCst);
+        if armed & crate::doorbell::ARMED_FUTEX != 0 {
+            h.wake.seq.fetch_add(1, Ordering::Release);
+            #[cfg(not(loom))]
+            crate::futex::wake_all(&h.wake.seq);
+        }
         #[cfg(not(loom))]
-        crate::futex::wake_all(&h.wake.seq);
-        counters.wakeups.fetch_add(1, Ordering::Relaxed);
+        if armed & crate::doorbell::ARMED_DOORBELL != 0 {
+            crate::doorbell::ring(seg.name());
+        }
+        if armed != 0 {
+            counters.wakeups.fetch_add(1, Ordering::Relaxed);
+        }
     }
     if !aborted {
         counters.messages_sent.fetch_add(1, Ordering::Relaxed);
@@ -459,6 +472,16 @@ pub(crate) struct Ready {
 }
 
 impl Ready {
+    /// The block's sequence: the tag of its published head.
+    pub(crate) fn seq(&self) -> u64 {
+        self.tag
+    }
+
+    /// The node index of the block's first node (its block header).
+    pub(crate) fn index(&self) -> u64 {
+        self.index
+    }
+
     /// Whether a payload with this crc32 is the one published under this head.
     fn crc_matches(&self, payload_crc: u32) -> bool {
         layout::sealed_crc(payload_crc, self.tag) == self.crc
@@ -920,6 +943,17 @@ impl ReadState {
             // any writer that acquires this value writes those nodes.
             seg.header().read_cursor.store(self.pos, Ordering::Release);
             self.published = self.pos;
+            // Writers waiting for space: one load when nobody waits. The SeqCst fence
+            // pairs with the waiter's SeqCst increment of `waiters` and fence before its
+            // last look at the read cursor (Dekker): either that look sees the cursor we
+            // just stored, or we see `waiters != 0` here and wake it. No lost wake-up.
+            fence(Ordering::SeqCst);
+            let space = &seg.header().space;
+            if space.waiters.load(Ordering::Relaxed) != 0 {
+                space.seq.fetch_add(1, Ordering::Release);
+                #[cfg(not(loom))]
+                crate::futex::wake_all(&space.seq);
+            }
         }
     }
 

@@ -119,7 +119,7 @@ fn stall_writer(channel: &Channel, step: &str, len: usize) {
     atbus::set_fault_hook(stop_here);
     let w = channel.writer();
     let msg = atbus_tests::payload(99, 0, len);
-    match w.send(&msg) {
+    match w.try_send(&msg) {
         Ok(()) => println!("sent"),
         Err(Error::Abandoned { seq }) => {
             println!("abandoned seq={seq}");
@@ -168,7 +168,8 @@ fn echo(channel: &Channel, out: &str, count: u64) {
                 while !view.reader_sleeping() {
                     backoff.snooze();
                 }
-                w.send(&buf[..n]).unwrap_or_else(|e| fail(&e.to_string()))
+                w.try_send(&buf[..n])
+                    .unwrap_or_else(|e| fail(&e.to_string()))
             }
             Err(e) => fail(&format!("echo {i}: {e}")),
         }
