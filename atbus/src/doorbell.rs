@@ -276,24 +276,21 @@ impl Doorbell {
     }
 
     /// Empties the socket (and the timer, if it was set), so the fd is no longer readable
-    /// until the next ring. `rung` says whether a writer took the armed flag, i.e. whether
-    /// a datagram may be queued; otherwise the socket is left alone (no system call).
-    pub(crate) fn drain(&mut self, rung: bool) {
-        if rung {
-            let mut buf = [0u8; 64];
-            loop {
-                // SAFETY: `sock` is open and non-blocking; `buf` is writable for its length.
-                let n = unsafe {
-                    libc::recv(
-                        self.sock.as_raw_fd(),
-                        buf.as_mut_ptr() as *mut libc::c_void,
-                        buf.len(),
-                        libc::MSG_DONTWAIT,
-                    )
-                };
-                if n < 0 {
-                    break; // EAGAIN: empty (any other error: nothing more to read either)
-                }
+    /// until the next ring.
+    pub(crate) fn drain(&mut self) {
+        let mut buf = [0u8; 64];
+        loop {
+            // SAFETY: `sock` is open and non-blocking; `buf` is writable for its length.
+            let n = unsafe {
+                libc::recv(
+                    self.sock.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                break; // EAGAIN: empty (any other error: nothing more to read either)
             }
         }
         if self.timer_set {

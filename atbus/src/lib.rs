@@ -74,6 +74,8 @@
 // mapped memory are not.
 #![cfg_attr(loom, allow(dead_code, unused_imports, missing_docs))]
 
+#[cfg(all(feature = "tokio", not(loom)))]
+mod aio;
 #[cfg(not(loom))]
 mod backoff;
 #[cfg(not(loom))]
@@ -107,6 +109,8 @@ mod sync;
 #[cfg(not(loom))]
 mod writer;
 
+#[cfg(all(feature = "tokio", not(loom)))]
+pub use aio::{AsyncReader, AsyncWriter};
 #[cfg(not(loom))]
 pub use backoff::Backoff;
 #[cfg(not(loom))]

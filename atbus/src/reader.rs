@@ -56,6 +56,9 @@ pub struct Reader {
     bell: Option<Doorbell>,
     /// Whether we set `sleeping` to `ARMED_DOORBELL` and have not taken it back yet.
     armed: bool,
+    /// Disarmed since the doorbell was last drained: drain it when a receive next finds
+    /// the ring empty (off the path from a wake-up to its message).
+    drain_due: bool,
 }
 
 /// What [`Reader::arm`] found.
@@ -98,6 +101,7 @@ impl Reader {
             clock: Instant::now,
             bell: None,
             armed: false,
+            drain_due: false,
         })
     }
 
@@ -149,6 +153,9 @@ impl Reader {
     pub fn arm(&mut self) -> Result<Arm> {
         self.wake_up();
         self.bell()?;
+        if self.drain_due {
+            self.drain_now();
+        }
         let wake = &self.seg.header().wake;
         wake.sleeping.store(ARMED_DOORBELL, Ordering::SeqCst);
         self.armed = true;
@@ -192,11 +199,30 @@ impl Reader {
     #[cold]
     fn disarm(&mut self) {
         self.armed = false;
-        // Relaxed: the swap only tells whether a writer took the flag (and so may have
-        // sent a datagram); the messages themselves are synchronised through the heads.
-        let before = self.seg.header().wake.sleeping.swap(0, Ordering::Relaxed);
+        // Relaxed: writers only need to stop ringing; the messages themselves are
+        // synchronised through the heads. The doorbell is drained later, when a receive
+        // finds the ring empty: a wake-up goes to its message first.
+        self.seg.header().wake.sleeping.store(0, Ordering::Relaxed);
+        self.drain_due = true;
+    }
+
+    /// Passes a receive's result through, draining the doorbell first when the result is
+    /// `Empty` and a disarm left it undrained: after that, the fd is readable only when
+    /// a writer rings again (or one that took the flag before the disarm sends late,
+    /// which costs one empty wake-up).
+    #[inline]
+    fn settle<T>(&mut self, result: Result<T>) -> Result<T> {
+        if self.drain_due && matches!(result, Err(Error::Empty)) {
+            self.drain_now();
+        }
+        result
+    }
+
+    #[cold]
+    fn drain_now(&mut self) {
+        self.drain_due = false;
         if let Some(bell) = self.bell.as_mut() {
-            bell.drain(before != ARMED_DOORBELL);
+            bell.drain();
         }
     }
 
@@ -256,7 +282,8 @@ impl Reader {
     /// [`Stats`](crate::Stats); the call then goes on to the next message.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
         self.wake_up();
-        self.state.recv_into(&self.seg, self.clock, buf)
+        let received = self.state.recv_into(&self.seg, self.clock, buf);
+        self.settle(received)
     }
 
     /// Receives the next message into a new `Vec`.
@@ -384,7 +411,7 @@ impl Reader {
         }
         self.state.finish_batch(&self.seg);
         if n == 0 {
-            return Err(Error::Empty);
+            return self.settle(Err(Error::Empty));
         }
         Ok(n)
     }
@@ -451,6 +478,11 @@ impl Reader {
         }
     }
 
+    /// The name the channel was opened by.
+    pub(crate) fn channel_name(&self) -> &str {
+        self.seg.name()
+    }
+
     /// The position of the next message in the ring.
     pub fn position(&self) -> u64 {
         self.state.position()
@@ -463,7 +495,8 @@ impl Reader {
     }
 
     fn poll(&mut self) -> Result<Ready> {
-        self.state.poll(&self.seg, self.clock)
+        let polled = self.state.poll(&self.seg, self.clock);
+        self.settle(polled)
     }
 }
 

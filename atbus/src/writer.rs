@@ -13,7 +13,7 @@ const SPACE_SPINS: u32 = 10;
 /// Longest single sleep of a waiting send: the reader wakes it when it frees space; the
 /// slice only bounds the wait should a wake-up never come (a reader built before the
 /// space wait existed).
-const SPACE_SLICE: Duration = Duration::from_millis(100);
+pub(crate) const SPACE_SLICE: Duration = Duration::from_millis(100);
 
 /// Sends messages into a channel. Any number of writers, in any processes, may send at
 /// once. Cheap to clone; usable from several threads (`Send + Sync`).
@@ -175,6 +175,12 @@ impl Writer {
     /// The largest message this channel accepts.
     pub fn max_message_len(&self) -> usize {
         ring::max_payload(&self.seg)
+    }
+
+    /// The mapped segment.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn segment(&self) -> &Arc<Segment> {
+        &self.seg
     }
 }
 
