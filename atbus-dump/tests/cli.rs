@@ -597,6 +597,30 @@ fn list_finds_channels_by_their_magic() {
 }
 
 #[test]
+fn list_shows_the_doorbell_of_an_event_loop_reader() {
+    let ch = Chan::shm("list-bell").create("128KiB", &[]);
+    let channel = atbus::Channel::open(&ch.name).unwrap();
+    let find = || {
+        let v = json(&dump(&["list", "--json"]));
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == ch.name.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("{} not listed: {v}", ch.name))
+    };
+    assert_eq!(find()["doorbell"], Value::Null);
+    let mut reader = channel.reader().unwrap();
+    reader.readiness_fd().unwrap();
+    let bell = format!("/dev/shm{}.bell", ch.name);
+    assert_eq!(find()["doorbell"], bell.as_str());
+    assert!(stdout(&dump(&["list"])).contains(&format!("doorbell {bell}")));
+    // Listing skips the socket itself (no atbus magic), and the reader removes it.
+    drop(reader);
+    assert_eq!(find()["doorbell"], Value::Null);
+}
+
+#[test]
 fn create_takes_human_units_and_unlink_removes_the_channel() {
     let ch = Chan::shm("create");
     let out = dump(&[

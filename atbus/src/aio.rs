@@ -49,6 +49,8 @@ pub struct AsyncReader {
     /// tokio and closed with this handle.
     fd: AsyncFd<OwnedFd>,
     reader: Reader,
+    /// The last poll returned `Pending` waiting for the fd.
+    waited: bool,
 }
 
 impl AsyncReader {
@@ -71,7 +73,11 @@ impl AsyncReader {
                     e.into_parts().1,
                 )
             })?;
-        Ok(AsyncReader { fd, reader })
+        Ok(AsyncReader {
+            fd,
+            reader,
+            waited: false,
+        })
     }
 
     /// The wrapped reader, for its synchronous calls (`try_recv`, `position`, ...).
@@ -81,7 +87,7 @@ impl AsyncReader {
 
     /// Gives the reader back (deregistering its fd from tokio).
     pub fn into_inner(self) -> Reader {
-        let AsyncReader { fd, reader } = self;
+        let AsyncReader { fd, reader, .. } = self;
         drop(fd);
         reader
     }
@@ -120,6 +126,14 @@ impl AsyncReader {
         cx: &mut Context<'_>,
         attempt: &mut impl FnMut(&mut Reader) -> Result<R>,
     ) -> Poll<Result<R>> {
+        if self.waited {
+            // Woken after a wait: take tokio's readiness for that ring now, before the
+            // attempt drains the fd, or the next wait would find it stale and arm twice.
+            self.waited = false;
+            if let Poll::Ready(Ok(mut guard)) = self.fd.poll_read_ready(cx) {
+                guard.clear_ready();
+            }
+        }
         loop {
             match attempt(&mut self.reader) {
                 Err(Error::Empty) => {}
@@ -131,7 +145,10 @@ impl AsyncReader {
                 Err(e) => return Poll::Ready(Err(e)),
             }
             match self.fd.poll_read_ready(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    self.waited = true;
+                    return Poll::Pending;
+                }
                 // Clear tokio's readiness *before* the next attempt drains the fd: a ring
                 // that lands after the clear sets it again (at worst one empty wake-up);
                 // clearing after the drain could swallow a ring that came in between.
