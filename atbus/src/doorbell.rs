@@ -24,7 +24,6 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -97,43 +96,105 @@ fn sockaddr(name: &str) -> Option<(libc::sockaddr_un, libc::socklen_t)> {
     Some((addr, socklen as libc::socklen_t))
 }
 
-/// Rings channel `name`'s doorbell: one datagram of one byte, never blocking, never
-/// raising `SIGPIPE`, every error ignored (no reader bound, queue full: the reader is
-/// then awake or about to be).
-pub(crate) fn ring(name: &str) {
-    /// One unbound socket per process, shared by every writer and thread (`sendto` on a
-    /// datagram socket is thread-safe). Created on the first ring.
-    static SENDER: OnceLock<Option<OwnedFd>> = OnceLock::new();
-    let Some(sender) = SENDER.get_or_init(|| {
-        // SAFETY: plain socket(2) call with constant arguments; the result is checked.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_UNIX,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                0,
-            )
-        };
-        // SAFETY: `fd` is a fresh descriptor we own (checked non-negative).
-        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
-    }) else {
-        return;
+/// Channels whose doorbell a thread keeps a connected socket to, at most.
+const MAX_CONNECTED: usize = 16;
+
+thread_local! {
+    /// Per thread: a datagram socket connected to each doorbell this thread rang, so a
+    /// ring is one `send` with no path lookup (measured: the lookup of `sendto` to a
+    /// path cost more than the wake-up itself).
+    static CONNECTED: std::cell::RefCell<Vec<(Box<str>, OwnedFd)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A new unbound, non-blocking datagram socket.
+fn unbound_socket() -> Option<OwnedFd> {
+    // SAFETY: plain socket(2) call with constant arguments; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
     };
+    // SAFETY: `fd` is a fresh descriptor we own (checked non-negative).
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Connects `sock` to channel `name`'s doorbell; false if nobody is bound there.
+fn connect(sock: &OwnedFd, name: &str) -> bool {
     let Some((addr, len)) = sockaddr(name) else {
-        return;
+        return false;
     };
+    // SAFETY: `sock` is an open socket; `addr` is an initialised sockaddr_un of which the
+    // kernel reads `len` bytes.
+    let rc = unsafe {
+        libc::connect(
+            sock.as_raw_fd(),
+            &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+            len,
+        )
+    };
+    rc == 0
+}
+
+/// Sends one byte on a connected socket; the error, if any.
+fn send_byte(sock: &OwnedFd) -> Option<i32> {
     let byte = 1u8;
-    // SAFETY: `sender` is an open socket; the buffer is one readable byte on our stack;
-    // `addr` is an initialised sockaddr_un of which the kernel reads `len` bytes.
-    unsafe {
-        libc::sendto(
-            sender.as_raw_fd(),
+    // SAFETY: `sock` is an open socket; the buffer is one readable byte on our stack.
+    let n = unsafe {
+        libc::send(
+            sock.as_raw_fd(),
             &byte as *const u8 as *const libc::c_void,
             1,
             libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            &addr as *const libc::sockaddr_un as *const libc::sockaddr,
-            len,
-        );
-    }
+        )
+    };
+    (n < 0).then(|| io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
+/// Rings channel `name`'s doorbell: one datagram of one byte, never blocking, never
+/// raising `SIGPIPE`, every error ignored (nobody bound: the reader is gone and its
+/// successor looks at the ring before it waits; queue full: the fd is readable anyway).
+///
+/// The thread's socket stays connected to the reader's socket. A reader that gives the
+/// role up closes its socket before it does, so a send to it fails (`ECONNREFUSED`) and
+/// the socket is connected again, by path, to the current reader's, and the byte sent
+/// once more.
+pub(crate) fn ring(name: &str) {
+    let _ = CONNECTED.try_with(|cache| {
+        let Ok(mut cache) = cache.try_borrow_mut() else {
+            return;
+        };
+        let at = match cache.iter().position(|(n, _)| **n == *name) {
+            Some(at) => at,
+            None => {
+                let Some(sock) = unbound_socket() else {
+                    return;
+                };
+                if !connect(&sock, name) {
+                    return; // nobody bound: no reader to wake
+                }
+                if cache.len() >= MAX_CONNECTED {
+                    cache.remove(0);
+                }
+                cache.push((name.into(), sock));
+                cache.len() - 1
+            }
+        };
+        let sock = &cache[at].1;
+        match send_byte(sock) {
+            None | Some(libc::EAGAIN) => {}
+            Some(_) => {
+                // The reader we were connected to is gone: reach its successor.
+                if connect(sock, name) {
+                    let _ = send_byte(sock);
+                } else {
+                    cache.remove(at);
+                }
+            }
+        }
+    });
 }
 
 /// The reader's side: the bound socket, a timerfd, and the epoll instance holding both,

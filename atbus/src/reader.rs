@@ -503,9 +503,12 @@ impl Reader {
 impl Drop for Reader {
     fn drop(&mut self) {
         self.wake_up();
-        // Before giving the role back: once it is back, a new reader may bind the path.
-        if let Some(bell) = &self.bell {
+        // Before giving the role back: once it is back, a new reader may bind the path,
+        // and writers still connected to our socket must find it closed (and reconnect
+        // by path), not ring it.
+        if let Some(bell) = self.bell.take() {
             bell.unlink();
+            drop(bell);
         }
         self.state.release(&self.seg);
         // Release: our last release of the read cursor happens-before the next owner's
