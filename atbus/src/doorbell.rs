@@ -162,18 +162,18 @@ fn send_byte(sock: &OwnedFd) -> Option<i32> {
 /// the socket is connected again, by path, to the current reader's, and the byte sent
 /// once more.
 pub(crate) fn ring(name: &str) {
-    let _ = CONNECTED.try_with(|cache| {
+    let rung = CONNECTED.try_with(|cache| {
         let Ok(mut cache) = cache.try_borrow_mut() else {
-            return;
+            return false;
         };
         let at = match cache.iter().position(|(n, _)| **n == *name) {
             Some(at) => at,
             None => {
                 let Some(sock) = unbound_socket() else {
-                    return;
+                    return false;
                 };
                 if !connect(&sock, name) {
-                    return; // nobody bound: no reader to wake
+                    return true; // nobody bound: no reader to wake
                 }
                 if cache.len() >= MAX_CONNECTED {
                     cache.remove(0);
@@ -194,7 +194,17 @@ pub(crate) fn ring(name: &str) {
                 }
             }
         }
+        true
     });
+    if !matches!(rung, Ok(true)) {
+        // This thread's cache is gone (a publish from a thread-local destructor) or
+        // busy: ring from a socket of its own, once.
+        if let Some(sock) = unbound_socket() {
+            if connect(&sock, name) {
+                let _ = send_byte(&sock);
+            }
+        }
+    }
 }
 
 /// The reader's side: the bound socket, a timerfd, and the epoll instance holding both,
