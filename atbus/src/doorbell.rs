@@ -16,7 +16,7 @@
 //! mid-message (nobody else would ring), so it can skip the block after the timeout.
 //!
 //! Writers ring only when the reader has said it is going to sleep: the `sleeping` word
-//! of [`WakeWord`](crate::layout::WakeWord) holds [`ARMED_FUTEX`] or [`ARMED_DOORBELL`],
+//! of [`WakeWord`](crate::layout::WakeWord) holds `ARMED_FUTEX` (1) or `ARMED_DOORBELL` (2),
 //! and the first writer that publishes after it was set swaps it to 0 and rings (a futex
 //! wake or a datagram): one system call per sleep, none while the reader is awake.
 

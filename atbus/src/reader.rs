@@ -71,7 +71,7 @@ pub enum Arm {
     Ready,
 }
 
-/// Where a message came from, from [`Reader::try_recv_meta`] and [`Reader::recv_meta`].
+/// Where a message came from, from [`Reader::try_recv_meta`] and [`Reader::recv_meta_timeout`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta {
     /// Payload length: the message is `buf[..len]`.
