@@ -250,11 +250,12 @@ typedef struct atbus_stats {
   uint64_t aborted_blocks;
   /**
    * Times a blocking reader (`atbus_recv_timeout`) went to sleep on the channel's
-   * futex.
+   * futex, or a reader armed with `atbus_reader_arm` found nothing ready.
    */
   uint64_t reader_sleeps;
   /**
-   * Futex wake-ups writers issued to a sleeping reader.
+   * Wake-ups writers issued to a sleeping or armed reader (futex wakes and doorbell
+   * rings; one per sleep).
    */
   uint64_t wakeups;
   /**

@@ -153,9 +153,10 @@ pub struct atbus_stats {
     /// Reservations dropped without commit (Rust zero-copy sends), skipped by the reader.
     pub aborted_blocks: u64,
     /// Times a blocking reader (`atbus_recv_timeout`) went to sleep on the channel's
-    /// futex.
+    /// futex, or a reader armed with `atbus_reader_arm` found nothing ready.
     pub reader_sleeps: u64,
-    /// Futex wake-ups writers issued to a sleeping reader.
+    /// Wake-ups writers issued to a sleeping or armed reader (futex wakes and doorbell
+    /// rings; one per sleep).
     pub wakeups: u64,
     /// The shared read cursor (released position, in nodes).
     pub read_cursor: u64,
