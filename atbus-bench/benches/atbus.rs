@@ -57,7 +57,7 @@ fn send_recv(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_function(BenchmarkId::from_parameter(label), |b| {
             b.iter(|| {
-                writer.send(black_box(src.get())).unwrap();
+                writer.try_send(black_box(src.get())).unwrap();
                 black_box(reader.try_recv(dst.get_mut()).unwrap());
             })
         });
@@ -90,7 +90,7 @@ fn contended_sends(ch: &Channel, threads: usize, per_thread: u64) -> Duration {
                 barrier.wait();
                 start.get_or_init(Instant::now);
                 for _ in 0..per_thread {
-                    w.send(black_box(&msg)).unwrap();
+                    w.try_send(black_box(&msg)).unwrap();
                 }
             });
         }

@@ -34,8 +34,9 @@ pub struct LatencyArgs {
     #[arg(long, default_value_t = 64)]
     pub size: usize,
     /// How the reader waits: spin (busy-poll try_recv), backoff (spin, yield, sleep),
-    /// block (Reader::recv_timeout, futex wake-up), unix-dgram (not atbus: a Unix
-    /// datagram socketpair, blocking recv). Several, comma separated, run one after the
+    /// block (Reader::recv_timeout, futex wake-up), fd (arm, then poll(2) on the reader's
+    /// readiness fd), tokio (AsyncReader::recv on a current-thread runtime), unix-dgram
+    /// (not atbus: a Unix datagram socketpair, blocking recv). Several, comma separated, run one after the
     /// other in each round (e.g. spin,block,unix-dgram).
     #[arg(long, value_delimiter = ',', default_value = "spin")]
     pub reader: Vec<String>,
@@ -112,7 +113,7 @@ impl Tx {
     fn send(&self, msg: &[u8]) -> Result<(), String> {
         match self {
             Tx::Atbus(w) => loop {
-                match w.send(msg) {
+                match w.try_send(msg) {
                     Ok(()) => return Ok(()),
                     Err(Error::Full) => std::hint::spin_loop(),
                     Err(e) => return Err(e.to_string()),
@@ -171,6 +172,27 @@ fn sleep_until(t_ns: u64) {
     };
 }
 
+/// One receive through the readiness fd: try, arm, poll(2), repeat. `Empty` never.
+fn fd_recv(reader: &mut atbus::Reader, fd: i32, buf: &mut [u8]) -> atbus::Result<usize> {
+    loop {
+        match reader.try_recv(buf) {
+            Err(Error::Empty) => {}
+            other => return other,
+        }
+        if reader.arm()? == atbus::Arm::Armed {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd on our stack; the timeout only bounds a lost run.
+            if unsafe { libc::poll(&mut pfd, 1, 10_000) } == 0 {
+                return Err(Error::Timeout);
+            }
+        }
+    }
+}
+
 /// Writer: `count` messages at `rate`, each stamped just before `send`.
 pub fn writer_role(a: LatencyRole) -> Result<(), String> {
     setup(&a)?;
@@ -227,6 +249,33 @@ pub fn reader_role(a: LatencyRole) -> Result<(), String> {
         let channel = Channel::open(&a.channel).map_err(|e| e.to_string())?;
         (Some(channel.reader().map_err(|e| e.to_string())?), -1)
     };
+    // `tokio`: the reader moves into an AsyncReader on a current-thread runtime, and
+    // each receive is one `block_on` (the runtime parks in epoll while it waits).
+    let rt = if mode == "tokio" {
+        Some(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
+    let mut async_reader = match (&rt, mode) {
+        (Some(rt), "tokio") => {
+            let _enter = rt.enter();
+            let r = reader.take().ok_or("tokio without a reader")?;
+            Some(atbus::AsyncReader::new(r).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    let fd = match (&mut reader, mode) {
+        (Some(r), "fd") => {
+            use std::os::fd::AsRawFd;
+            r.readiness_fd().map_err(|e| e.to_string())?.as_raw_fd()
+        }
+        _ => -1,
+    };
     let mut hist =
         Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; a.size.max(64)];
@@ -238,7 +287,12 @@ pub fn reader_role(a: LatencyRole) -> Result<(), String> {
         let r = match (&mut reader, mode) {
             // The wait ends with a message; the timeout only bounds a lost run.
             (Some(reader), "block") => reader.recv_timeout(&mut buf, Duration::from_secs(10)),
+            (Some(reader), "fd") => fd_recv(reader, fd, &mut buf),
             (Some(reader), _) => reader.try_recv(&mut buf),
+            (None, "tokio") => {
+                let (rt, r) = (rt.as_ref().unwrap(), async_reader.as_mut().unwrap());
+                rt.block_on(r.recv(&mut buf))
+            }
             (None, _) => {
                 // SAFETY: buf is a valid buffer; dgram is our end of the socketpair.
                 let n = unsafe { libc::recv(dgram, buf.as_mut_ptr().cast(), buf.len(), 0) };
@@ -280,6 +334,7 @@ pub fn reader_role(a: LatencyRole) -> Result<(), String> {
             Err(e) => return Err(e.to_string()),
         }
     }
+    drop(async_reader);
     let q = |p: f64| hist.value_at_quantile(p) as f64 / 1000.0;
     println!(
         "{}",
@@ -399,10 +454,10 @@ pub fn run(a: LatencyArgs) -> Result<i32, Fail> {
     if let Some(bad) = a
         .reader
         .iter()
-        .find(|r| !["spin", "backoff", "block", "unix-dgram"].contains(&r.as_str()))
+        .find(|r| !["spin", "backoff", "block", "fd", "tokio", "unix-dgram"].contains(&r.as_str()))
     {
         return Err(Fail::Usage(format!(
-            "--reader {bad:?}: use spin, backoff, block or unix-dgram"
+            "--reader {bad:?}: use spin, backoff, block, fd, tokio or unix-dgram"
         )));
     }
     if a.rounds == 0 {
@@ -542,6 +597,24 @@ fn summarize(a: &LatencyArgs, variants: &[(u64, bool)], results: &[Value]) -> Ve
             p50s.push((mode.as_str(), m[0]));
         }
         let get = |m: &str| p50s.iter().find(|(k, _)| *k == m).map(|&(_, v)| v);
+        for m in ["fd", "tokio"] {
+            if let Some(x) = get(m) {
+                let vs_block = get("block").map_or(String::new(), |b| {
+                    format!(
+                        "; vs block p50 {b:.2} us: {:.2}x (target <= 1.3x: {})",
+                        x / b,
+                        if x <= 1.3 * b { "met" } else { "missed" }
+                    )
+                });
+                let vs_dgram = get("unix-dgram").map_or(String::new(), |u| {
+                    format!(
+                        "; vs unix-dgram p50 {u:.2} us (target <=: {})",
+                        if x <= u { "met" } else { "missed" }
+                    )
+                });
+                out.push(format!("  {m} p50 {x:.2} us{vs_block}{vs_dgram}"));
+            }
+        }
         if let (Some(b), Some(u)) = (get("block"), get("unix-dgram")) {
             out.push(format!(
                 "  blocking atbus p50 {b:.2} us vs blocking unix-dgram p50 {u:.2} us (medians): \
@@ -592,7 +665,7 @@ pub fn hot_loop(a: HotLoopArgs) -> Result<i32, Fail> {
     let dst = &mut dst_mem[dof..dof + a.size];
     let t0 = std::time::Instant::now();
     for _ in 0..a.count {
-        w.send(src).map_err(|e| Fail::Run(e.to_string()))?;
+        w.try_send(src).map_err(|e| Fail::Run(e.to_string()))?;
         r.try_recv(dst).map_err(|e| Fail::Run(e.to_string()))?;
     }
     let dt = t0.elapsed();

@@ -40,8 +40,11 @@ enum Command {
     Compare(compare::CompareArgs),
     /// One-way latency of 64-byte messages at a fixed rate (HDR histogram).
     Latency(latency::LatencyArgs),
-    /// A blocking reader with no writer: its CPU use over one recv_timeout.
+    /// A blocking (or tokio) reader with no writer: its CPU use over one wait.
     Idle(futexcheck::IdleArgs),
+    /// How soon a writer parked in `send` on a full ring resumes once the reader frees
+    /// space.
+    SpaceWake(futexcheck::SpaceWakeArgs),
     /// This process writes to a spinning reader (run under `strace -c` to count the
     /// writer's system calls).
     FastPath(futexcheck::FastPathArgs),
@@ -97,6 +100,7 @@ fn main() {
         Some(Command::Compare(a)) => compare::run(a),
         Some(Command::Latency(a)) => latency::run(a),
         Some(Command::Idle(a)) => futexcheck::idle(a),
+        Some(Command::SpaceWake(a)) => futexcheck::space_wake(a),
         Some(Command::FastPath(a)) => futexcheck::fast_path(a),
         Some(Command::Drain(a)) => futexcheck::drain(a),
         Some(Command::SpinReader(a)) => role(futexcheck::spin_reader_role(a)),

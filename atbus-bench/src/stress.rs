@@ -60,7 +60,8 @@ pub struct StressArgs {
     #[arg(long, value_delimiter = ',')]
     pub writer_cpus: Vec<usize>,
     /// How the reader receives: `poll` (try_recv with backoff), `blocking`
-    /// (recv_timeout), `batch` (recv_batch, 64 a call) or `in-place` (try_recv_in_place).
+    /// (recv_timeout), `batch` (recv_batch, 64 a call), `in-place` (try_recv_in_place) or
+    /// `tokio` (AsyncReader::recv on a current-thread runtime, waiting on the readiness fd).
     #[arg(long, value_enum, default_value_t = ReaderMode::Poll)]
     pub reader_mode: ReaderMode,
     /// Writers send with `reserve` + fill in place + `commit` instead of `send`.
@@ -82,6 +83,9 @@ pub enum ReaderMode {
     /// `try_recv_in_place`: checked inside the ring, committed only once the library
     /// confirms the crc after the closure.
     InPlace,
+    /// `AsyncReader::recv` on a current-thread tokio runtime: arms the reader and waits
+    /// on its readiness fd.
+    Tokio,
 }
 
 impl ReaderMode {
@@ -92,6 +96,7 @@ impl ReaderMode {
             ReaderMode::Blocking => "blocking",
             ReaderMode::Batch => "batch",
             ReaderMode::InPlace => "in-place",
+            ReaderMode::Tokio => "tokio",
         }
     }
 }
@@ -198,7 +203,7 @@ pub fn writer_role(a: WriterRole) -> Result<(), String> {
                     slot.commit()
                 })
             } else {
-                writer.send(msg)
+                writer.try_send(msg)
             };
             match sent {
                 Ok(()) => {
@@ -300,6 +305,32 @@ pub fn reader_role(a: ReaderRole) -> Result<(), String> {
     let mut deliver = |len: usize, word: Option<u64>, verdict: &mut dyn FnMut() -> Checked| {
         account(&board, len, word, verdict, &mut streams, &mut gaps, me)
     };
+    if a.mode == ReaderMode::Tokio {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut reader = {
+            let _enter = rt.enter();
+            atbus::AsyncReader::new(reader).map_err(|e| e.to_string())?
+        };
+        loop {
+            // A slice, so the reader looks whether the run is over while idle.
+            let got = rt.block_on(async {
+                tokio::time::timeout(BLOCKING_SLICE, reader.recv(&mut buf)).await
+            });
+            match got {
+                Ok(Ok(n)) => {
+                    let msg = &buf[..n];
+                    deliver(n, header(msg), &mut || check(msg, &a, sizes));
+                }
+                Ok(Err(e)) => return Err(format!("reader: receive failed: {e}")),
+                Err(_) if drained(reader.get_mut()) => break,
+                Err(_) => {}
+            }
+        }
+        return Ok(());
+    }
     let mut backoff = Backoff::new();
     loop {
         let got = match a.mode {
@@ -322,6 +353,7 @@ pub fn reader_role(a: ReaderRole) -> Result<(), String> {
                     deliver(msg.len(), header(msg), &mut || check(msg, &a, sizes));
                 })
                 .map(|_| ()),
+            ReaderMode::Tokio => unreachable!("handled above"),
             ReaderMode::InPlace => {
                 // The verdict is only tentative inside the closure (the bytes are in the
                 // ring): it is committed once the library has re-checked the crc.

@@ -447,7 +447,7 @@ impl Sender {
             Sender::Atbus(w, _) => {
                 let mut backoff = Backoff::new();
                 loop {
-                    match w.send(msg) {
+                    match w.try_send(msg) {
                         Ok(()) => return Ok(()),
                         Err(Error::Full) => backoff.snooze(),
                         Err(e) => return Err(e.to_string()),

@@ -1,5 +1,6 @@
 //! The blocking-receive measurements run and report what they claim: `latency` with a
-//! blocking atbus reader and a blocking Unix datagram reader in one run, `idle`, and
+//! blocking atbus reader, readiness-fd and tokio readers and a blocking Unix datagram
+//! reader in one run, `idle` (blocking and tokio), `space-wake`, and
 //! `fast-path` (no futex wake by a writer while the reader spins). No speed is asserted.
 
 use std::process::Command;
@@ -27,13 +28,13 @@ fn latency_compares_spinning_blocking_and_unix_dgram_readers_in_one_run() {
         "--secs",
         "0.3",
         "--reader",
-        "spin,block,unix-dgram",
+        "spin,block,fd,tokio,unix-dgram",
         "--json",
     ]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["ok"], true, "{v:#}");
     let results = v["results"].as_array().unwrap();
-    for reader in ["spin", "block", "unix-dgram"] {
+    for reader in ["spin", "block", "fd", "tokio", "unix-dgram"] {
         let r = results
             .iter()
             .find(|r| r["reader"] == reader)
@@ -46,13 +47,39 @@ fn latency_compares_spinning_blocking_and_unix_dgram_readers_in_one_run() {
     }
     let summary = v["summary"].to_string();
     assert!(summary.contains("blocking unix-dgram"), "{summary}");
+    assert!(
+        summary.contains("fd p50") && summary.contains("tokio p50"),
+        "{summary}"
+    );
 }
 
 #[test]
 fn idle_blocking_reader_times_out_and_reports_its_cpu_time() {
     let out = run(&["idle", "--secs", "0.3"]);
-    assert!(out.contains("returned Timeout"), "{out}");
+    assert!(
+        out.contains("idle block reader") && out.contains("timed out"),
+        "{out}"
+    );
     assert!(out.contains("CPU time"), "{out}");
+}
+
+#[test]
+fn idle_tokio_reader_times_out_and_reports_its_cpu_time() {
+    let out = run(&["idle", "--reader", "tokio", "--secs", "0.3"]);
+    assert!(
+        out.contains("idle tokio reader") && out.contains("timed out"),
+        "{out}"
+    );
+    assert!(out.contains("CPU time"), "{out}");
+}
+
+#[test]
+fn space_wake_times_writers_parked_on_a_full_ring() {
+    let out = run(&["space-wake", "--samples", "20"]);
+    assert!(
+        out.contains("space wake-up") && out.contains("20 samples"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -200,6 +200,11 @@ fn blocking_reader_accounts_for_everything() {
 }
 
 #[test]
+fn tokio_reader_with_stalled_writers_accounts_for_everything() {
+    stress_mode_accounts_for_everything(&["--reader-mode", "tokio"], true);
+}
+
+#[test]
 fn batch_reader_accounts_for_everything() {
     stress_mode_accounts_for_everything(&["--reader-mode", "batch"], false);
 }

@@ -26,7 +26,8 @@ use atbus::{Channel, Config, Error, OpenOptions, Reader, Stats, Writer};
 
 /// Success.
 pub const ATBUS_OK: i32 = 0;
-/// No message is ready now (`atbus_recv`). Not a failure: call again later.
+/// No message is ready now (`atbus_recv`). Not a failure: call again later, or arm the
+/// reader (`atbus_reader_arm`) and wait on `atbus_reader_fd`.
 pub const ATBUS_ERR_EMPTY: i32 = -1;
 /// The ring has no room for the message now; nothing was written. Retry later, or use
 /// `atbus_send_timeout`.
@@ -179,9 +180,10 @@ pub struct atbus_stats {
     /// Reservations dropped without commit (Rust zero-copy sends), skipped by the reader.
     pub aborted_blocks: u64,
     /// Times a blocking reader (`atbus_recv_timeout`) went to sleep on the channel's
-    /// futex.
+    /// futex, or a reader armed with `atbus_reader_arm` found nothing ready.
     pub reader_sleeps: u64,
-    /// Futex wake-ups writers issued to a sleeping reader.
+    /// Wake-ups writers issued to a sleeping or armed reader (futex wakes and doorbell
+    /// rings; one per sleep).
     pub wakeups: u64,
     /// The shared read cursor (released position, in nodes).
     pub read_cursor: u64,
@@ -729,15 +731,16 @@ pub unsafe extern "C" fn atbus_send(
         let h = unsafe { handle(channel) }?;
         // SAFETY: the caller promises `data` is readable for `len` bytes.
         let message = unsafe { message_arg(h, data, len) }?;
-        h.writer.send(message)?;
+        h.writer.try_send(message)?;
         Ok(())
     })
 }
 
-/// Like `atbus_send`, but while the ring is full retries for up to `timeout_ms`
-/// milliseconds (spinning briefly, then yielding, then sleeping). Returns
-/// `ATBUS_ERR_TIMEOUT` if it stayed full, otherwise as `atbus_send`. A timeout too long
-/// for the clock (e.g. `UINT64_MAX`) retries as long as it takes.
+/// Like `atbus_send`, but while the ring is full waits up to `timeout_ms` milliseconds
+/// for the reader to free space (polling briefly, then sleeping on a futex in the channel
+/// that the reader signals when it frees space). Returns `ATBUS_ERR_TIMEOUT` if it stayed
+/// full, otherwise as `atbus_send`. A timeout too long for the clock (e.g. `UINT64_MAX`)
+/// waits as long as it takes.
 ///
 /// # Safety
 /// As `atbus_send`.
@@ -891,6 +894,83 @@ unsafe fn recv(
             }
             Err(e.into())
         }
+    }
+}
+
+/// The reader's readiness fd, for an event loop (epoll, poll, select, libuv's `uv_poll`):
+/// it becomes readable (POLLIN) when this handle's reader is armed with
+/// `atbus_reader_arm` and a writer publishes, or when a block whose writer may have died
+/// needs another look. Takes the reader role if this handle does not hold it yet.
+///
+/// The fd belongs to the handle: do not close it. It stays the same until
+/// `atbus_release_reader` or `atbus_close` (after which remove it from your event loop).
+/// The first call binds the channel's doorbell socket next to the segment
+/// (`/dev/shm/NAME.bell` for `/NAME`), with the segment's permissions.
+///
+/// Returns the fd (>= 0), or a negative `ATBUS_ERR_*` code: `ATBUS_ERR_READER_BUSY`
+/// (another live process or handle holds the role), `ATBUS_ERR_INVALID_ARGUMENT` (NULL
+/// handle, or a channel name too long for a socket path: over about 90 bytes),
+/// `ATBUS_ERR_PERMISSION` or `ATBUS_ERR_IO` (the socket could not be bound; see
+/// `atbus_last_error`).
+///
+/// # Safety
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_reader_fd(channel: *mut atbus_channel) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut fd = -1;
+    let code = entry(|| {
+        // SAFETY: the caller promises NULL or a live handle.
+        let h = unsafe { handle(channel) }?;
+        let mut slot = lock_reader(h);
+        let reader = match &mut *slot {
+            Some(reader) => reader,
+            empty => empty.insert(h.channel.reader()?),
+        };
+        fd = reader.readiness_fd()?.as_raw_fd();
+        Ok(())
+    });
+    if code == ATBUS_OK {
+        fd
+    } else {
+        code
+    }
+}
+
+/// Arms the reader before the event loop waits on `atbus_reader_fd`: tells writers the
+/// reader is going to sleep, then looks once more. Takes the reader role if this handle
+/// does not hold it yet.
+///
+/// Returns:
+/// * 0: armed; nothing is ready and it is safe to wait for POLLIN on the fd;
+/// * 1: a message is ready: call `atbus_recv` (the reader is not armed);
+/// * a negative `ATBUS_ERR_*` code, as `atbus_reader_fd`.
+///
+/// No wake-up is lost: a message published after the arm is either seen by its last look
+/// (1) or makes the fd readable. After POLLIN, call `atbus_recv` until `ATBUS_ERR_EMPTY`
+/// (that also drains the fd), then arm again. While the reader is not armed, writers
+/// make no system call to notify it.
+///
+/// # Safety
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_reader_arm(channel: *mut atbus_channel) -> i32 {
+    let mut ready = false;
+    let code = entry(|| {
+        // SAFETY: the caller promises NULL or a live handle.
+        let h = unsafe { handle(channel) }?;
+        let mut slot = lock_reader(h);
+        let reader = match &mut *slot {
+            Some(reader) => reader,
+            empty => empty.insert(h.channel.reader()?),
+        };
+        ready = reader.arm()? == atbus::Arm::Ready;
+        Ok(())
+    });
+    if code == ATBUS_OK {
+        i32::from(ready)
+    } else {
+        code
     }
 }
 

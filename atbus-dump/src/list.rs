@@ -30,6 +30,9 @@ struct Entry {
     used_nodes: Option<u64>,
     fill_percent: Option<f64>,
     reader: Option<ReaderJson>,
+    /// The path of the reader's doorbell socket (an event-loop reader bound it; it may
+    /// have died since), or null.
+    doorbell: Option<String>,
     /// Set when the object has the atbus magic but does not open (e.g. corrupt).
     error: Option<String>,
 }
@@ -73,8 +76,12 @@ pub fn run(out: &mut impl Write, dir: &Path, json: bool) -> Outcome {
             used_nodes: None,
             fill_percent: None,
             reader: None,
+            doorbell: None,
             error: None,
         };
+        if atbus::doorbell::exists(&e.name) {
+            e.doorbell = Some(atbus::doorbell::path(&e.name).display().to_string());
+        }
         match Inspector::open(&e.name) {
             Ok(view) => {
                 let info = view.info();
@@ -119,12 +126,15 @@ pub fn run(out: &mut impl Write, dir: &Path, json: bool) -> Outcome {
                 format_size(e.size)
             )?,
             None => {
-                let reader =
+                let mut reader =
                     describe_reader(e.reader.as_ref().map(|r| atbus::inspect::ReaderOwner {
                         pid: r.pid,
                         start_time: r.start_time,
                         alive: r.alive,
                     }));
+                if let Some(bell) = &e.doorbell {
+                    reader.push_str(&format!(", doorbell {bell}"));
+                }
                 writeln!(
                     out,
                     "{:<32} {:>10} {:>18} {:>6.1}%  {:<20} {reader}",

@@ -477,7 +477,7 @@ fn stall_writer_child_role() {
     }
     atbus::set_fault_hook(stop_mid_payload);
     let writer = atbus::Channel::open(&name).unwrap().writer();
-    let _ = writer.send(&[0x5a; 300]);
+    let _ = writer.try_send(&[0x5a; 300]);
 }
 
 /// Starts a writer process that stops itself mid-send; returns when it is stopped.
@@ -617,6 +617,30 @@ fn list_finds_channels_by_their_magic() {
     let v = json(&dump(&["list", "--dir", dir.to_str().unwrap(), "--json"]));
     let names: Vec<_> = v.as_array().unwrap().iter().map(|e| &e["name"]).collect();
     assert_eq!(names, [path]);
+}
+
+#[test]
+fn list_shows_the_doorbell_of_an_event_loop_reader() {
+    let ch = Chan::shm("list-bell").create("128KiB", &[]);
+    let channel = atbus::Channel::open(&ch.name).unwrap();
+    let find = || {
+        let v = json(&dump(&["list", "--json"]));
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == ch.name.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("{} not listed: {v}", ch.name))
+    };
+    assert_eq!(find()["doorbell"], Value::Null);
+    let mut reader = channel.reader().unwrap();
+    reader.readiness_fd().unwrap();
+    let bell = format!("/dev/shm{}.bell", ch.name);
+    assert_eq!(find()["doorbell"], bell.as_str());
+    assert!(stdout(&dump(&["list"])).contains(&format!("doorbell {bell}")));
+    // Listing skips the socket itself (no atbus magic), and the reader removes it.
+    drop(reader);
+    assert_eq!(find()["doorbell"], Value::Null);
 }
 
 #[test]

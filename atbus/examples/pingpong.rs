@@ -77,7 +77,7 @@ fn single_process(size: usize, secs: f64) {
     while start.elapsed().as_secs_f64() < secs {
         for _ in 0..1000 {
             fill(&mut msg, seq);
-            w.send(&msg).unwrap();
+            w.try_send(&msg).unwrap();
             let n = r.try_recv(&mut buf).unwrap();
             check(&buf[..n], seq, &mut expect);
             seq += 1;
@@ -120,7 +120,7 @@ fn writer(name: &str, size: u64, count: u64) {
     for seq in 0..count {
         fill(&mut msg, seq);
         loop {
-            match w.send(&msg) {
+            match w.try_send(&msg) {
                 Ok(()) => break,
                 Err(Error::Full) => backoff.snooze(),
                 Err(e) => panic!("{e}"),

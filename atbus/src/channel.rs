@@ -57,10 +57,13 @@ impl Channel {
         OpenOptions::new().open(name)
     }
 
-    /// Removes channel `name`. Processes that have it open keep working on the old
-    /// memory; the name can be created anew at once.
+    /// Removes channel `name` (and its reader's doorbell socket, if a reader bound one).
+    /// Processes that have it open keep working on the old memory; the name can be
+    /// created anew at once.
     pub fn unlink(name: &str) -> Result<()> {
-        segment::unlink(name)
+        let unlinked = segment::unlink(name);
+        crate::doorbell::unlink(name);
+        unlinked
     }
 
     /// A new writer handle.

@@ -219,7 +219,7 @@ impl fmt::Display for Error {
                 "segment {name} is corrupt: {reason}; inspect it with atbus-dump, then \
                  recreate it"
             ),
-            Error::Full => write!(f, "channel is full: retry later (or use send_timeout)"),
+            Error::Full => write!(f, "channel is full: retry later, or use send or send_timeout, which wait for the reader to free space"),
             Error::Empty => write!(f, "no message ready"),
             Error::Timeout => write!(f, "timed out"),
             Error::TooLarge { len, max } => write!(

@@ -31,16 +31,18 @@
 //! | 256    | write_cursor      | u64  | next position a writer will claim (writers CAS)           |
 //! | 512    | reader_owner      | u64  | `pid | (start_time as u32) << 32` of the reader, 0 = none |
 //! | 520    | reader_takeovers  | u64  | times the role was taken from a dead owner                |
+//! | 640    | space.waiters     | u32  | writers waiting for the reader to free space              |
+//! | 644    | space.seq         | u32  | futex word the reader bumps to wake them                  |
 //! | 768    | reader counters   | 16×u64 | [`ReaderCounters`], written only by the reader          |
-//! | 896    | wake.sleeping     | u32  | 1 while a blocking reader sleeps                          |
+//! | 896    | wake.sleeping     | u32  | 1: reader sleeps on the futex, 2: armed its doorbell fd   |
 //! | 900    | wake.seq          | u32  | futex word writers bump to wake the reader                |
-//! | 1024   | writer slots      | 16×128 | [`WriterCounters`] of writers with `pid % 16 == i` at `1024 + 128 i` |
+//! | 1024   | writer slots      | 16×128 | [`WriterCounters`] at `1024 + 128 i`: slots 0–14 each owned by one writer thread, 15 shared |
 //!
 //! The read cursor, the write cursor, the reader record, the reader counters, the wake
 //! word and each writer counter slot sit on 128-byte lines of their own (the x86-64
 //! prefetcher pulls pairs of 64-byte lines), so the reader's and the writers' hot fields
-//! never share a line, and writer processes do not share a counter line unless their pids
-//! collide modulo 16. Lines at 384 and 640 are reserved.
+//! never share a line, and writer threads do not share a counter line (up to 15 of them;
+//! more share the last slot). The line at 384 is reserved.
 //!
 //! Cursors are absolute node *positions* that only grow; a position `p` lives at node
 //! index `p % node_count`, and lap `p / node_count`.
@@ -93,13 +95,6 @@ pub const FLAG_NO_CHECKSUM: u32 = 2;
 /// Writer counter slots in the header.
 pub const WRITER_SLOTS: usize = 16;
 
-impl Header {
-    /// The counter slot of writer process `pid`.
-    pub fn writer_counters(&self, pid: u32) -> &WriterCounters {
-        &self.writer_slots[pid as usize % WRITER_SLOTS]
-    }
-}
-
 /// An atomic padded to 128 bytes so it owns a pair of cache lines.
 #[repr(C, align(128))]
 pub struct Padded<T>(pub T);
@@ -111,8 +106,10 @@ impl<T> std::ops::Deref for Padded<T> {
     }
 }
 
-/// Counters bumped by writers (`fetch_add`, relaxed: they are statistics, not sync), one
-/// set per writer slot; [`crate::Stats`] sums the slots.
+/// Counters bumped by writers (relaxed: they are statistics, not sync), one set per
+/// writer slot; [`crate::Stats`] sums the slots. A writer thread that owns a slot bumps
+/// its counters with plain stores; the last slot is shared, with locked adds (see
+/// `slots.rs`).
 #[repr(C)]
 pub struct WriterCounters {
     /// Messages whose block was published.
@@ -130,7 +127,9 @@ pub struct WriterCounters {
     pub abandoned: AtomicU64,
     /// Futex wake-ups writers issued to a sleeping reader.
     pub wakeups: AtomicU64,
-    _reserved: [AtomicU64; 1],
+    /// The writer thread that owns the slot: `tid | (start_time as u32) << 32`, 0 for
+    /// none (the last slot is never owned).
+    pub owner: AtomicU64,
 }
 
 /// Counters written only by the reader that holds the role (load + store, no RMW).
@@ -208,7 +207,8 @@ pub struct Header {
     _reserved_384: [u8; 128],
     /// The reader-role record.
     pub reader: Padded<ReaderRecord>,
-    _reserved_640: [u8; 128],
+    /// Where writers that found the ring full wait for the reader to free space.
+    pub space: Padded<SpaceWait>,
     /// Counters written by the reader.
     pub reader_counters: Padded<ReaderCounters>,
     /// The futex a blocking reader sleeps on.
@@ -225,6 +225,19 @@ pub struct WakeWord {
     /// 1 while the reader is (about to be) asleep; writers read it after publishing.
     pub sleeping: AtomicU32,
     /// The futex word: writers bump it before waking the reader.
+    pub seq: AtomicU32,
+}
+
+/// Where writers wait for space: a writer that finds the ring full registers in
+/// `waiters` and sleeps on the futex `seq`; the reader, after releasing nodes, loads
+/// `waiters` (one load when nobody waits) and, if set, bumps `seq` and wakes them.
+#[repr(C)]
+pub struct SpaceWait {
+    /// Writers (threads) waiting now; each adds 1 before its last look and takes it back
+    /// when it wakes. A writer killed while waiting leaves it raised: the reader then makes
+    /// a futex call per release, harmless.
+    pub waiters: AtomicU32,
+    /// The futex word: the reader bumps it when it frees space and someone waits.
     pub seq: AtomicU32,
 }
 
@@ -253,7 +266,7 @@ impl Header {
                 padding_blocks: z64(),
                 abandoned: z64(),
                 wakeups: z64(),
-                _reserved: [z64()],
+                owner: z64(),
             })
         };
         let reader = ReaderCounters {
@@ -296,7 +309,10 @@ impl Header {
                 owner: z64(),
                 takeovers: z64(),
             }),
-            _reserved_640: [0; 128],
+            space: Padded(SpaceWait {
+                waiters: z32(),
+                seq: z32(),
+            }),
             reader_counters: Padded(reader),
             wake: Padded(WakeWord {
                 sleeping: z32(),
@@ -344,6 +360,7 @@ const _: () = {
     assert!(offset_of!(Header, read_cursor) == 128);
     assert!(offset_of!(Header, write_cursor) == 256);
     assert!(offset_of!(Header, reader) == 512);
+    assert!(offset_of!(Header, space) == 640);
     assert!(offset_of!(Header, reader_counters) == 768);
     assert!(offset_of!(Header, wake) == 896);
     assert!(offset_of!(Header, writer_slots) == 1024);

@@ -76,6 +76,8 @@
 // mapped memory are not.
 #![cfg_attr(loom, allow(dead_code, unused_imports, missing_docs))]
 
+#[cfg(all(feature = "tokio", not(loom)))]
+mod aio;
 #[cfg(not(loom))]
 mod backoff;
 #[cfg(not(loom))]
@@ -84,6 +86,7 @@ mod config;
 mod copy;
 #[cfg(not(loom))]
 mod crc;
+pub mod doorbell;
 mod error;
 #[cfg(not(loom))]
 mod futex;
@@ -101,11 +104,14 @@ mod segment;
 #[cfg(loom)]
 #[path = "segment_model.rs"]
 mod segment;
+mod slots;
 mod stats;
 mod sync;
 #[cfg(not(loom))]
 mod writer;
 
+#[cfg(all(feature = "tokio", not(loom)))]
+pub use aio::{AsyncReader, AsyncWriter};
 #[cfg(not(loom))]
 pub use backoff::Backoff;
 #[cfg(not(loom))]
@@ -115,7 +121,7 @@ pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use inspect::Inspector;
 #[cfg(not(loom))]
-pub use reader::Reader;
+pub use reader::{Arm, Meta, Reader};
 #[cfg(all(feature = "fault-injection", not(loom)))]
 pub use ring::{set_fault_hook, Step};
 pub use stats::Stats;

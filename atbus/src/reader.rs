@@ -1,8 +1,10 @@
 //! The reader handle and the reader role.
 
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::doorbell::{Doorbell, ARMED_DOORBELL, ARMED_FUTEX};
 use crate::error::{Error, Result};
 use crate::process;
 use crate::ring::{ReadState, Ready};
@@ -54,12 +56,47 @@ pub struct Reader {
     lost: bool,
     scratch: Vec<u8>,
     clock: fn() -> Instant,
+    /// The doorbell socket and fd, bound on the first `arm` or `readiness_fd`.
+    bell: Option<Doorbell>,
+    /// Whether we set `sleeping` to `ARMED_DOORBELL` and have not taken it back yet.
+    armed: bool,
+    /// Disarmed since the doorbell was last drained: drain it when a receive next finds
+    /// the ring empty (off the path from a wake-up to its message).
+    drain_due: bool,
+}
+
+/// What [`Reader::arm`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arm {
+    /// Nothing is ready and the reader is armed: wait until the
+    /// [readiness fd](Reader::readiness_fd) is readable, then receive.
+    Armed,
+    /// A message is ready: receive it now (the reader is not armed).
+    Ready,
+}
+
+/// Where a message came from, from [`Reader::try_recv_meta`] and [`Reader::recv_meta_timeout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Payload length: the message is `buf[..len]`.
+    pub len: usize,
+    /// The process id of the writer, as it wrote it into the block header. Not covered
+    /// by the checksum: trust it as far as you trust the processes that may write the
+    /// channel.
+    pub writer_pid: u32,
+    /// The block's sequence number: unique per block within the channel and increasing
+    /// in the order writers claimed their blocks; a bridge can use it to spot a message
+    /// it forwarded twice (after a reader crash) or a gap.
+    pub seq: u64,
 }
 
 impl Reader {
     pub(crate) fn new(seg: Arc<Segment>) -> Result<Reader> {
         let owner = take_role(&seg)?;
         let state = ReadState::new(&seg);
+        // A dead predecessor may have left itself armed: writers would ring a socket
+        // nobody reads (harmless, but a system call each). Relaxed: only a hint.
+        seg.header().wake.sleeping.store(0, Ordering::Relaxed);
         Ok(Reader {
             seg,
             state,
@@ -67,6 +104,179 @@ impl Reader {
             lost: false,
             scratch: Vec::new(),
             clock: Instant::now,
+            bell: None,
+            armed: false,
+            drain_due: false,
+        })
+    }
+
+    /// The fd an event loop waits on (epoll, poll, select, tokio's `AsyncFd`, mio, libuv's
+    /// `uv_poll`): it becomes readable when the reader is [armed](Reader::arm) and a
+    /// writer publishes, or when a block whose writer may have died needs another look.
+    /// The first call binds the channel's doorbell socket (`/dev/shm/NAME.bell` for
+    /// `/NAME`, `PATH.bell` for a file) with the segment's permissions; the fd lives as
+    /// long as the reader. See [`arm`](Reader::arm) for the loop.
+    pub fn readiness_fd(&mut self) -> Result<BorrowedFd<'_>> {
+        Ok(self.bell()?.fd())
+    }
+
+    fn bell(&mut self) -> Result<&mut Doorbell> {
+        if self.bell.is_none() {
+            self.bell = Some(Doorbell::bind(self.seg.name())?);
+        }
+        Ok(self.bell.as_mut().expect("bound above"))
+    }
+
+    /// Prepares to wait on the [readiness fd](Reader::readiness_fd): tells writers the
+    /// reader is going to sleep, then looks once more. `Armed`: nothing is ready and it is
+    /// safe to wait until the fd is readable; `Ready`: a message is ready, receive it.
+    ///
+    /// No wake-up is lost: a message published after the flag is set either is seen by
+    /// the last look (`Ready`) or makes its writer ring the doorbell. While the reader is
+    /// not armed, writers make no system call. Any receive call disarms the reader and,
+    /// when a writer rang, drains the doorbell, so after the fd turns readable, receive
+    /// until `Empty`, then arm again:
+    ///
+    /// ```
+    /// # let name = format!("/atbus-doc-arm-{}", std::process::id());
+    /// use std::os::fd::AsRawFd;
+    /// use atbus::Arm;
+    /// let channel = atbus::Channel::create(&name, 1 << 20, &atbus::Config::default())?;
+    /// let mut reader = channel.reader()?;
+    /// let fd = reader.readiness_fd()?.as_raw_fd();
+    /// assert_eq!(reader.arm()?, Arm::Armed);
+    /// channel.writer().send(b"ding")?; // the writer sees the reader armed: it rings
+    /// let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    /// // SAFETY: one valid pollfd.
+    /// assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
+    /// assert_eq!(reader.try_recv_vec()?, b"ding");
+    /// assert!(matches!(reader.try_recv_vec(), Err(atbus::Error::Empty)));
+    /// # drop(reader);
+    /// # atbus::Channel::unlink(&name)?;
+    /// # Ok::<(), atbus::Error>(())
+    /// ```
+    pub fn arm(&mut self) -> Result<Arm> {
+        self.wake_up();
+        self.bell()?;
+        if self.drain_due {
+            self.drain_now();
+        }
+        let wake = &self.seg.header().wake;
+        wake.sleeping.store(ARMED_DOORBELL, Ordering::SeqCst);
+        self.armed = true;
+        // SeqCst fence: pairs with the writers' SeqCst publish CAS and SeqCst load of
+        // `sleeping` (Dekker), exactly as for the futex sleep in `block_on`: either the
+        // look below sees their block, or they see the flag and ring the doorbell.
+        fence(Ordering::SeqCst);
+        match self.poll() {
+            Ok(_) => {
+                self.disarm();
+                Ok(Arm::Ready)
+            }
+            Err(Error::Empty) => {
+                // A claimed block not yet written: its writer rings when it publishes,
+                // but if it died nobody will, so have the timer ring instead (the next
+                // receive skips the block once it is judged dead or timed out).
+                if self.state.claimed_ahead(&self.seg) {
+                    self.bell
+                        .as_mut()
+                        .expect("bound above")
+                        .set_timer(TORN_SLICE);
+                }
+                crate::ring::bump(&self.seg.header().reader_counters.sleeps, 1);
+                Ok(Arm::Armed)
+            }
+            Err(e) => {
+                self.disarm();
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes back an [`arm`](Reader::arm) before receiving; free when not armed.
+    #[inline]
+    fn wake_up(&mut self) {
+        if self.armed {
+            self.disarm();
+        }
+    }
+
+    #[cold]
+    fn disarm(&mut self) {
+        self.armed = false;
+        // Relaxed: writers only need to stop ringing; the messages themselves are
+        // synchronised through the heads. The doorbell is drained later, when a receive
+        // finds the ring empty: a wake-up goes to its message first.
+        self.seg.header().wake.sleeping.store(0, Ordering::Relaxed);
+        self.drain_due = true;
+    }
+
+    /// Passes a receive's result through, draining the doorbell first when the result is
+    /// `Empty` and a disarm left it undrained: after that, the fd is readable only when
+    /// a writer rings again (or one that took the flag before the disarm sends late,
+    /// which costs one empty wake-up).
+    #[inline]
+    fn settle<T>(&mut self, result: Result<T>) -> Result<T> {
+        if self.drain_due && matches!(result, Err(Error::Empty)) {
+            self.drain_now();
+        }
+        result
+    }
+
+    #[cold]
+    fn drain_now(&mut self) {
+        self.drain_due = false;
+        if let Some(bell) = self.bell.as_mut() {
+            bell.drain();
+        }
+    }
+
+    /// Receives the next message into `buf` like [`try_recv`](Reader::try_recv), and says
+    /// where it came from: the writer's pid and the block's sequence.
+    ///
+    /// ```
+    /// # let name = format!("/atbus-doc-meta-{}", std::process::id());
+    /// let channel = atbus::Channel::create(&name, 1 << 20, &atbus::Config::default())?;
+    /// let mut reader = channel.reader()?;
+    /// channel.writer().send(b"from me")?;
+    /// let mut buf = [0u8; 64];
+    /// let meta = reader.try_recv_meta(&mut buf)?;
+    /// assert_eq!(&buf[..meta.len], b"from me");
+    /// assert_eq!(meta.writer_pid, std::process::id());
+    /// # drop(reader);
+    /// # atbus::Channel::unlink(&name)?;
+    /// # Ok::<(), atbus::Error>(())
+    /// ```
+    pub fn try_recv_meta(&mut self, buf: &mut [u8]) -> Result<Meta> {
+        self.wake_up();
+        loop {
+            let ready = self.poll()?;
+            if buf.len() < ready.len {
+                return Err(Error::BufferTooSmall { needed: ready.len });
+            }
+            // Relaxed: published with the block (the writer stored it before its release
+            // store of the header's seq and its release publish CAS, which `poll` acquired).
+            let writer_pid = self
+                .seg
+                .block_header(ready.index())
+                .writer_pid
+                .load(Ordering::Relaxed);
+            let meta = Meta {
+                len: ready.len,
+                writer_pid,
+                seq: ready.seq(),
+            };
+            if self.state.take(&self.seg, ready, buf) {
+                return Ok(meta);
+            }
+        }
+    }
+
+    /// Like [`try_recv_meta`](Reader::try_recv_meta), waiting up to `timeout` for a
+    /// message as [`recv_timeout`](Reader::recv_timeout) does.
+    pub fn recv_meta_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Meta> {
+        self.block_on(Instant::now().checked_add(timeout), |r| {
+            r.try_recv_meta(buf)
         })
     }
 
@@ -82,7 +292,9 @@ impl Reader {
     /// otherwise fails with [`Error::ReaderRoleLost`] (for good: drop the reader).
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
         self.check_role()?;
-        self.state.recv_into(&self.seg, self.clock, buf)
+        self.wake_up();
+        let received = self.state.recv_into(&self.seg, self.clock, buf);
+        self.settle(received)
     }
 
     /// `ReaderRoleLost` once the reader record names another process than this reader
@@ -104,6 +316,7 @@ impl Reader {
 
     /// Receives the next message into a new `Vec`.
     pub fn try_recv_vec(&mut self) -> Result<Vec<u8>> {
+        self.wake_up();
         loop {
             let ready = self.poll()?;
             let mut v = vec![0u8; ready.len];
@@ -116,6 +329,7 @@ impl Reader {
     /// Receives the next message and hands it to `f` as a slice of a buffer the reader
     /// owns and reuses (no allocation once it has grown to the largest message).
     pub fn try_recv_with<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.wake_up();
         loop {
             let ready = self.poll()?;
             if self.scratch.len() < ready.len {
@@ -179,6 +393,7 @@ impl Reader {
     /// # Ok::<(), atbus::Error>(())
     /// ```
     pub fn try_recv_in_place<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.wake_up();
         let ready = self.poll()?;
         self.state
             .take_in_place(&self.seg, ready, f)
@@ -207,6 +422,7 @@ impl Reader {
     /// ```
     pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize> {
         self.check_role()?;
+        self.wake_up();
         let mut n = 0;
         while n < max {
             let ready = match self.state.poll(&self.seg, self.clock) {
@@ -227,7 +443,7 @@ impl Reader {
         }
         self.state.finish_batch(&self.seg);
         if n == 0 {
-            return Err(Error::Empty);
+            return self.settle(Err(Error::Empty));
         }
         Ok(n)
     }
@@ -248,6 +464,7 @@ impl Reader {
         deadline: Option<Instant>,
         mut attempt: impl FnMut(&mut Self) -> Result<R>,
     ) -> Result<R> {
+        self.wake_up();
         let mut spins = 0;
         loop {
             match attempt(self) {
@@ -279,7 +496,7 @@ impl Reader {
             let wake = &seg.header().wake;
             // Acquire: a bump we read here is one whose publish we will see on re-check.
             let seq = wake.seq.load(Ordering::Acquire);
-            wake.sleeping.store(1, Ordering::SeqCst);
+            wake.sleeping.store(ARMED_FUTEX, Ordering::SeqCst);
             // SeqCst fence: pairs with the writers' SeqCst publish CAS and SeqCst load of
             // `sleeping` (Dekker): either our re-check below sees their block, or they
             // see `sleeping == 1` and bump `seq`, making the futex wait return at once.
@@ -296,6 +513,12 @@ impl Reader {
         }
     }
 
+    /// The name the channel was opened by.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn channel_name(&self) -> &str {
+        self.seg.name()
+    }
+
     /// The position of the next message in the ring.
     pub fn position(&self) -> u64 {
         self.state.position()
@@ -309,15 +532,26 @@ impl Reader {
 
     fn poll(&mut self) -> Result<Ready> {
         self.check_role()?;
-        self.state.poll(&self.seg, self.clock)
+        let polled = self.state.poll(&self.seg, self.clock);
+        self.settle(polled)
     }
 }
 
 impl Drop for Reader {
     fn drop(&mut self) {
+        self.wake_up();
         if self.check_role().is_err() {
-            // The role and the read cursor are another reader's now: touch neither.
+            // The role, the read cursor and the doorbell's path are another reader's now:
+            // touch none of them (closing our socket is all).
+            drop(self.bell.take());
             return;
+        }
+        // Before giving the role back: once it is back, a new reader may bind the path,
+        // and writers still connected to our socket must find it closed (and reconnect
+        // by path), not ring it.
+        if let Some(bell) = self.bell.take() {
+            bell.unlink();
+            drop(bell);
         }
         self.state.release(&self.seg);
         // Release: our last release of the read cursor happens-before the next owner's

@@ -50,12 +50,13 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    self, classify, Head, NodeState, WriterCounters, BLOCK_HEADER_SIZE, FLAG_ABORTED, FLAG_PADDING,
-    FLAG_START, FLAG_WRITTEN,
+    self, classify, Head, NodeState, BLOCK_HEADER_SIZE, FLAG_ABORTED, FLAG_PADDING, FLAG_START,
+    FLAG_WRITTEN,
 };
 use crate::process;
 use crate::segment::Segment;
-use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::slots::{self, Counters};
+use crate::sync::atomic::{fence, AtomicU64, Ordering};
 
 /// Positions beyond this are corrupt. Positions only grow, one per node: at a billion
 /// nodes a second they reach 2^63 after 292 years. Refusing larger cursors (writers in
@@ -145,7 +146,6 @@ pub(crate) struct Claimed {
     /// The block's position, which is its sequence.
     seq: u64,
     len: usize,
-    pid: u32,
 }
 
 impl Claimed {
@@ -170,7 +170,7 @@ impl Claimed {
         // Relaxed: a hint only; the publish CAS is what decides.
         let head = seg.head(self.index).load(Ordering::Relaxed);
         if head != NodeState::free(self.seq).0 {
-            return Err(abandoned(seg.header().writer_counters(self.pid), self.seq));
+            return Err(abandoned(&slots::for_thread(seg.header()), self.seq));
         }
         Ok(())
     }
@@ -237,11 +237,11 @@ pub(crate) fn claim_block(
     len: usize,
 ) -> Result<Claimed> {
     let geo = seg.geometry();
-    let counters = seg.header().writer_counters(pid);
+    let counters = slots::for_thread(seg.header());
     let nodes = geo.nodes_for(len);
 
     // Claim. The block's position is its sequence.
-    let (pad_at, pos) = claim(seg, counters, cached_read, nodes)?;
+    let (pad_at, pos) = claim(seg, &counters, cached_read, nodes)?;
     let seq = pos;
     if let Some(pad) = pad_at {
         // The padding block carries no data, so publishing it is one CAS; relaxed is
@@ -258,19 +258,14 @@ pub(crate) fn claim_block(
             )
             .is_err()
         {
-            return Err(abandoned(counters, seq));
+            return Err(abandoned(&counters, seq));
         }
-        counters.padding_blocks.fetch_add(1, Ordering::Relaxed);
+        counters.add(&counters.padding_blocks, 1);
     }
     fault_point!(AfterClaim);
 
     let index = geo.index(pos);
-    let block = Claimed {
-        index,
-        seq,
-        len,
-        pid,
-    };
+    let block = Claimed { index, seq, len };
     // Still ours? A writer stalled past the timeout between its claim and here stops
     // rather than writing a header into nodes the reader has handed to someone else.
     block.check_still_ours(seg)?;
@@ -288,7 +283,7 @@ pub(crate) fn claim_block(
 /// wakes the reader if it sleeps. `Abandoned` if the reader gave up on us meanwhile.
 pub(crate) fn publish(seg: &Segment, block: &Claimed, crc: u32, aborted: bool) -> Result<()> {
     let h = seg.header();
-    let counters = h.writer_counters(block.pid);
+    let counters = slots::for_thread(h);
     let bh = seg.block_header(block.index);
     bh.crc
         .store(layout::sealed_crc(crc, block.seq), Ordering::Relaxed);
@@ -310,27 +305,38 @@ pub(crate) fn publish(seg: &Segment, block: &Claimed, crc: u32, aborted: bool) -
         )
         .is_err()
     {
-        return Err(abandoned(counters, block.seq));
+        return Err(abandoned(&counters, block.seq));
     }
     // The writer's whole cost for blocking readers: one load of a line the reader
     // writes only when it goes to sleep or wakes.
     if h.wake.sleeping.load(Ordering::SeqCst) != 0 {
-        h.wake.seq.fetch_add(1, Ordering::Release);
+        // The first writer to publish after the reader armed takes the flag (SeqCst swap)
+        // and rings, once: the others see 0 and make no system call. No lost wake-up:
+        // a 0 written by another writer's swap means that writer rings for this sleep;
+        // one written by the reader means it is awake and looks again before it re-arms.
+        let armed = h.wake.sleeping.swap(0, Ordering::SeqCst);
+        if armed & crate::doorbell::ARMED_FUTEX != 0 {
+            h.wake.seq.fetch_add(1, Ordering::Release);
+            #[cfg(not(loom))]
+            crate::futex::wake_all(&h.wake.seq);
+        }
         #[cfg(not(loom))]
-        crate::futex::wake_all(&h.wake.seq);
-        counters.wakeups.fetch_add(1, Ordering::Relaxed);
+        if armed & crate::doorbell::ARMED_DOORBELL != 0 {
+            crate::doorbell::ring(seg.name());
+        }
+        if armed != 0 {
+            counters.add(&counters.wakeups, 1);
+        }
     }
     if !aborted {
-        counters.messages_sent.fetch_add(1, Ordering::Relaxed);
-        counters
-            .bytes_sent
-            .fetch_add(block.len as u64, Ordering::Relaxed);
+        counters.add(&counters.messages_sent, 1);
+        counters.add(&counters.bytes_sent, block.len as u64);
     }
     Ok(())
 }
 
-fn abandoned(counters: &WriterCounters, seq: u64) -> Error {
-    counters.abandoned.fetch_add(1, Ordering::Relaxed);
+fn abandoned(counters: &Counters<'_>, seq: u64) -> Error {
+    counters.add(&counters.abandoned, 1);
     Error::Abandoned { seq }
 }
 
@@ -339,7 +345,7 @@ fn abandoned(counters: &WriterCounters, seq: u64) -> Error {
 /// the block's position. `Full` when the reader has not released enough nodes.
 fn claim(
     seg: &Segment,
-    counters: &WriterCounters,
+    counters: &Counters<'_>,
     cached_read: &AtomicU64,
     nodes: u64,
 ) -> Result<(Option<u64>, u64)> {
@@ -372,7 +378,7 @@ fn claim(
             r = h.read_cursor.load(Ordering::Acquire);
             cached_read.store(r, Ordering::Release);
             if end.wrapping_sub(r) > capacity {
-                counters.full.fetch_add(1, Ordering::Relaxed);
+                counters.add(&counters.full, 1);
                 return Err(Error::Full);
             }
         }
@@ -387,7 +393,7 @@ fn claim(
             Err(current) => {
                 w = current;
                 failures += 1;
-                counters.write_retries.fetch_add(1, Ordering::Relaxed);
+                counters.add(&counters.write_retries, 1);
                 if failures.is_multiple_of(retries_before_yield) {
                     // Another writer won; on an oversubscribed host let it run.
                     crate::sync::yield_now();
@@ -458,6 +464,16 @@ pub(crate) struct Ready {
 }
 
 impl Ready {
+    /// The block's sequence: its position.
+    pub(crate) fn seq(&self) -> u64 {
+        self.pos
+    }
+
+    /// The node index of the block's first node (its block header).
+    pub(crate) fn index(&self) -> u64 {
+        self.index
+    }
+
     /// Whether a payload with this crc32 is the one published under this head.
     fn crc_matches(&self, payload_crc: u32) -> bool {
         layout::sealed_crc(payload_crc, self.pos) == self.crc
@@ -957,6 +973,17 @@ impl ReadState {
             // any writer that acquires this value writes those nodes.
             seg.header().read_cursor.store(self.pos, Ordering::Release);
             self.published = self.pos;
+            // Writers waiting for space: one load when nobody waits. The SeqCst fence
+            // pairs with the waiter's SeqCst increment of `waiters` and fence before its
+            // last look at the read cursor (Dekker): either that look sees the cursor we
+            // just stored, or we see `waiters != 0` here and wake it. No lost wake-up.
+            fence(Ordering::SeqCst);
+            let space = &seg.header().space;
+            if space.waiters.load(Ordering::Relaxed) != 0 {
+                space.seq.fetch_add(1, Ordering::Release);
+                #[cfg(not(loom))]
+                crate::futex::wake_all(&space.seq);
+            }
         }
     }
 

@@ -47,9 +47,11 @@ pub struct Stats {
     pub reader_takeovers: u64,
     /// Reservations dropped without commit, skipped by the reader.
     pub aborted_blocks: u64,
-    /// Times a blocking reader went to sleep on the channel's futex.
+    /// Times a blocking reader went to sleep on the channel's futex, or an event-loop
+    /// reader armed its readiness fd and found nothing ready.
     pub reader_sleeps: u64,
-    /// Futex wake-ups writers issued to a sleeping reader.
+    /// Wake-ups writers issued to a sleeping or armed reader: futex wakes and doorbell
+    /// rings (one per sleep: the first writer to publish after the reader slept rings).
     pub wakeups: u64,
     /// The shared read cursor (released position).
     pub read_cursor: u64,

@@ -3,11 +3,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::ring::{self, Claimed};
 use crate::segment::Segment;
-use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::atomic::{fence, AtomicU64, Ordering};
+
+/// Polls of a full ring before a waiting send sleeps.
+const SPACE_SPINS: u32 = 10;
+/// Longest single sleep of a waiting send: the reader wakes it when it frees space; the
+/// slice only bounds the wait should a wake-up never come (a reader built before the
+/// space wait existed).
+pub(crate) const SPACE_SLICE: Duration = Duration::from_millis(100);
 
 /// Sends messages into a channel. Any number of writers, in any processes, may send at
 /// once. Cheap to clone; usable from several threads (`Send + Sync`).
@@ -45,41 +51,101 @@ impl Writer {
         }
     }
 
-    /// Sends one message, or fails at once:
-    /// * `Full`: no room now (nothing was written; retry later or use [`send_timeout`]);
+    /// Sends one message, waiting as long as it takes for the reader to free space when
+    /// the ring is full (woken by the reader, not polling). Fails with
     /// * `TooLarge`: the message can never fit in this channel;
     /// * `Abandoned`: this writer stalled past the channel's timeout mid-send and the
     ///   reader skipped its block; the message was not delivered.
     ///
-    /// [`send_timeout`]: Writer::send_timeout
+    /// With no reader consuming, a full ring makes this wait for ever: use
+    /// [`try_send`](Writer::try_send) or [`send_timeout`](Writer::send_timeout) when that
+    /// must not happen.
     pub fn send(&self, message: &[u8]) -> Result<()> {
+        self.send_waiting(message, None)
+    }
+
+    /// Sends one message, or fails at once:
+    /// * `Full`: no room now (nothing was written; retry later, or use [`send`] or
+    ///   [`send_timeout`], which wait for the reader to free space);
+    /// * `TooLarge`, `Abandoned`: as for [`send`].
+    ///
+    /// This is the writer's fast path: no system call, ever.
+    ///
+    /// ```
+    /// # let name = format!("/atbus-doc-try-send-{}", std::process::id());
+    /// let channel = atbus::Channel::create(&name, 64 << 10, &atbus::Config::default())?;
+    /// let writer = channel.writer();
+    /// let msg = [7u8; 1000];
+    /// let mut sent = 0;
+    /// while writer.try_send(&msg).is_ok() {
+    ///     sent += 1;
+    /// }
+    /// assert!(matches!(writer.try_send(&msg), Err(atbus::Error::Full)));
+    /// assert!(sent > 0);
+    /// # atbus::Channel::unlink(&name)?;
+    /// # Ok::<(), atbus::Error>(())
+    /// ```
+    ///
+    /// [`send`]: Writer::send
+    /// [`send_timeout`]: Writer::send_timeout
+    pub fn try_send(&self, message: &[u8]) -> Result<()> {
         ring::send(&self.seg, &self.cached_read, self.pid, message)
     }
 
-    /// Sends one message, retrying while the channel is full for up to `timeout`
-    /// (spinning briefly, then yielding, then sleeping). `Timeout` if it stays full. A
-    /// timeout too long to add to the clock (e.g. `Duration::MAX`) retries forever.
+    /// Sends one message, waiting up to `timeout` for the reader to free space when the
+    /// ring is full, like [`send`](Writer::send). `Timeout` if it stays full. A timeout
+    /// too long to add to the clock (e.g. `Duration::MAX`) waits as long as it takes.
     pub fn send_timeout(&self, message: &[u8], timeout: Duration) -> Result<()> {
-        // None (retry forever) when the deadline is past what Instant can hold.
-        let deadline = Instant::now().checked_add(timeout);
-        let mut backoff = Backoff::new();
+        // None (no deadline) when the deadline is past what Instant can hold.
+        self.send_waiting(message, Instant::now().checked_add(timeout))
+    }
+
+    /// `try_send` until it is not `Full`, sleeping on the segment's space futex between
+    /// tries; `Timeout` after `deadline`.
+    fn send_waiting(&self, message: &[u8], deadline: Option<Instant>) -> Result<()> {
+        let mut spins = 0;
         loop {
-            match self.send(message) {
-                Err(Error::Full) => {
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(Error::Timeout);
-                    }
-                    backoff.snooze();
-                }
+            match self.try_send(message) {
+                Err(Error::Full) => {}
                 other => return other,
             }
+            // The reader frees space a sixteenth of the ring at a time: a few polls catch
+            // a release that is already under way, then sleep.
+            if spins < SPACE_SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let now = Instant::now();
+            let left = match deadline {
+                Some(d) if now >= d => return Err(Error::Timeout),
+                Some(d) => d - now,
+                None => SPACE_SLICE,
+            };
+            let space = &self.seg.header().space;
+            // Acquire: a bump we read here is one whose release we see on the re-check.
+            let seq = space.seq.load(Ordering::Acquire);
+            space.waiters.fetch_add(1, Ordering::SeqCst);
+            // SeqCst fence: pairs with the reader's SeqCst fence between its store of the
+            // read cursor and its load of `waiters` (Dekker): either the re-check below
+            // sees the freed space, or the reader sees us waiting, bumps `seq` and wakes
+            // us (then the futex wait returns at once, or is woken). No lost wake-up.
+            fence(Ordering::SeqCst);
+            let rechecked = self.try_send(message);
+            if !matches!(rechecked, Err(Error::Full)) {
+                space.waiters.fetch_sub(1, Ordering::Relaxed);
+                return rechecked;
+            }
+            crate::futex::wait(&space.seq, seq, left.min(SPACE_SLICE));
+            space.waiters.fetch_sub(1, Ordering::Relaxed);
+            spins = 0;
         }
     }
 
     /// Claims space for a message of exactly `len` bytes and hands it out to be written in
     /// place (zero-copy). [`Reservation::commit`] publishes it; dropping the reservation
     /// without committing aborts it, and the reader skips its nodes at once. Fails like
-    /// [`send`](Writer::send) (`Full`, `TooLarge`).
+    /// [`try_send`](Writer::try_send) (`Full`, `TooLarge`): it does not wait.
     ///
     /// Commit promptly: until then the reader waits at this block, and after the
     /// channel's timeout it skips it and `commit` returns `Abandoned`.
@@ -111,6 +177,12 @@ impl Writer {
     /// The largest message this channel accepts.
     pub fn max_message_len(&self) -> usize {
         ring::max_payload(&self.seg)
+    }
+
+    /// The mapped segment.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn segment(&self) -> &Arc<Segment> {
+        &self.seg
     }
 }
 

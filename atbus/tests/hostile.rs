@@ -798,7 +798,7 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
                     let msg = payload(id, len);
                     next_id += 1;
                     let res = match op {
-                        Op::Send(_) => w.send(&msg).map(|()| true),
+                        Op::Send(_) => w.try_send(&msg).map(|()| true),
                         Op::ReserveCommit(_) => w.reserve(len).and_then(|mut slot| {
                             slot.copy_from_slice(&msg);
                             slot.commit().map(|()| true)
@@ -900,7 +900,7 @@ fn run_case(c: &Case) -> Result<(), TestCaseError> {
             let id = next_id;
             let msg = payload(id, len);
             next_id += 1;
-            match w.send(&msg) {
+            match w.try_send(&msg) {
                 Ok(()) => {
                     sent.insert(msg, id);
                     // A corrupted write cursor can point an honest writer at nodes of a
@@ -1204,7 +1204,7 @@ fn run_live_case(c: &LiveCase) -> Result<(), TestCaseError> {
         });
         for (i, &s) in c.sends.iter().enumerate() {
             let msg = payload(i as u64, length(&ctx, c.node_size, s));
-            if let Err(e) = w.send(&msg) {
+            if let Err(e) = w.try_send(&msg) {
                 prop_assert!(is_send_error(&e), "send: {e:?}");
             }
             if receive_all(&mut r, &mut got, budget, &c.recv[i % c.recv.len()..])?.is_some() {
@@ -1281,7 +1281,7 @@ fn channel_with(tag: &str, msgs: &[&[u8]]) -> (TempChannel, Geometry) {
     let channel = ch.create(16, &quick_config());
     let w = channel.writer();
     for m in msgs {
-        w.send(m).unwrap();
+        w.try_send(m).unwrap();
     }
     (ch, Geometry::with_count(64, 16).unwrap())
 }
@@ -1394,7 +1394,7 @@ fn write_cursor_below_read_cursor_is_a_typed_error() {
     assert!(matches!(end, Some(Error::Corrupt { .. })), "{end:?}");
     assert_eq!(r.position(), 2);
     // A writer claims position 1, behind the reader, and finds it is not free there.
-    let sent = channel.writer().send(b"c");
+    let sent = channel.writer().try_send(b"c");
     assert!(matches!(sent, Err(Error::Abandoned { .. })), "{sent:?}");
 }
 
@@ -1413,7 +1413,7 @@ fn write_cursor_far_ahead_of_read_cursor_is_a_typed_error() {
             "{ahead}: {end:?}"
         );
         assert_eq!(r.position(), 0);
-        let sent = channel.writer().send(b"c");
+        let sent = channel.writer().try_send(b"c");
         assert!(
             matches!(sent, Err(Error::Full | Error::Corrupt { .. })),
             "{ahead}: {sent:?}"
@@ -1471,7 +1471,7 @@ fn write_cursor_near_u64_max_is_a_typed_error_for_writers() {
         let channel = Channel::open(&ch.name).unwrap();
         let writer = channel.writer();
         for len in [0, 100, channel.max_message_len()] {
-            let sent = writer.send(&vec![1; len]);
+            let sent = writer.try_send(&vec![1; len]);
             assert!(
                 matches!(&sent, Err(Error::Corrupt { reason, .. }) if reason.contains("write cursor")),
                 "{w} {len}: {sent:?}"
@@ -1486,7 +1486,7 @@ fn write_cursor_near_u64_max_is_a_typed_error_for_writers() {
     ch.write_u64(off::READ_CURSOR, 1 << 63);
     ch.write_u64(off::WRITE_CURSOR, 1 << 63);
     let channel = Channel::open(&ch.name).unwrap();
-    channel.writer().send(b"edge").unwrap();
+    channel.writer().try_send(b"edge").unwrap();
     let mut r = channel.reader().unwrap();
     assert_eq!(r.try_recv_vec().unwrap(), b"edge");
 }
@@ -1574,8 +1574,8 @@ fn written_head_past_the_write_cursor_does_not_move_the_reader() {
     // A writer claims node 6, finds the forged head and gives up on that message; the
     // reader then skips the garbage after the timeout, and the next message goes through.
     let w = channel.writer();
-    assert!(matches!(w.send(b"lost"), Err(Error::Abandoned { .. })));
-    w.send(b"next").unwrap();
+    assert!(matches!(w.try_send(b"lost"), Err(Error::Abandoned { .. })));
+    w.try_send(b"next").unwrap();
     let (got, end) = drain(&mut r, 200);
     assert_eq!(got, [b"next".to_vec()]);
     assert!(end.is_none(), "{end:?}");
@@ -1799,7 +1799,7 @@ fn shared_memory_segment_corrupted_through_dev_shm() {
     let path = PathBuf::from(format!("/dev/shm{name}"));
     let _ = Channel::unlink(&name);
     let channel = Channel::create(&name, 1 << 16, &quick_config()).unwrap();
-    channel.writer().send(b"shm").unwrap();
+    channel.writer().try_send(b"shm").unwrap();
     drop(channel);
     let ch = TempChannel {
         path,

@@ -37,7 +37,7 @@ fn every_size_round_trips_byte_for_byte() {
         .enumerate()
     {
         let msg = payload(i as u64, len);
-        w.send(&msg).unwrap();
+        w.try_send(&msg).unwrap();
         let n = r.try_recv(&mut buf).unwrap();
         assert_eq!(n, len);
         assert_eq!(&buf[..n], &msg[..], "message of {len} bytes");
@@ -58,7 +58,7 @@ fn full_ring_refuses_then_accepts_after_the_reader_releases() {
     let w = ch.writer();
     let mut sent = 0u64;
     loop {
-        match w.send(&payload(sent, 50)) {
+        match w.try_send(&payload(sent, 50)) {
             Ok(()) => sent += 1,
             Err(Error::Full) => break,
             Err(e) => panic!("{e}"),
@@ -75,7 +75,7 @@ fn full_ring_refuses_then_accepts_after_the_reader_releases() {
     }
     assert!(matches!(r.try_recv(&mut buf), Err(Error::Empty)));
     // The empty poll released everything.
-    w.send(b"again").unwrap();
+    w.try_send(b"again").unwrap();
     assert_eq!(r.try_recv_vec().unwrap(), b"again");
 }
 
@@ -86,7 +86,7 @@ fn too_large_is_refused_at_once_and_the_largest_fits() {
     let w = ch.writer();
     let max = ch.max_message_len();
     assert_eq!(max, ((ch.node_count() as usize - 1) / 2) * 128 - 32);
-    match w.send(&vec![1u8; max + 1]) {
+    match w.try_send(&vec![1u8; max + 1]) {
         Err(Error::TooLarge { len, max: m }) => assert_eq!((len, m), (max + 1, max)),
         other => panic!("{other:?}"),
     }
@@ -94,9 +94,9 @@ fn too_large_is_refused_at_once_and_the_largest_fits() {
     // The largest message fits at every alignment of the write cursor.
     for i in 0..3 * ch.node_count() {
         let msg = payload(i, max);
-        w.send(&msg).unwrap();
+        w.try_send(&msg).unwrap();
         assert_eq!(r.try_recv_vec().unwrap(), msg);
-        w.send(b"x").unwrap();
+        w.try_send(b"x").unwrap();
         assert_eq!(r.try_recv_vec().unwrap(), b"x");
     }
     assert_eq!(ch.stats().bad_nodes, 0);
@@ -119,7 +119,7 @@ fn blocks_never_wrap_padding_is_skipped_and_tiny_rings_wrap_many_times() {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let len = (rng >> 33) as usize % (max + 1);
-        match w.send(&payload(seq, len)) {
+        match w.try_send(&payload(seq, len)) {
             Ok(()) => seq += 1,
             Err(Error::Full) => {}
             Err(e) => panic!("{e}"),
@@ -150,7 +150,7 @@ fn buffer_too_small_keeps_the_message() {
     let w = ch.writer();
     let mut r = ch.reader().unwrap();
     let msg = payload(7, 300);
-    w.send(&msg).unwrap();
+    w.try_send(&msg).unwrap();
     let mut small = [0u8; 100];
     assert!(matches!(
         r.try_recv(&mut small),
@@ -164,7 +164,7 @@ fn buffer_too_small_keeps_the_message() {
     assert_eq!(r.try_recv(&mut big).unwrap(), 300);
     assert_eq!(&big[..], &msg[..]);
     let got = {
-        w.send(b"closure").unwrap();
+        w.try_send(b"closure").unwrap();
         r.try_recv_with(|m| m.to_vec()).unwrap()
     };
     assert_eq!(got, b"closure");
@@ -200,7 +200,7 @@ fn per_writer_order_holds_with_four_writer_threads() {
                 for seq in 0..PER_WRITER {
                     fill(&mut msg, id, seq);
                     loop {
-                        match w.send(&msg) {
+                        match w.try_send(&msg) {
                             Ok(()) => break,
                             Err(Error::Full) => backoff.snooze(),
                             Err(e) => panic!("{e}"),

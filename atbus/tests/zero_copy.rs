@@ -45,13 +45,13 @@ fn dropped_reservation_is_skipped_at_once_not_after_the_timeout() {
     let ch = Channel::create(&name.0, 1 << 20, &cfg).unwrap();
     let w = ch.writer();
     let mut r = ch.reader().unwrap();
-    w.send(b"before").unwrap();
+    w.try_send(b"before").unwrap();
     {
         let mut slot = w.reserve(1000).unwrap();
         slot[..4].copy_from_slice(b"half");
         // dropped here
     }
-    w.send(b"after").unwrap();
+    w.try_send(b"after").unwrap();
     assert_eq!(r.try_recv_vec().unwrap(), b"before");
     assert_eq!(r.try_recv_vec().unwrap(), b"after");
     assert!(matches!(r.try_recv_vec(), Err(Error::Empty)));
@@ -91,8 +91,8 @@ fn in_place_read_hands_the_ring_bytes_and_consumes_the_message() {
     let w = ch.writer();
     let mut r = ch.reader().unwrap();
     let msg = pattern(9, 3000);
-    w.send(&msg).unwrap();
-    w.send(b"next").unwrap();
+    w.try_send(&msg).unwrap();
+    w.try_send(b"next").unwrap();
     let seen = r.try_recv_in_place(|m| m.to_vec()).unwrap();
     assert_eq!(seen, msg);
     assert_eq!(r.try_recv_in_place(|m| m.to_vec()).unwrap(), b"next");
@@ -110,7 +110,7 @@ fn batches_deliver_in_order_and_release_the_cursor_once() {
     let w = ch.writer();
     let mut r = ch.reader().unwrap();
     for i in 0..100u64 {
-        w.send(&pattern(i, (i * 37 % 500) as usize)).unwrap();
+        w.try_send(&pattern(i, (i * 37 % 500) as usize)).unwrap();
     }
     let before = ch.stats().read_cursor;
     let mut got = Vec::new();
@@ -166,7 +166,7 @@ fn blocking_reader_is_woken_by_a_writer_thread() {
             while !view.reader_sleeping() {
                 backoff.snooze();
             }
-            w.send(&i.to_le_bytes()).unwrap();
+            w.try_send(&i.to_le_bytes()).unwrap();
         }
     });
     let mut buf = [0u8; 8];

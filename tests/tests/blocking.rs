@@ -32,7 +32,7 @@ fn ping_pong_between_two_blocking_readers_never_loses_a_wake_up() {
         while !view.reader_sleeping() {
             backoff.snooze();
         }
-        w.send(&msg).unwrap();
+        w.try_send(&msg).unwrap();
         let n = r
             .recv_timeout(&mut buf, Duration::from_secs(20))
             .unwrap_or_else(|e| panic!("round {i}: {e}"));
@@ -72,7 +72,7 @@ fn sleeping_reader_skips_the_block_of_a_writer_killed_while_it_slept() {
         Channel::open(&name)
             .unwrap()
             .writer()
-            .send(&payload(6, 0, 40))
+            .try_send(&payload(6, 0, 40))
             .unwrap();
     });
     let mut buf = vec![0u8; 4096];
@@ -119,7 +119,7 @@ fn in_place_reader_sees_a_woken_stalled_writer_and_is_told_so() {
         assert_eq!(check_payload(&r.try_recv_vec().unwrap()), Ok((7, seq)));
     }
     let victim = payload(7, 9, 800);
-    w.send(&victim).unwrap();
+    w.try_send(&victim).unwrap();
 
     let mut stalled = Some(stalled);
     let outcome = r.try_recv_in_place(|msg| {
@@ -138,6 +138,6 @@ fn in_place_reader_sees_a_woken_stalled_writer_and_is_told_so() {
     assert_eq!(s.crc_failures, 1, "{s:?}");
     assert_eq!(s.messages_received, 9);
     // The reader goes on normally.
-    w.send(&payload(7, 10, 60)).unwrap();
+    w.try_send(&payload(7, 10, 60)).unwrap();
     assert_eq!(check_payload(&r.try_recv_vec().unwrap()), Ok((7, 10)));
 }

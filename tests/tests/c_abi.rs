@@ -27,6 +27,8 @@ use ffi::*;
 #[allow(dead_code)]
 mod ffi;
 
+mod common;
+
 /// The workspace root.
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -454,6 +456,83 @@ fn rust_writers_feed_a_c_reader_every_byte_checked() {
     let s = channel.stats();
     assert_eq!(s.messages_received, WRITERS * PER_WRITER);
     assert_eq!(s.bad_nodes + s.bad_blocks, 0, "{s:?}");
+}
+
+#[test]
+fn c_event_loop_waits_on_two_channels_and_a_timer_with_epoll() {
+    // tests/c/evloop.c: epoll over both channels' readiness fds and a timer fd; two
+    // writer processes per channel. Every byte and each writer's order is checked in C.
+    const WRITERS: u64 = 2;
+    const PER_WRITER: u64 = 5_000;
+    let scratch = Scratch::new("c-evloop");
+    let program = compile(&scratch, "evloop", Link::Dynamic);
+    let a = TestChannel::new("c-evloop-a");
+    let b = TestChannel::new("c-evloop-b");
+    let channels =
+        [&a, &b].map(|t| Channel::create(&t.name, 256 << 10, &Config::default()).unwrap());
+    let child = Command::new(&program)
+        .args([
+            &a.name,
+            &b.name,
+            "400",
+            &WRITERS.to_string(),
+            &PER_WRITER.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The writers start once the C reader holds both roles (its fd calls take them).
+    for ch in &channels {
+        let view = atbus::Inspector::open(ch.name()).unwrap();
+        let mut backoff = Backoff::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while view.reader_owner().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the C reader did not take the role"
+            );
+            backoff.snooze();
+        }
+    }
+    let writers: Vec<Child> = (0..2u64)
+        .flat_map(|c| (0..WRITERS).map(move |w| (c, 400 + c * WRITERS + w)))
+        .map(|(c, id)| {
+            let name = if c == 0 { &a.name } else { &b.name };
+            common::peer(&[
+                "writer",
+                name,
+                &id.to_string(),
+                &PER_WRITER.to_string(),
+                "16",
+                "2000",
+            ])
+        })
+        .collect();
+    for mut w in writers {
+        assert!(w.wait().unwrap().success());
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the C event loop failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout(&out);
+    eprintln!("{}", line.trim());
+    let total = WRITERS * PER_WRITER;
+    assert!(
+        line.starts_with(&format!("received {total} {total} waits ")),
+        "{line}"
+    );
+    for ch in &channels {
+        let s = ch.stats();
+        assert_eq!(s.messages_sent, total);
+        assert_eq!(s.messages_received, total);
+        assert_eq!(s.bad_nodes + s.bad_blocks, 0, "{s:?}");
+    }
+    // The doorbell sockets went away with the reader; unlink removes the rest.
+    assert!(!atbus::doorbell::exists(&a.name));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -57,11 +57,11 @@ fn stalled_writer_is_skipped_after_the_timeout(step: &str) {
     let channel = Channel::create(&ch.name, 1 << 20, &small_config(timeout)).unwrap();
     let w = channel.writer();
     let mut r = channel.reader().unwrap();
-    w.send(&payload(1, 0, 100)).unwrap();
+    w.try_send(&payload(1, 0, 100)).unwrap();
     let stalled = peer(&["stall-writer", &ch.name, step, "1000"]);
     wait_stopped(&stalled);
-    w.send(&payload(1, 1, 100)).unwrap();
-    w.send(&payload(1, 2, 3000)).unwrap();
+    w.try_send(&payload(1, 1, 100)).unwrap();
+    w.try_send(&payload(1, 2, 3000)).unwrap();
 
     assert_eq!(check_payload(&r.try_recv_vec().unwrap()), Ok((1, 0)));
     let waited_from = Instant::now();
@@ -88,7 +88,7 @@ fn stalled_writer_is_skipped_after_the_timeout(step: &str) {
     assert_eq!(out.status.code(), Some(EXIT_ABANDONED), "{out:?}");
     assert_eq!(channel.stats().abandoned, 1);
     // Nothing it did afterwards reaches the reader.
-    w.send(&payload(1, 3, 50)).unwrap();
+    w.try_send(&payload(1, 3, 50)).unwrap();
     assert_eq!(check_payload(&r.try_recv_vec().unwrap()), Ok((1, 3)));
     assert!(matches!(r.try_recv_vec(), Err(Error::Empty)));
     assert_eq!(channel.stats().bad_nodes, nodes);
@@ -124,7 +124,7 @@ fn killed_writer_is_skipped_at_once_without_waiting_for_the_timeout() {
     let mut r = channel.reader().unwrap();
     let stalled = peer(&["stall-writer", &ch.name, "mid-payload", "1500"]);
     wait_stopped(&stalled);
-    w.send(&payload(2, 0, 64)).unwrap();
+    w.try_send(&payload(2, 0, 64)).unwrap();
     signal(&stalled, Signal::SIGKILL);
     let status = stalled.wait_with_output().unwrap().status;
     assert_eq!(status.code(), None, "killed by a signal");
@@ -169,7 +169,7 @@ fn stalled_writer_resumes_into_reused_nodes(step: &str) -> atbus::Stats {
         assert_eq!(check_payload(&r.try_recv_vec().unwrap()), Ok((3, seq)));
     }
     let victim = payload(3, 9, 800);
-    w.send(&victim).unwrap();
+    w.try_send(&victim).unwrap();
     assert_eq!(
         r.position() % 16,
         0,
@@ -182,7 +182,7 @@ fn stalled_writer_resumes_into_reused_nodes(step: &str) -> atbus::Stats {
 
     // Whatever happened to the victim, what arrives next is whole.
     let mut got = Vec::new();
-    w.send(&payload(3, 10, 60)).unwrap();
+    w.try_send(&payload(3, 10, 60)).unwrap();
     while let Ok(m) = r.try_recv_vec() {
         got.push(check_payload(&m).expect("a delivered message is never damaged"));
     }
@@ -217,7 +217,7 @@ fn a_live_reader_process_keeps_the_role_and_a_dead_one_loses_it() {
     let channel = Channel::create(&ch.name, 1 << 20, &Config::default()).unwrap();
     let w = channel.writer();
     for seq in 0..10 {
-        w.send(&payload(4, seq, 200)).unwrap();
+        w.try_send(&payload(4, seq, 200)).unwrap();
     }
     // The other process reads 4 messages and holds the role.
     let mut holder = peer(&["hold-reader", &ch.name, "4"]);

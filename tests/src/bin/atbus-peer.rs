@@ -16,6 +16,13 @@
 //!   of process PID started at START (clock ticks, low 32 bits compared).
 //! * `echo NAME OUT COUNT`: COUNT times, waits for a message on NAME with the blocking
 //!   `recv_timeout` and sends it back on channel OUT once OUT's reader is asleep.
+//! * `blocking-writer NAME ID COUNT MIN MAX`: as `writer`, with the blocking `send` (waits
+//!   as long as the ring stays full).
+//! * `fd-echo NAME OUT COUNT`: as `echo`, but waits with `poll(2)` on the reader's
+//!   readiness fd after arming it, before every message.
+//! * `fd-reader NAME`: receives for ever, waiting on the readiness fd with `poll(2)`;
+//!   prints `got=ID:SEQ` for each message before it is consumed (from inside
+//!   `try_recv_in_place`), so a test that kills it knows every message it consumed.
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -45,6 +52,11 @@ fn main() {
         "stall-writer" => stall_writer(&channel, arg(2), num(3) as usize),
         "hold-reader" => hold_reader(&channel, num(2)),
         "echo" => echo(&channel, arg(2), num(3)),
+        "blocking-writer" => {
+            blocking_writer(&channel, num(2), num(3), num(4) as usize, num(5) as usize)
+        }
+        "fd-echo" => fd_echo(&channel, arg(2), num(3)),
+        "fd-reader" => fd_reader(&channel),
         other => fail(&format!("unknown role {other}")),
     }
 }
@@ -125,7 +137,7 @@ fn stall_writer(channel: &Channel, step: &str, len: usize) {
     atbus::set_fault_hook(stop_here);
     let w = channel.writer();
     let msg = atbus_tests::payload(99, 0, len);
-    match w.send(&msg) {
+    match w.try_send(&msg) {
         Ok(()) => println!("sent"),
         Err(Error::Abandoned { seq }) => {
             println!("abandoned seq={seq}");
@@ -199,9 +211,109 @@ fn echo(channel: &Channel, out: &str, count: u64) {
                 while !view.reader_sleeping() {
                     backoff.snooze();
                 }
-                w.send(&buf[..n]).unwrap_or_else(|e| fail(&e.to_string()))
+                w.try_send(&buf[..n])
+                    .unwrap_or_else(|e| fail(&e.to_string()))
             }
             Err(e) => fail(&format!("echo {i}: {e}")),
+        }
+    }
+}
+
+fn blocking_writer(channel: &Channel, id: u64, count: u64, min: usize, max: usize) {
+    let w = channel.writer();
+    let mut msg = Vec::with_capacity(max);
+    for seq in 0..count {
+        fill_payload(&mut msg, id, seq, length(id, seq, min, max));
+        if let Err(e) = w.send(&msg) {
+            fail(&format!("writer {id} message {seq}: {e}"));
+        }
+    }
+}
+
+/// Waits until `fd` is readable; fails after 20 s (a lost wake-up).
+fn wait_readable(fd: std::os::fd::RawFd, what: &str) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd on our stack.
+        let n = unsafe { libc::poll(&mut pfd, 1, 20_000) };
+        match n {
+            1 => return,
+            0 => fail(&format!("{what}: the readiness fd stayed silent for 20 s")),
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            _ => fail(&format!(
+                "{what}: poll: {}",
+                std::io::Error::last_os_error()
+            )),
+        }
+    }
+}
+
+/// Receives one message through the readiness fd: try, arm, wait, repeat.
+fn fd_recv(r: &mut atbus::Reader, buf: &mut [u8], what: &str) -> usize {
+    use std::os::fd::AsRawFd;
+    let fd = r
+        .readiness_fd()
+        .unwrap_or_else(|e| fail(&e.to_string()))
+        .as_raw_fd();
+    loop {
+        match r.try_recv(buf) {
+            Ok(n) => return n,
+            Err(Error::Empty) => {}
+            Err(e) => fail(&format!("{what}: {e}")),
+        }
+        match r.arm() {
+            Ok(atbus::Arm::Ready) => continue,
+            Ok(atbus::Arm::Armed) => wait_readable(fd, what),
+            Err(e) => fail(&format!("{what}: arm: {e}")),
+        }
+    }
+}
+
+fn fd_echo(channel: &Channel, out: &str, count: u64) {
+    let mut r = channel.reader().unwrap_or_else(|e| fail(&e.to_string()));
+    let w = Channel::open(out)
+        .unwrap_or_else(|e| fail(&e.to_string()))
+        .writer();
+    let view = atbus::Inspector::open(out).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut buf = vec![0u8; 4096];
+    for i in 0..count {
+        let n = fd_recv(&mut r, &mut buf, &format!("fd-echo {i}"));
+        // Send just as the other side has armed: the racy moment.
+        let mut backoff = Backoff::new();
+        while !view.reader_sleeping() {
+            backoff.snooze();
+        }
+        w.send(&buf[..n]).unwrap_or_else(|e| fail(&e.to_string()));
+    }
+}
+
+fn fd_reader(channel: &Channel) {
+    use std::os::fd::AsRawFd;
+    let mut r = channel.reader().unwrap_or_else(|e| fail(&e.to_string()));
+    let fd = r
+        .readiness_fd()
+        .unwrap_or_else(|e| fail(&e.to_string()))
+        .as_raw_fd();
+    let mut out = std::io::stdout().lock();
+    loop {
+        let got = r.try_recv_in_place(|msg| {
+            let (id, seq) = check_payload(msg).unwrap_or_else(|e| fail(&e));
+            // Written (one write(2)) before the message is consumed.
+            writeln!(out, "got={id}:{seq}").unwrap();
+            out.flush().unwrap();
+        });
+        match got {
+            Ok(()) => {}
+            Err(Error::Empty) => match r.arm() {
+                Ok(atbus::Arm::Ready) => {}
+                Ok(atbus::Arm::Armed) => wait_readable(fd, "fd-reader"),
+                Err(e) => fail(&format!("fd-reader: arm: {e}")),
+            },
+            Err(e) => fail(&format!("fd-reader: {e}")),
         }
     }
 }
