@@ -20,8 +20,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use atbus::inspect::BlockHeaderView;
-use atbus::layout::{BlockProblem, Head};
 use atbus::Inspector;
+use atbus::{BlockProblem, Head};
 
 use crate::units::format_duration;
 use crate::{print_json, Outcome};
@@ -82,7 +82,7 @@ pub struct Finding {
     /// Payload length from the block header (when the header is written).
     pub len: Option<u32>,
     /// crc32 in the block header (crc mismatches), sealed with the sequence
-    /// (`atbus::layout::sealed_crc`).
+    /// (`Inspector::sealed_crc`).
     pub crc_header: Option<u32>,
     /// crc32 of the payload copy, sealed the same way (crc mismatches).
     pub crc_payload: Option<u32>,
@@ -274,12 +274,8 @@ impl Walker<'_> {
                         "the first word of the node of position {p} is {raw:#018x}, not a head \
                          for this position: a block's head here would read \
                          {:#018x} (published), a claimed node {:#018x} (free)",
-                        atbus::layout::NodeState::block(
-                            atbus::layout::FLAG_START | atbus::layout::FLAG_WRITTEN,
-                            p
-                        )
-                        .0,
-                        atbus::layout::NodeState::free(p).0
+                        self.view.head_word(Head::Published, p).unwrap_or(0),
+                        self.view.head_word(Head::Free, p).unwrap_or(0)
                     ),
                 );
                 self.findings.push(f);
@@ -362,7 +358,7 @@ impl Walker<'_> {
             return p + 1;
         };
         // The header stores the crc sealed with the sequence of the published head.
-        let crc = atbus::layout::sealed_crc(crc32fast::hash(&payload), p);
+        let crc = self.view.sealed_crc(&payload, p);
         // If the head changed, the reader consumed the block while we copied it.
         if word(self.view, i) != raw {
             self.changed += 1;
@@ -402,9 +398,9 @@ impl Walker<'_> {
             Err((_, why)) => (1 + self.unflagged_run(p + 1), Some(why)),
         };
         let since = self.nodes_since(p, nodes);
-        let stat = atbus::process::stat(bh.writer_pid);
-        let alive = atbus::process::is_alive(bh.writer_pid);
-        let state = stat.map(|s| (s.state as char).to_string());
+        let process = self.view.writer_process(bh.writer_pid);
+        let alive = process.alive;
+        let state = process.state.map(|c| c.to_string());
         let (kind, detail) = if let Some(why) = len_problem {
             (Kind::BadLength, format!("unfinished block: {why}"))
         } else if !alive {
@@ -422,7 +418,7 @@ impl Walker<'_> {
                     "claimed, not published; writer pid {} is dead{}; {} bytes in {nodes} \
                      node(s), {}; {skip}",
                     bh.writer_pid,
-                    if stat.is_some() {
+                    if process.state.is_some() {
                         " (zombie)"
                     } else {
                         " (no such process)"
@@ -483,7 +479,7 @@ impl Walker<'_> {
                     "node beyond the write cursor has head {:#018x}; a free node here must \
                      read {:#018x}",
                     word(self.view, q % self.n),
-                    atbus::layout::NodeState::free(q).0
+                    self.view.head_word(Head::Free, q).unwrap_or(0)
                 ),
             );
             self.findings.push(f);

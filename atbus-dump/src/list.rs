@@ -47,7 +47,7 @@ fn has_magic(path: &Path) -> bool {
         .open(path)
         .and_then(|mut f| f.read_exact(&mut magic))
         .is_ok()
-        && u64::from_le_bytes(magic) == atbus::layout::MAGIC
+        && u64::from_le_bytes(magic) == atbus::MAGIC
 }
 
 pub fn run(out: &mut impl Write, dir: &Path, json: bool) -> Outcome {

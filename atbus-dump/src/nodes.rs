@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use atbus::inspect::NodeView;
-use atbus::layout::Head;
+use atbus::Head;
 use atbus::Inspector;
 
 use crate::{print_json, Failure, Outcome};
@@ -40,7 +40,7 @@ struct NodeJson {
     /// at).
     position: u64,
     /// What its first word says about that position, as the reader reads it: `free`,
-    /// `started`, `published`, `aborted`, `padding`, `consumed`, or `other` (payload
+    /// `published`, `aborted`, `padding`, `consumed`, or `other` (payload
     /// inside a block, or a word no atbus process leaves there).
     head: &'static str,
     /// The raw 64-bit first word, in hex.

@@ -173,7 +173,7 @@ pub fn report(view: &Inspector) -> ShowReport {
     ShowReport {
         name: info.name.clone(),
         header: HeaderJson {
-            magic: format!("{:#018x}", atbus::layout::MAGIC),
+            magic: format!("{:#018x}", atbus::MAGIC),
             version: info.version,
             size: info.size,
             node_size: info.node_size,

@@ -143,6 +143,15 @@ pub struct BlockHeaderView {
     pub writer_pid: u32,
 }
 
+/// A writer process as the reader judges it: [`Inspector::writer_process`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriterProcess {
+    /// False only when the process is known to be gone (or a zombie).
+    pub alive: bool,
+    /// Its state letter from `/proc/PID/stat`, where readable.
+    pub state: Option<char>,
+}
+
 impl Inspector {
     /// Maps channel `name` read-only and validates it like `Channel::open`.
     pub fn open(name: &str) -> Result<Inspector> {
@@ -319,6 +328,40 @@ impl Inspector {
         }
         let bytes = self.node_bytes(index, BLOCK_HEADER_SIZE + len);
         Some(bytes[BLOCK_HEADER_SIZE..].to_vec())
+    }
+
+    /// The crc32 a writer stores in the header of a block at position `pos` with this
+    /// payload: the payload's crc32 sealed with the position (compare it with
+    /// [`BlockHeaderView::crc`] to check a block as the reader does).
+    pub fn sealed_crc(&self, payload: &[u8], pos: u64) -> u32 {
+        layout::sealed_crc(self.seg.crc32(payload), pos)
+    }
+
+    /// The 64-bit word a head at position `pos` holds in state `head` (`Free`,
+    /// `Published`, `Aborted`, `Padding` or `Consumed`; `None` for `Other`), to show an
+    /// operator what a word should read.
+    pub fn head_word(&self, head: Head, pos: u64) -> Option<u64> {
+        let n = self.seg.geometry().node_count;
+        let block = |flags| Some(NodeState::block(flags, pos).0);
+        match head {
+            Head::Free => Some(NodeState::free(pos).0),
+            Head::Published => block(FLAG_START | FLAG_WRITTEN),
+            Head::Aborted => block(FLAG_START | FLAG_WRITTEN | FLAG_ABORTED),
+            Head::Padding => block(FLAG_PADDING | FLAG_WRITTEN),
+            Head::Consumed => Some(NodeState::free(pos.wrapping_add(n)).0),
+            Head::Other => None,
+        }
+    }
+
+    /// What the reader would judge of writer process `pid` (named in a block header):
+    /// whether it exists (a process of another user, or one `/proc` hides, counts as
+    /// existing), and its state letter from `/proc/PID/stat` where readable (`R`
+    /// running, `S` sleeping, `T` stopped, `Z` zombie, ...).
+    pub fn writer_process(&self, pid: u32) -> WriterProcess {
+        WriterProcess {
+            alive: process::is_alive(pid),
+            state: process::stat(pid).map(|s| s.state as char),
+        }
     }
 
     /// Nodes a block of `len` payload bytes occupies in this channel.

@@ -48,9 +48,9 @@
 //! index `p % node_count`, and lap `p / node_count`.
 //!
 //! A block is the nodes of one message. Its first node starts with the 32-byte
-//! [`BlockHeader`], whose first word is the block's *head* ([`NodeState`]): the word
-//! writers claim, start and publish with compare-exchanges and the reader polls and
-//! frees. The payload follows the header and runs on through the block's other nodes,
+//! [`BlockHeader`], whose first word is the block's *head* ([`NodeState`]): the word a
+//! writer publishes with a compare-exchange (having claimed the nodes with the write
+//! cursor) and the reader polls and frees. The payload follows the header and runs on through the block's other nodes,
 //! contiguous. Keeping the head in the node's first cache line, next to the header and
 //! the payload's first bytes, means a small message moves only its own lines between
 //! the cores (layout version 1 kept the heads in a packed array, eight to a line, and
@@ -213,8 +213,8 @@ pub struct Header {
     pub reader_counters: Padded<ReaderCounters>,
     /// The futex a blocking reader sleeps on.
     pub wake: Padded<WakeWord>,
-    /// Counters of writers, one slot per `pid % WRITER_SLOTS`: writer processes bump
-    /// lines of their own instead of sharing one on every send.
+    /// Counters of writers: slots 0–14 each owned by one writer thread (plain stores on
+    /// a line of its own), 15 shared by the rest (locked adds); see `slots.rs`.
     pub writer_slots: [Padded<WriterCounters>; WRITER_SLOTS],
     _pad1: [u8; HEADER_SIZE - 1024 - WRITER_SLOTS * 128],
 }

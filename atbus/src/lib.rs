@@ -92,9 +92,14 @@ mod error;
 mod futex;
 #[cfg(not(loom))]
 pub mod inspect;
+// Not API: the byte layout and the liveness helpers are implementation. They stay
+// reachable (hidden from the docs) only for the hostile-segment and multi-process tests,
+// which forge segments byte by byte; tools go through `Inspector`.
+#[doc(hidden)]
 pub mod layout;
 #[cfg(loom)]
 pub mod model;
+#[doc(hidden)]
 pub mod process;
 #[cfg(not(loom))]
 mod reader;
@@ -120,6 +125,7 @@ pub use config::{Config, ConfigBuilder, DEFAULT_TIMEOUT};
 pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use inspect::Inspector;
+pub use layout::{BlockProblem, Head, MAGIC};
 #[cfg(not(loom))]
 pub use reader::{Arm, Meta, Reader};
 #[cfg(all(feature = "fault-injection", not(loom)))]

@@ -12,7 +12,7 @@ use crate::segment::Segment;
 use crate::sync::atomic::{fence, Ordering};
 
 /// Longest single futex sleep: the reader wakes this often even when idle, to notice a
-/// writer that died between its claim and its START flag (cost: ~10 wake-ups a second).
+/// writer that died between its claim and its block header (cost: ~10 wake-ups a second).
 const IDLE_SLICE: Duration = Duration::from_millis(100);
 /// Futex sleep while a claimed block is unwritten: its writer's publish wakes us, but if
 /// it died nobody will, so look again soon.
