@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::reader::{Arm, Meta, Reader};
 use crate::segment::Segment;
 use crate::sync::atomic::{fence, Ordering};
+use crate::view::SegmentView;
 use crate::writer::Writer;
 
 /// A reader for tokio: `recv(&mut buf).await`, [`recv_batch`](AsyncReader::recv_batch),

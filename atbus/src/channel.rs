@@ -8,6 +8,7 @@ use crate::reader::Reader;
 use crate::ring;
 use crate::segment::{self, Segment};
 use crate::stats::Stats;
+use crate::view::SegmentView;
 use crate::writer::Writer;
 
 /// A channel: one mapped segment. Cheap to clone; writers and the reader keep the

@@ -18,6 +18,7 @@ use crate::ring;
 use crate::segment::{ObjectMeta, Segment};
 use crate::stats::Stats;
 use crate::sync::atomic::Ordering;
+use crate::view::SegmentView;
 
 /// A read-only view of a channel.
 ///

@@ -112,6 +112,7 @@ mod segment;
 mod slots;
 mod stats;
 mod sync;
+mod view;
 #[cfg(not(loom))]
 mod writer;
 

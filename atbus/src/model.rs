@@ -14,6 +14,7 @@ use crate::ring::{self, ReadState};
 use crate::segment::{Segment, Settings};
 use crate::stats::Stats;
 use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::view::SegmentView;
 
 /// What a paused writer runs at its step: it returns when the writer may go on.
 type Pause = Box<dyn Fn()>;

@@ -10,6 +10,7 @@ use crate::process;
 use crate::ring::{ReadState, Ready};
 use crate::segment::Segment;
 use crate::sync::atomic::{fence, Ordering};
+use crate::view::SegmentView;
 
 /// Longest single futex sleep: the reader wakes this often even when idle, to notice a
 /// writer that died between its claim and its block header (cost: ~10 wake-ups a second).

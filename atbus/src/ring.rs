@@ -57,6 +57,7 @@ use crate::process;
 use crate::segment::Segment;
 use crate::slots::{self, Counters};
 use crate::sync::atomic::{fence, AtomicU64, Ordering};
+use crate::view::SegmentView;
 
 /// Positions beyond this are corrupt. Positions only grow, one per node: at a billion
 /// nodes a second they reach 2^63 after 292 years. Refusing larger cursors (writers in

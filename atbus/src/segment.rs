@@ -23,6 +23,8 @@ use crate::crc::Crc32;
 use crate::error::{Error, Result};
 use crate::layout::{self, BlockHeader, Geometry, Header, NodeState, HEADER_SIZE};
 use crate::sync::atomic::{AtomicU64, Ordering};
+use crate::view::SegmentView;
+pub use crate::view::Settings;
 
 /// How long `open` waits for a creator that is still initialising a segment.
 pub const INIT_WAIT: Duration = Duration::from_millis(200);
@@ -177,16 +179,6 @@ pub fn user_name(uid: u32) -> Option<String> {
         .ok()
         .flatten()
         .map(|u| u.name)
-}
-
-/// The settings a segment was created with, read from its header once at open.
-#[derive(Clone, Copy, Debug)]
-pub struct Settings {
-    pub timeout: Duration,
-    pub write_retries: u32,
-    pub protect_nodes: u64,
-    pub detect_dead_writers: bool,
-    pub checksums: bool,
 }
 
 /// A mapped, validated segment.
@@ -478,34 +470,52 @@ impl Segment {
         Ok((seg, file, meta))
     }
 
-    /// crc32 (IEEE) of `data`, as `crc32fast::hash` computes it.
-    #[inline]
-    pub fn crc32(&self, data: &[u8]) -> u32 {
-        self.crc.checksum(data)
-    }
-
-    /// The channel name this segment was opened by.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The validated sizes.
-    pub fn geometry(&self) -> &Geometry {
-        &self.geo
-    }
-
-    /// The settings read at open.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// Bytes mapped (the object's size at open).
     pub fn mapped_len(&self) -> usize {
         self.map.len()
     }
 
+    /// Pointer to payload byte `offset` of the block at `index`, after checking that
+    /// `len` bytes from there stay inside the ring.
+    fn payload_range(&self, index: u64, offset: usize, len: usize) -> *mut u8 {
+        let g = &self.geo;
+        let room = (g.node_count.saturating_sub(index) as usize) * g.node_size;
+        let end = crate::layout::BLOCK_HEADER_SIZE
+            .checked_add(offset)
+            .and_then(|x| x.checked_add(len));
+        assert!(
+            end.is_some_and(|e| e <= room),
+            "payload range out of the ring"
+        );
+        self.node_ptr(index)
+            .wrapping_add(crate::layout::BLOCK_HEADER_SIZE + offset)
+    }
+}
+
+impl SegmentView for Segment {
+    /// crc32 (IEEE) of `data`, as `crc32fast::hash` computes it.
+    #[inline]
+    fn crc32(&self, data: &[u8]) -> u32 {
+        self.crc.checksum(data)
+    }
+
+    /// The channel name this segment was opened by.
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The validated sizes.
+    fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    /// The settings read at open.
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// The header.
-    pub fn header(&self) -> &Header {
+    fn header(&self) -> &Header {
         // SAFETY: every mapping is at least HEADER_SIZE bytes (checked at create/open),
         // page aligned (so aligned for Header), and lives as long as `self`. Header is
         // all atomics: any bit pattern is valid and concurrent writes by other
@@ -515,14 +525,14 @@ impl Segment {
 
     /// The head of node `index`: the first word of the node.
     #[inline]
-    pub fn head(&self, index: u64) -> &AtomicU64 {
+    fn head(&self, index: u64) -> &AtomicU64 {
         &self.block_header(index).head
     }
 
     /// Pointer to the first byte of node `index`'s data. Panics if `index` is out of
     /// range (callers reduce positions modulo the node count first).
     #[inline]
-    pub fn node_ptr(&self, index: u64) -> *mut u8 {
+    fn node_ptr(&self, index: u64) -> *mut u8 {
         assert!(index < self.geo.node_count, "node index out of range");
         let offset = self.geo.data_offset + index as usize * self.geo.node_size;
         // SAFETY: index < node_count, so offset + node_size <= used_size <= mapped
@@ -533,7 +543,7 @@ impl Segment {
     /// Asks the CPU to start loading nodes `index..index + nodes` (clamped to the ring's
     /// end) into its cache. A hint only: nothing happens on other architectures.
     #[inline]
-    pub fn prefetch_nodes(&self, index: u64, nodes: u64) {
+    fn prefetch_nodes(&self, index: u64, nodes: u64) {
         #[cfg(target_arch = "x86_64")]
         if index < self.geo.node_count {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -552,7 +562,7 @@ impl Segment {
     /// The 32 bytes at the start of node `index`: its head and, on a block's first
     /// node, the block header.
     #[inline]
-    pub fn block_header(&self, index: u64) -> &BlockHeader {
+    fn block_header(&self, index: u64) -> &BlockHeader {
         // SAFETY: node_ptr is in bounds and node-size aligned (>= 64), so 32 bytes of
         // BlockHeader fit and are aligned. BlockHeader is all atomics, valid for any bits.
         // Inside a block these bytes are also payload, written by the block's writer with
@@ -569,7 +579,7 @@ impl Segment {
     /// Callers own the bytes by the ring protocol: a writer between its START CAS and its
     /// publish. Another process may still write them in a fault (a writer that stalled
     /// past the timeout and wakes); the reader's crc check catches that.
-    pub fn write_payload(&self, index: u64, offset: usize, data: &[u8]) {
+    fn write_payload(&self, index: u64, offset: usize, data: &[u8]) {
         let at = self.payload_range(index, offset, data.len());
         // SAFETY: payload_range checked that the range lies in the data area of the
         // mapping, which lives as long as `self`; `data` is caller memory, distinct from
@@ -580,7 +590,7 @@ impl Segment {
 
     /// [`write_payload`](Self::write_payload), returning the crc32 of `data` continued from
     /// `crc` (0 for the payload's first bytes).
-    pub fn write_payload_crc(&self, index: u64, offset: usize, data: &[u8], crc: u32) -> u32 {
+    fn write_payload_crc(&self, index: u64, offset: usize, data: &[u8], crc: u32) -> u32 {
         let at = self.payload_range(index, offset, data.len());
         // SAFETY: as in write_payload.
         unsafe { self.crc.copy(at, data.as_ptr(), data.len(), crc) }
@@ -588,7 +598,7 @@ impl Segment {
 
     /// [`read_payload`](Self::read_payload), returning the crc32 of the bytes it stored in
     /// `buf` (even if a faulty writer changed the ring meanwhile).
-    pub fn read_payload_crc(&self, index: u64, buf: &mut [u8]) -> u32 {
+    fn read_payload_crc(&self, index: u64, buf: &mut [u8]) -> u32 {
         let at = self.payload_range(index, 0, buf.len());
         // SAFETY: as in read_payload.
         unsafe { self.crc.copy(buf.as_mut_ptr(), at, buf.len(), 0) }
@@ -596,7 +606,7 @@ impl Segment {
 
     /// Copies the first `buf.len()` payload bytes of the block at node `index` into `buf`.
     /// Panics if that would run past the end of the ring.
-    pub fn read_payload(&self, index: u64, buf: &mut [u8]) {
+    fn read_payload(&self, index: u64, buf: &mut [u8]) {
         let at = self.payload_range(index, 0, buf.len());
         // SAFETY: as in write_payload: the range is inside the mapping and `buf` is the
         // caller's own memory. Bytes a faulty writer changes under us are caught by the
@@ -604,24 +614,8 @@ impl Segment {
         unsafe { copy_bytes(at, buf.as_mut_ptr(), buf.len()) };
     }
 
-    /// Pointer to payload byte `offset` of the block at `index`, after checking that
-    /// `len` bytes from there stay inside the ring.
-    fn payload_range(&self, index: u64, offset: usize, len: usize) -> *mut u8 {
-        let g = &self.geo;
-        let room = (g.node_count.saturating_sub(index) as usize) * g.node_size;
-        let end = crate::layout::BLOCK_HEADER_SIZE
-            .checked_add(offset)
-            .and_then(|x| x.checked_add(len));
-        assert!(
-            end.is_some_and(|e| e <= room),
-            "payload range out of the ring"
-        );
-        self.node_ptr(index)
-            .wrapping_add(crate::layout::BLOCK_HEADER_SIZE + offset)
-    }
-
     /// Whether a block of `nodes` nodes starting at node `index` ends inside the ring.
-    pub fn block_in_bounds(&self, index: u64, nodes: u64) -> bool {
+    fn block_in_bounds(&self, index: u64, nodes: u64) -> bool {
         index < self.geo.node_count && nodes <= self.geo.node_count - index
     }
 }

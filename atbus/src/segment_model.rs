@@ -18,16 +18,8 @@ use loom::cell::UnsafeCell;
 
 use crate::layout::{BlockHeader, Geometry, Header, NodeState, BLOCK_HEADER_SIZE};
 use crate::sync::atomic::{AtomicU64, Ordering};
-
-/// The settings of a model ring.
-#[derive(Clone, Copy, Debug)]
-pub struct Settings {
-    pub timeout: Duration,
-    pub write_retries: u32,
-    pub protect_nodes: u64,
-    pub detect_dead_writers: bool,
-    pub checksums: bool,
-}
+use crate::view::SegmentView;
+pub use crate::view::Settings;
 
 /// A model segment.
 pub struct Segment {
@@ -77,114 +69,6 @@ impl Segment {
             untracked: std::cell::UnsafeCell::new(vec![0u8; n * node_size].into_boxed_slice()),
             track_data,
         }
-    }
-
-    pub fn name(&self) -> &str {
-        "model"
-    }
-
-    pub fn geometry(&self) -> &Geometry {
-        &self.geo
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    pub fn header(&self) -> &Header {
-        &self.header
-    }
-
-    pub fn head(&self, index: u64) -> &AtomicU64 {
-        &self.block_headers[index as usize].head
-    }
-
-    /// No cache to warm in the model.
-    pub fn prefetch_nodes(&self, _index: u64, _nodes: u64) {}
-
-    /// crc32 (IEEE) of `data`.
-    pub fn crc32(&self, data: &[u8]) -> u32 {
-        crc32fast::hash(data)
-    }
-
-    pub fn block_header(&self, index: u64) -> &BlockHeader {
-        &self.block_headers[index as usize]
-    }
-
-    pub fn block_in_bounds(&self, index: u64, nodes: u64) -> bool {
-        index < self.geo.node_count && nodes <= self.geo.node_count - index
-    }
-
-    /// Not used by the model's code paths (reservations and in-place reads are not
-    /// modelled); present so `ring.rs` compiles unchanged.
-    pub fn node_ptr(&self, index: u64) -> *mut u8 {
-        assert!(index < self.geo.node_count);
-        // SAFETY: index < node_count, so the offset is inside the untracked buffer.
-        unsafe {
-            (*self.untracked.get())
-                .as_mut_ptr()
-                .add(index as usize * self.geo.node_size)
-        }
-    }
-
-    /// `write_payload`, returning the crc32 of `data` continued from `crc`.
-    pub fn write_payload_crc(&self, index: u64, offset: usize, data: &[u8], crc: u32) -> u32 {
-        self.write_payload(index, offset, data);
-        let mut h = crc32fast::Hasher::new_with_initial(crc);
-        h.update(data);
-        h.finalize()
-    }
-
-    /// `read_payload`, returning the crc32 of the bytes copied.
-    pub fn read_payload_crc(&self, index: u64, buf: &mut [u8]) -> u32 {
-        self.read_payload(index, buf);
-        crc32fast::hash(buf)
-    }
-
-    pub fn write_payload(&self, index: u64, offset: usize, data: &[u8]) {
-        self.each_piece(index, offset, data.len(), |node, at, range| {
-            let cell = &self.tracked[node];
-            if at < BLOCK_HEADER_SIZE {
-                // The first bytes of an interior node: the atomics of its head and header.
-                self.store_header_bytes(node, at, &data[range]);
-            } else if self.track_data {
-                cell.with_mut(|node| {
-                    // SAFETY: loom checks this access against every other access of the cell.
-                    unsafe { (&mut *node)[at..at + range.len()].copy_from_slice(&data[range]) }
-                });
-            } else {
-                let base = self.piece_ptr(index, offset + range.start);
-                // SAFETY: piece_ptr is in bounds for range.len() bytes (each_piece checked).
-                unsafe {
-                    std::ptr::copy_nonoverlapping(data[range.clone()].as_ptr(), base, range.len())
-                };
-            }
-        });
-    }
-
-    pub fn read_payload(&self, index: u64, buf: &mut [u8]) {
-        let len = buf.len();
-        self.each_piece(index, 0, len, |node, at, range| {
-            let cell = &self.tracked[node];
-            if at < BLOCK_HEADER_SIZE {
-                self.load_header_bytes(node, at, &mut buf[range]);
-            } else if self.track_data {
-                cell.with(|node| {
-                    // SAFETY: loom checks this access against every other access of the cell.
-                    buf[range.clone()].copy_from_slice(unsafe { &(&*node)[at..at + range.len()] })
-                });
-            } else {
-                let base = self.piece_ptr(index, range.start);
-                // SAFETY: as in write_payload.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        base,
-                        buf[range.clone()].as_mut_ptr(),
-                        range.len(),
-                    )
-                };
-            }
-        });
     }
 
     fn piece_ptr(&self, index: u64, payload_offset: usize) -> *mut u8 {
@@ -276,6 +160,116 @@ impl Segment {
             h.read_cursor.load(Ordering::SeqCst),
             h.write_cursor.load(Ordering::SeqCst),
         )
+    }
+}
+
+impl SegmentView for Segment {
+    fn name(&self) -> &str {
+        "model"
+    }
+
+    fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn head(&self, index: u64) -> &AtomicU64 {
+        &self.block_headers[index as usize].head
+    }
+
+    /// No cache to warm in the model.
+    fn prefetch_nodes(&self, _index: u64, _nodes: u64) {}
+
+    /// crc32 (IEEE) of `data`.
+    fn crc32(&self, data: &[u8]) -> u32 {
+        crc32fast::hash(data)
+    }
+
+    fn block_header(&self, index: u64) -> &BlockHeader {
+        &self.block_headers[index as usize]
+    }
+
+    fn block_in_bounds(&self, index: u64, nodes: u64) -> bool {
+        index < self.geo.node_count && nodes <= self.geo.node_count - index
+    }
+
+    /// Not used by the model's code paths (reservations and in-place reads are not
+    /// modelled); present so `ring.rs` compiles unchanged.
+    fn node_ptr(&self, index: u64) -> *mut u8 {
+        assert!(index < self.geo.node_count);
+        // SAFETY: index < node_count, so the offset is inside the untracked buffer.
+        unsafe {
+            (*self.untracked.get())
+                .as_mut_ptr()
+                .add(index as usize * self.geo.node_size)
+        }
+    }
+
+    /// `write_payload`, returning the crc32 of `data` continued from `crc`.
+    fn write_payload_crc(&self, index: u64, offset: usize, data: &[u8], crc: u32) -> u32 {
+        self.write_payload(index, offset, data);
+        let mut h = crc32fast::Hasher::new_with_initial(crc);
+        h.update(data);
+        h.finalize()
+    }
+
+    /// `read_payload`, returning the crc32 of the bytes copied.
+    fn read_payload_crc(&self, index: u64, buf: &mut [u8]) -> u32 {
+        self.read_payload(index, buf);
+        crc32fast::hash(buf)
+    }
+
+    fn write_payload(&self, index: u64, offset: usize, data: &[u8]) {
+        self.each_piece(index, offset, data.len(), |node, at, range| {
+            let cell = &self.tracked[node];
+            if at < BLOCK_HEADER_SIZE {
+                // The first bytes of an interior node: the atomics of its head and header.
+                self.store_header_bytes(node, at, &data[range]);
+            } else if self.track_data {
+                cell.with_mut(|node| {
+                    // SAFETY: loom checks this access against every other access of the cell.
+                    unsafe { (&mut *node)[at..at + range.len()].copy_from_slice(&data[range]) }
+                });
+            } else {
+                let base = self.piece_ptr(index, offset + range.start);
+                // SAFETY: piece_ptr is in bounds for range.len() bytes (each_piece checked).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(data[range.clone()].as_ptr(), base, range.len())
+                };
+            }
+        });
+    }
+
+    fn read_payload(&self, index: u64, buf: &mut [u8]) {
+        let len = buf.len();
+        self.each_piece(index, 0, len, |node, at, range| {
+            let cell = &self.tracked[node];
+            if at < BLOCK_HEADER_SIZE {
+                self.load_header_bytes(node, at, &mut buf[range]);
+            } else if self.track_data {
+                cell.with(|node| {
+                    // SAFETY: loom checks this access against every other access of the cell.
+                    buf[range.clone()].copy_from_slice(unsafe { &(&*node)[at..at + range.len()] })
+                });
+            } else {
+                let base = self.piece_ptr(index, range.start);
+                // SAFETY: as in write_payload.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        base,
+                        buf[range.clone()].as_mut_ptr(),
+                        range.len(),
+                    )
+                };
+            }
+        });
     }
 }
 

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::ring::{self, Claimed};
 use crate::segment::Segment;
 use crate::sync::atomic::{fence, AtomicU64, Ordering};
+use crate::view::SegmentView;
 
 /// Polls of a full ring before a waiting send sleeps.
 const SPACE_SPINS: u32 = 10;
