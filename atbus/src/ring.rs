@@ -742,7 +742,15 @@ impl ReadState {
         // node skipped after a delivery.
         let index = seg.geometry().index(pos);
         let starts_block = self.header_written(seg, pos, index) || self.skipped_to != Some(pos);
-        if starts_block {
+        // Where a block starts, its first word is a head: free (claimed, unwritten) or
+        // published. Anything else there was a head and was overwritten — by a writer that
+        // stalled past the timeout and copied its payload on into nodes since reused. That
+        // block is lost, and counted as one that failed its checks, not as torn.
+        let overwritten = starts_block && classify(state.0, pos, count) == Head::Other;
+        if overwritten {
+            bump(&rc.check_failures, 1);
+            bump(&rc.bad_blocks, 1);
+        } else if starts_block {
             match why {
                 Skip::Timeout => bump(&rc.timeout_blocks, 1),
                 Skip::DeadWriter => bump(&rc.dead_writer_blocks, 1),

@@ -1694,10 +1694,11 @@ fn block_header_seq_mismatch_is_skipped_and_counted() {
 
 #[test]
 fn dead_writer_pid_in_a_torn_block_is_skipped_at_once() {
-    // A started block whose header names a process that does not exist: skipped at once
-    // (no timeout), all its nodes, when dead-writer detection is on.
+    // A block claimed and not published (its head free at its position, its header
+    // written) whose header names a process that does not exist: skipped at once (no
+    // timeout), all its nodes, when dead-writer detection is on.
     let (ch, g, msgs) = three_messages("dead-pid");
-    ch.write_u64(head_off(&g, 1), head_word(FLAG_START, 1));
+    ch.write_u64(head_off(&g, 1), head_word(FLAG_FREE, 1));
     ch.write(node_off(&g, 1) + bh_off::PID, &dead_pid().to_le_bytes());
     let channel = Channel::open(&ch.name).unwrap();
     let mut r = channel.reader().unwrap();
@@ -1921,4 +1922,30 @@ fn duration_max_timeouts_wait_forever_instead_of_panicking() {
         let n = r.recv_timeout(&mut buf, Duration::MAX).unwrap();
         assert_eq!(&buf[..n], b"late");
     });
+}
+
+#[test]
+fn an_overwritten_head_where_a_block_starts_is_counted_as_a_failed_block() {
+    // A writer stalled past the timeout copies on into nodes since reused and lands
+    // payload bytes on the first word of another writer's block: that block is lost,
+    // skipped after the timeout, and counted as a block that failed its checks.
+    for word in [
+        0u64,
+        0x7878_7878_7878_7878,
+        head_word(FLAG_START, 1),
+        u64::MAX,
+    ] {
+        let (ch, g, msgs) = three_messages("overwritten-head");
+        ch.write_u64(head_off(&g, 1), word);
+        let (got, end, pos, stats) = read_all(&ch);
+        assert!(end.is_none(), "{word:#x}: {end:?}");
+        assert_eq!(pos, 6);
+        assert_eq!(got, [msgs[0].clone(), msgs[2].clone()], "{word:#x}");
+        assert_eq!(
+            (stats.check_failures, stats.bad_blocks, stats.timeout_blocks),
+            (1, 1, 0),
+            "{word:#x}: {stats:?}"
+        );
+        assert_eq!(stats.bad_nodes, 4, "{word:#x}");
+    }
 }
