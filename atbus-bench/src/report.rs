@@ -169,16 +169,17 @@ pub fn summarize(
     // destroys the message there, which fails its crc32 (or header check): at most one
     // per bad block, and only when some writer overran the timeout (was abandoned).
     // These are counted by the library, so they are attributed first.
-    // A stalled writer's late copy can also land on the first word of a node that now
-    // starts another writer's block (heads live in the nodes since layout version 2):
-    // that block then reads as unwritten and is skipped after the timeout, so torn
-    // blocks skipped beyond the sends that could leave one count as well.
+    // A stalled writer's late copy can also land on the first words of nodes that now
+    // start other writers' blocks (heads live in the nodes since layout version 2): one
+    // late copy can destroy several blocks, and the reader skips each of them node by
+    // node after the timeout. Blocks destroyed that way are counted as failed checks
+    // where the reader can tell (the first of a run of skipped nodes), and every node
+    // of them as a bad node; so a stalled writer explains at most one lost message per
+    // bad node.
     let st = &snap.stats;
     let bad = st.crc_failures + st.check_failures;
-    let extra_skips = (st.dead_writer_blocks + st.timeout_blocks)
-        .saturating_sub(s.in_flight_not_delivered + s.abandoned);
     if s.abandoned > 0 || faults.stalls > 0 {
-        s.lost_to_stalled_writers = s.lost.min(bad + extra_skips);
+        s.lost_to_stalled_writers = s.lost.min(bad.max(st.bad_nodes));
     }
     // Then gaps a new reader found at a stream's first message: at most one per kill.
     s.lost_to_handover = snap
