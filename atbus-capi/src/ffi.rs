@@ -302,7 +302,9 @@ pub fn error_code(e: &Error) -> i32 {
     // `Error` is `#[non_exhaustive]`: a variant added after this code was written is an
     // operating-system-style failure to C (its message in `atbus_last_error` says what).
     match e {
-        Error::InvalidName { .. } | Error::InvalidConfig { .. } => ATBUS_ERR_INVALID_ARGUMENT,
+        Error::InvalidName { .. } | Error::InvalidConfig { .. } | Error::InvalidCommit { .. } => {
+            ATBUS_ERR_INVALID_ARGUMENT
+        }
         Error::AlreadyExists { .. } => ATBUS_ERR_EXISTS,
         Error::NotFound { .. } => ATBUS_ERR_NOT_FOUND,
         Error::PermissionDenied { .. } => ATBUS_ERR_PERMISSION,

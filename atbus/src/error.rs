@@ -145,6 +145,16 @@ pub enum Error {
         /// The reader-role record found: the new owner's pid (0 if nobody holds it).
         pid: u32,
     },
+    /// [`Reader::commit`](crate::Reader::commit) was given a position outside what it
+    /// may hand back: from the last commit to the reader's current position.
+    InvalidCommit {
+        /// The position given.
+        position: u64,
+        /// The last committed position (the lowest allowed).
+        committed: u64,
+        /// The reader's position (the highest allowed).
+        received: u64,
+    },
 }
 
 impl Error {
@@ -284,6 +294,16 @@ impl fmt::Display for Error {
                  which judged this one dead or overwrote the record): it stopped \
                  consuming; drop it, and take the role again only once the other reader \
                  is gone"
+            ),
+            Error::InvalidCommit {
+                position,
+                committed,
+                received,
+            } => write!(
+                f,
+                "cannot commit position {position}: a commit hands back what was received \
+                 since the last one, positions {committed} to {received}; pass \
+                 `Reader::position()` as it was after the last message to hand back"
             ),
         }
     }

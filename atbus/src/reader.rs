@@ -451,11 +451,69 @@ impl Reader {
 
     /// Hands consumed nodes back to writers now. The reader does this by itself every
     /// 1/16 of the ring and whenever it finds the ring empty. Does nothing once the role
-    /// was lost (the read cursor is the new owner's).
+    /// was lost (the read cursor is the new owner's), nor with
+    /// [manual commit](Reader::set_manual_commit), where [`commit`](Reader::commit) does it.
     pub fn release(&mut self) {
         if self.check_role().is_ok() {
             self.state.release(&self.seg);
         }
+    }
+
+    /// Manual commit (`true`): messages stay in the ring after they are received, and the
+    /// read cursor — where the next reader starts if this one dies or is dropped — moves
+    /// only on [`commit`](Reader::commit). A reader that forwards messages elsewhere (the
+    /// NATS bridge) commits once the other side acknowledged them, so a crash loses
+    /// nothing: its successor receives the uncommitted messages again. Writers find the
+    /// ring full when it holds a ring's worth of uncommitted messages. `false` (the
+    /// default) commits what was received and goes back to consuming as it receives.
+    ///
+    /// ```
+    /// # let name = format!("/atbus-doc-commit-{}", std::process::id());
+    /// let channel = atbus::Channel::create(&name, 1 << 20, &atbus::Config::default())?;
+    /// for m in [&b"one"[..], b"two", b"three"] {
+    ///     channel.writer().send(m)?;
+    /// }
+    /// let mut reader = channel.reader()?;
+    /// reader.set_manual_commit(true)?;
+    /// assert_eq!(reader.try_recv_vec()?, b"one");
+    /// reader.commit(reader.position())?; // "one" is handed back for good
+    /// assert_eq!(reader.try_recv_vec()?, b"two");
+    /// drop(reader); // "two" was not committed
+    ///
+    /// let mut reader = channel.reader()?;
+    /// assert_eq!(reader.try_recv_vec()?, b"two");
+    /// assert_eq!(reader.try_recv_vec()?, b"three");
+    /// # drop(reader);
+    /// # atbus::Channel::unlink(&name)?;
+    /// # Ok::<(), atbus::Error>(())
+    /// ```
+    pub fn set_manual_commit(&mut self, on: bool) -> Result<()> {
+        self.check_role()?;
+        self.state.set_manual_commit(&self.seg, on);
+        Ok(())
+    }
+
+    /// Hands every message received before `position` back to writers for good and
+    /// moves the read cursor there (with [manual commit](Reader::set_manual_commit)).
+    /// `position` is [`position()`](Reader::position) as it was right after receiving the
+    /// last message to commit; it must lie between the last commit and the current
+    /// position, or the call fails with `InvalidCommit` and changes nothing.
+    pub fn commit(&mut self, position: u64) -> Result<()> {
+        self.check_role()?;
+        if self.state.commit(&self.seg, position) {
+            return Ok(());
+        }
+        Err(Error::InvalidCommit {
+            position,
+            committed: self.state.committed(),
+            received: self.state.position(),
+        })
+    }
+
+    /// The read cursor as last published: with manual commit, the last committed
+    /// position, where a successor reader would start.
+    pub fn committed(&self) -> u64 {
+        self.state.committed()
     }
 
     /// Runs `attempt` until it returns something other than `Empty`, backing off and

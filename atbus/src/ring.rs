@@ -440,6 +440,9 @@ pub(crate) struct ReadState {
     /// Messages and bytes taken in the current batch, counted at its end.
     batch_messages: u64,
     batch_bytes: u64,
+    /// Received blocks stay in the ring (heads published, read cursor not moved) until
+    /// [`commit`](Self::commit): a successor reader delivers them again.
+    manual_commit: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -504,6 +507,7 @@ impl ReadState {
             max_payload: max_payload(seg),
             batch_messages: 0,
             batch_bytes: 0,
+            manual_commit: false,
         }
     }
 
@@ -954,6 +958,13 @@ impl ReadState {
     /// Frees a block's nodes for the next lap and moves past it; releases the read
     /// cursor every `release_every` nodes when `may_release`.
     fn consume(&mut self, seg: &Segment, ready: Ready, may_release: bool) {
+        if self.manual_commit {
+            // The block stays as published until `commit` frees it.
+            self.pos = ready.pos + ready.nodes;
+            self.skipped_to = None;
+            self.wait = self.wait.filter(|w| self.pos < w.horizon);
+            return;
+        }
         let count = seg.geometry().node_count;
         // Every node's first word becomes a free head for the next lap (inside the block
         // it was payload, already read). Interior nodes first, the first node last: a
@@ -975,13 +986,59 @@ impl ReadState {
         }
     }
 
-    /// Publishes the read position, handing consumed nodes back to writers.
+    /// Publishes the read position, handing consumed nodes back to writers. With manual
+    /// commit, only [`commit`](Self::commit) moves the read cursor.
     pub(crate) fn release(&mut self, seg: &Segment) {
-        if self.pos != self.published {
+        if !self.manual_commit {
+            self.release_to(seg, self.pos);
+        }
+    }
+
+    /// Keeps received blocks in the ring until [`commit`](Self::commit) (`true`), or
+    /// consumes them as they are received (`false`, the default; commits first).
+    pub(crate) fn set_manual_commit(&mut self, seg: &Segment, on: bool) {
+        if self.manual_commit && !on {
+            self.commit(seg, self.pos);
+        }
+        self.manual_commit = on;
+    }
+
+    /// The read cursor as last published: where a successor reader would start.
+    pub(crate) fn committed(&self) -> u64 {
+        self.published
+    }
+
+    /// Frees every node from the last commit up to `upto` (a position between it and
+    /// the read position) and publishes `upto` as the read cursor. `false` if `upto` is
+    /// out of that range.
+    pub(crate) fn commit(&mut self, seg: &Segment, upto: u64) -> bool {
+        if upto < self.published || upto > self.pos {
+            return false;
+        }
+        let count = seg.geometry().node_count;
+        // Every node's first word becomes a free head for the next lap, as `consume` does
+        // (nodes skipped on the way were freed already; writing them again is harmless:
+        // no writer may claim them before the read cursor passes them). Last node first,
+        // so that within each block the interior goes before the block's head: a reader
+        // that dies part-way leaves intact blocks, then freed nodes, and the one block in
+        // between fails its crc (counted, never delivered twice with changed bytes).
+        // A reader that dies part-way did not commit: its successor delivers the intact
+        // blocks before the freed ones again.
+        // Relaxed: published to writers by the release store of the read cursor.
+        for q in (self.published..upto).rev() {
+            seg.head(seg.geometry().index(q))
+                .store(NodeState::free(q + count).0, Ordering::Relaxed);
+        }
+        self.release_to(seg, upto);
+        true
+    }
+
+    fn release_to(&mut self, seg: &Segment, to: u64) {
+        if to != self.published {
             // Release: our reads of consumed data and resets of their heads happen-before
             // any writer that acquires this value writes those nodes.
-            seg.header().read_cursor.store(self.pos, Ordering::Release);
-            self.published = self.pos;
+            seg.header().read_cursor.store(to, Ordering::Release);
+            self.published = to;
             // Writers waiting for space: one load when nobody waits. The SeqCst fence
             // pairs with the waiter's SeqCst increment of `waiters` and fence before its
             // last look at the read cursor (Dekker): either that look sees the cursor we

@@ -51,6 +51,7 @@ fn main() {
         "reader" => reader(&channel, num(2)),
         "stall-writer" => stall_writer(&channel, arg(2), num(3) as usize),
         "hold-reader" => hold_reader(&channel, num(2)),
+        "commit-reader" => commit_reader(&channel, num(2), num(3)),
         "echo" => echo(&channel, arg(2), num(3)),
         "blocking-writer" => {
             blocking_writer(&channel, num(2), num(3), num(4) as usize, num(5) as usize)
@@ -145,6 +146,39 @@ fn stall_writer(channel: &Channel, step: &str, len: usize) {
         }
         Err(e) => fail(&e.to_string()),
     }
+}
+
+/// Receives `count` messages with manual commit, committing after the first `commit`
+/// of them; prints `got=ID:SEQ` for each, then `holding`, and waits to be killed.
+fn commit_reader(channel: &Channel, count: u64, commit: u64) {
+    let mut r = channel.reader().unwrap_or_else(|e| fail(&e.to_string()));
+    r.set_manual_commit(true)
+        .unwrap_or_else(|e| fail(&e.to_string()));
+    let mut out = std::io::stdout();
+    let mut backoff = Backoff::new();
+    let mut got = 0;
+    while got < count {
+        match r.try_recv_vec() {
+            Ok(msg) => {
+                let (id, seq) = check_payload(&msg).unwrap_or_else(|e| fail(&e));
+                writeln!(out, "got={id}:{seq}").unwrap();
+                got += 1;
+                if got == commit {
+                    r.commit(r.position())
+                        .unwrap_or_else(|e| fail(&e.to_string()));
+                }
+                backoff.reset();
+            }
+            Err(Error::Empty) => backoff.snooze(),
+            Err(e) => fail(&e.to_string()),
+        }
+    }
+    writeln!(out, "holding").unwrap();
+    out.flush().unwrap();
+    // Until the test kills us: whatever was not committed must reach the next reader.
+    for _ in std::io::stdin().lock().lines() {}
+    std::mem::forget(r); // stdin closed: leave like a crash would, without a commit
+    std::process::exit(0);
 }
 
 fn hold_reader(channel: &Channel, count: u64) {
