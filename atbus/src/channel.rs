@@ -8,6 +8,7 @@ use crate::reader::Reader;
 use crate::ring;
 use crate::segment::{self, Segment};
 use crate::stats::Stats;
+use crate::sync::atomic::Ordering;
 use crate::view::SegmentView;
 use crate::writer::Writer;
 
@@ -86,6 +87,15 @@ impl Channel {
     /// The name the channel was opened by.
     pub fn name(&self) -> &str {
         self.seg.name()
+    }
+
+    /// The channel's id: random, chosen when the channel was created, the same in every
+    /// process that opens it. With a message's sequence ([`Meta::seq`](crate::Meta)) it
+    /// names that message uniquely (the NATS bridge's message ids are built this way).
+    pub fn id(&self) -> u64 {
+        // Relaxed: written once at creation, before the segment was marked initialised
+        // (which opening acquires).
+        self.seg.header().channel_id.load(Ordering::Relaxed)
     }
 
     /// Bytes per node.

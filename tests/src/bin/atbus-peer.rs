@@ -20,6 +20,7 @@
 //!   as long as the ring stays full).
 //! * `fd-echo NAME OUT COUNT`: as `echo`, but waits with `poll(2)` on the reader's
 //!   readiness fd after arming it, before every message.
+//! * `bridge ARGS...`: runs `atbus-bridge ARGS...` (its library's command line).
 //! * `fd-reader NAME`: receives for ever, waiting on the readiness fd with `poll(2)`;
 //!   prints `got=ID:SEQ` for each message before it is consumed (from inside
 //!   `try_recv_in_place`), so a test that kills it knows every message it consumed.
@@ -44,6 +45,11 @@ fn main() {
     };
     if arg(0) == "liveness" {
         return liveness(num(1), num(2));
+    }
+    if arg(0) == "bridge" {
+        // The bridge's command line, run in this process: `bridge out ...`, `bridge in ...`.
+        let argv = std::iter::once("atbus-bridge".to_string()).chain(args[1..].iter().cloned());
+        std::process::exit(atbus_bridge::cli::run(argv));
     }
     let channel = Channel::open(arg(1)).unwrap_or_else(|e| fail(&e.to_string()));
     match arg(0) {

@@ -1,0 +1,112 @@
+//! A real `nats-server` with JetStream for the bridge tests: on 127.0.0.1 at a free port,
+//! with a temporary store directory, killed (and the directory removed) on drop.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `nats-server -js`.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    store: PathBuf,
+}
+
+/// The `nats-server` binary: `$NATS_SERVER`, else on `PATH`, else in /usr/sbin (where
+/// Debian's package puts it). Panics with how to install it when there is none: the
+/// bridge tests need the real engine and never skip.
+pub fn nats_server_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin")]);
+    for dir in dirs {
+        let candidate = dir.join("nats-server");
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "nats-server not found (not in $NATS_SERVER, on PATH or in /usr/sbin): the bridge \
+         tests run a real NATS server; install it with `apt-get install nats-server` \
+         (Debian/Ubuntu; `bash .ci/run` does) or set NATS_SERVER to its path"
+    );
+}
+
+impl NatsServer {
+    /// Starts a server on a free port with a fresh store directory.
+    pub fn start(tag: &str) -> NatsServer {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let store =
+            std::env::temp_dir().join(format!("atbus-nats-{}-{tag}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&store);
+        std::fs::create_dir_all(&store).expect("create the store directory");
+        let mut server = NatsServer {
+            child: None,
+            port,
+            store,
+        };
+        server.restart();
+        server
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The store directory.
+    pub fn store(&self) -> &Path {
+        &self.store
+    }
+
+    /// Kills the server (SIGKILL: no clean shutdown) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again (killing it first if it runs) on the same port and store,
+    /// and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new(nats_server_binary())
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on port {} within 20 s",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}

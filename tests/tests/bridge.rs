@@ -1,0 +1,479 @@
+//! The NATS bridge end to end, against a real `nats-server -js` started by each test:
+//! writer processes → channel → `atbus-bridge out` → JetStream → `atbus-bridge in` →
+//! channel → reader, every byte and each writer's order checked, with bridges and the
+//! server killed mid-stream.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use atbus::{Channel, Config, Error};
+use atbus_tests::nats::NatsServer;
+use atbus_tests::{check_payload, TestChannel};
+use futures_util::StreamExt;
+use nix::sys::signal::Signal;
+
+mod common;
+use common::{peer, signal};
+
+/// How long any one wait of these tests may take before it fails.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn channel(ch: &TestChannel) -> Channel {
+    Channel::create(&ch.name, 8 << 20, &Config::default()).unwrap()
+}
+
+fn bridge_out(ch: &TestChannel, url: &str, stream: &str, window: usize) -> Child {
+    let window = window.to_string();
+    peer(&[
+        "bridge",
+        "out",
+        "--channel",
+        &ch.name,
+        "--nats",
+        url,
+        "--stream",
+        stream,
+        "--subject",
+        &format!("{stream}.msgs"),
+        "--window",
+        &window,
+        "--json",
+    ])
+}
+
+fn bridge_in(ch: &TestChannel, url: &str, stream: &str, durable: &str, window: usize) -> Child {
+    let window = window.to_string();
+    peer(&[
+        "bridge",
+        "in",
+        "--channel",
+        &ch.name,
+        "--nats",
+        url,
+        "--stream",
+        stream,
+        "--subject",
+        &format!("{stream}.msgs"),
+        "--durable",
+        durable,
+        "--window",
+        &window,
+        "--json",
+    ])
+}
+
+/// Starts `writers` writer processes, each sending `count` messages of 16..=`max` bytes.
+fn writers(ch: &TestChannel, writers: u64, count: u64, max: usize) -> Vec<Child> {
+    (0..writers)
+        .map(|id| {
+            peer(&[
+                "writer",
+                &ch.name,
+                &id.to_string(),
+                &count.to_string(),
+                "16",
+                &max.to_string(),
+            ])
+        })
+        .collect()
+}
+
+fn wait_ok(children: Vec<Child>) {
+    for mut c in children {
+        let status = c.wait().unwrap();
+        assert!(status.success(), "a peer failed: {status:?}");
+    }
+}
+
+/// Stops a bridge with SIGTERM; returns its exit status and its `--json` counters.
+fn stop_bridge(mut bridge: Child) -> (ExitStatus, serde_json::Value) {
+    signal(&bridge, Signal::SIGTERM);
+    let status = bridge.wait().unwrap();
+    let mut out = String::new();
+    bridge
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let json = serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+fn kill(mut child: Child) {
+    signal(&child, Signal::SIGKILL);
+    child.wait().unwrap();
+}
+
+/// Checks messages arriving per writer in order: each is the next of its writer, or —
+/// when `duplicates` are allowed — one of that writer's already seen (counted).
+struct Order {
+    next: Vec<u64>,
+    duplicates: u64,
+    allow_duplicates: bool,
+}
+
+impl Order {
+    fn new(writers: usize, allow_duplicates: bool) -> Order {
+        Order {
+            next: vec![0; writers],
+            duplicates: 0,
+            allow_duplicates,
+        }
+    }
+
+    fn see(&mut self, msg: &[u8]) {
+        let (id, seq) = check_payload(msg).unwrap();
+        let next = &mut self.next[id as usize];
+        if seq == *next {
+            *next += 1;
+        } else if seq < *next && self.allow_duplicates {
+            self.duplicates += 1;
+        } else {
+            panic!("writer {id}: message {seq} arrived when {next} was due");
+        }
+    }
+
+    fn complete(&self, per_writer: u64) -> bool {
+        self.next.iter().all(|&n| n == per_writer)
+    }
+}
+
+/// Reads channel `ch` until every writer's `per_writer` messages arrived, calling
+/// `progress` with the number received so far after each message.
+fn read_all(
+    r: &mut atbus::Reader,
+    order: &mut Order,
+    per_writer: u64,
+    mut progress: impl FnMut(u64),
+) {
+    let mut buf = vec![0u8; 1 << 20];
+    let deadline = Instant::now() + PATIENCE;
+    let mut n = 0;
+    while !order.complete(per_writer) {
+        match r.recv_timeout(&mut buf, Duration::from_millis(100)) {
+            Ok(len) => {
+                order.see(&buf[..len]);
+                n += 1;
+                progress(n);
+            }
+            Err(Error::Timeout) => assert!(
+                Instant::now() < deadline,
+                "stuck: per-writer progress {:?} of {per_writer}",
+                order.next
+            ),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Every message of `stream`, in stream order: (Nats-Msg-Id, payload).
+fn stream_contents(url: &str, stream: &str) -> Vec<(String, Vec<u8>)> {
+    runtime().block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = jetstream::new(client);
+        let mut s = js.get_stream(stream).await.unwrap();
+        let total = s.info().await.unwrap().state.messages;
+        let consumer = s
+            .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+            .await
+            .unwrap();
+        let mut messages = consumer.messages().await.unwrap();
+        let mut out = Vec::new();
+        while (out.len() as u64) < total {
+            let m = messages.next().await.unwrap().unwrap();
+            let id = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.as_str().to_string())
+                .unwrap_or_default();
+            out.push((id, m.payload.to_vec()));
+        }
+        out
+    })
+}
+
+/// Waits until `stream` holds at least `n` messages.
+fn wait_stream_len(url: &str, stream: &str, n: u64) {
+    runtime().block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = jetstream::new(client);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(mut s) = js.get_stream(stream).await {
+                if let Ok(info) = s.info().await {
+                    if info.state.messages >= n {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stream {stream} never reached {n} messages"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+}
+
+/// The stream holds each writer's messages exactly once, in order, every byte intact.
+fn assert_stream_exact(url: &str, stream: &str, writers: usize, per_writer: u64) {
+    let contents = stream_contents(url, stream);
+    assert_eq!(
+        contents.len() as u64,
+        writers as u64 * per_writer,
+        "messages in the stream"
+    );
+    let ids: HashSet<&str> = contents.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), contents.len(), "every Nats-Msg-Id once");
+    let mut order = Order::new(writers, false);
+    for (_, payload) in &contents {
+        order.see(payload);
+    }
+    assert!(order.complete(per_writer));
+}
+
+#[test]
+fn out_and_in_carry_three_writer_processes_every_byte_in_order() {
+    let nats = NatsServer::start("3w");
+    let (src, dst) = (TestChannel::new("br-src"), TestChannel::new("br-dst"));
+    let (_a, b) = (channel(&src), channel(&dst));
+    let mut reader = b.reader().unwrap();
+    let out = bridge_out(&src, &nats.url(), "THREE", 256);
+    let inb = bridge_in(&dst, &nats.url(), "THREE", "three", 256);
+    let w = writers(&src, 3, 20_000, 2000);
+    let mut order = Order::new(3, false);
+    read_all(&mut reader, &mut order, 20_000, |_| {});
+    wait_ok(w);
+    let (status, json) = stop_bridge(out);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(json["acked"], 60_000, "{json}");
+    assert_eq!(json["resent"], 0, "{json}");
+    let (status, json) = stop_bridge(inb);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(json["forwarded"], 60_000, "{json}");
+    assert_stream_exact(&nats.url(), "THREE", 3, 20_000);
+    assert!(matches!(reader.try_recv_vec(), Err(Error::Empty)));
+}
+
+#[test]
+fn out_bridge_killed_mid_stream_loses_nothing_and_stores_nothing_twice() {
+    let nats = NatsServer::start("outkill");
+    let src = TestChannel::new("br-outkill");
+    let a = channel(&src);
+    let w = writers(&src, 3, 20_000, 1000);
+    let out = bridge_out(&src, &nats.url(), "OUTKILL", 256);
+    wait_stream_len(&nats.url(), "OUTKILL", 15_000);
+    kill(out);
+    // The successor takes the reader role over and resumes at the last commit.
+    let out = bridge_out(&src, &nats.url(), "OUTKILL", 256);
+    wait_ok(w);
+    wait_stream_len(&nats.url(), "OUTKILL", 60_000);
+    let (status, json) = stop_bridge(out);
+    assert!(status.success(), "{status:?}");
+    assert_stream_exact(&nats.url(), "OUTKILL", 3, 20_000);
+    // What the first bridge had published and not committed was published again and
+    // dropped by JetStream (or skipped at start-up as stored already).
+    // The successor found the first one's uncommitted messages (at most its window)
+    // stored already: dropped by JetStream, or skipped at start-up.
+    assert_eq!(json["forwarded"], json["acked"], "{json}");
+    assert!(
+        json["duplicates_dropped"].as_u64().unwrap() <= 256,
+        "{json}"
+    );
+    let s = a.stats();
+    assert_eq!((s.crc_failures, s.bad_blocks), (0, 0), "{s:?}");
+}
+
+#[test]
+fn in_bridge_killed_mid_stream_loses_nothing_and_counts_its_duplicates() {
+    const WINDOW: u64 = 64;
+    let nats = NatsServer::start("inkill");
+    let (src, dst) = (
+        TestChannel::new("br-inkill-src"),
+        TestChannel::new("br-inkill-dst"),
+    );
+    let (_a, b) = (channel(&src), channel(&dst));
+    let out = bridge_out(&src, &nats.url(), "INKILL", 256);
+    let w = writers(&src, 3, 10_000, 1000);
+    let mut reader = b.reader().unwrap();
+    let mut inb = Some(bridge_in(
+        &dst,
+        &nats.url(),
+        "INKILL",
+        "inkill",
+        WINDOW as usize,
+    ));
+    let mut order = Order::new(3, true);
+    let url = nats.url();
+    read_all(&mut reader, &mut order, 10_000, |n| {
+        if n == 8_000 {
+            kill(inb.take().unwrap());
+            inb = Some(bridge_in(&dst, &url, "INKILL", "inkill", WINDOW as usize));
+        }
+    });
+    wait_ok(w);
+    let (status, json) = stop_bridge(inb.take().unwrap());
+    assert!(status.success(), "{status:?}");
+    stop_bridge(out);
+    let possible = json["possible_duplicates"].as_u64().unwrap();
+    assert!(
+        order.duplicates <= possible && possible <= WINDOW,
+        "duplicates {} must be counted (possible {possible}) and within the window {WINDOW}",
+        order.duplicates
+    );
+}
+
+#[test]
+fn nats_server_killed_and_restarted_mid_stream_loses_nothing() {
+    let mut nats = NatsServer::start("restart");
+    let (src, dst) = (TestChannel::new("br-rs-src"), TestChannel::new("br-rs-dst"));
+    let (_a, b) = (channel(&src), channel(&dst));
+    let mut reader = b.reader().unwrap();
+    let out = bridge_out(&src, &nats.url(), "RESTART", 256);
+    let inb = bridge_in(&dst, &nats.url(), "RESTART", "restart", 256);
+    let w = writers(&src, 3, 15_000, 1000);
+    let mut order = Order::new(3, false);
+    read_all(&mut reader, &mut order, 15_000, |n| {
+        if n == 10_000 {
+            nats.restart(); // SIGKILL, then start again on the same port and store
+        }
+    });
+    wait_ok(w);
+    let (status, out_json) = stop_bridge(out);
+    assert!(status.success(), "{status:?}");
+    let (status, in_json) = stop_bridge(inb);
+    assert!(status.success(), "{status:?}");
+    assert_stream_exact(&nats.url(), "RESTART", 3, 15_000);
+    assert!(matches!(reader.try_recv_vec(), Err(Error::Empty)));
+    eprintln!("out {out_json}\nin {in_json}");
+}
+
+#[test]
+fn a_round_trip_of_100000_mixed_size_messages() {
+    let nats = NatsServer::start("100k");
+    let (src, dst) = (
+        TestChannel::new("br-100k-src"),
+        TestChannel::new("br-100k-dst"),
+    );
+    let (_a, b) = (channel(&src), channel(&dst));
+    let mut reader = b.reader().unwrap();
+    let out = bridge_out(&src, &nats.url(), "ROUNDTRIP", 256);
+    let inb = bridge_in(&dst, &nats.url(), "ROUNDTRIP", "roundtrip", 256);
+    let w = writers(&src, 2, 50_000, 8000);
+    let mut order = Order::new(2, false);
+    read_all(&mut reader, &mut order, 50_000, |_| {});
+    wait_ok(w);
+    for bridge in [out, inb] {
+        let (status, json) = stop_bridge(bridge);
+        assert!(status.success(), "{status:?}");
+        assert_eq!(json["acked"], 100_000, "{json}");
+    }
+}
+
+/// Runs the bridge with `args`; returns its exit code and stderr.
+fn bridge_fails(args: &[&str]) -> (i32, String) {
+    let mut all = vec!["bridge"];
+    all.extend_from_slice(args);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
+        .args(&all)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (child.wait().unwrap().code().unwrap_or(-1), err)
+}
+
+#[test]
+fn bridge_errors_exit_2_with_one_line_saying_what_to_do() {
+    let nats = NatsServer::start("errors");
+    let ch = TestChannel::new("br-err");
+    let _c = channel(&ch);
+
+    // No server at that port.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("nats://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let (code, err) = bridge_fails(&[
+        "out",
+        "--channel",
+        &ch.name,
+        "--nats",
+        &dead,
+        "--stream",
+        "E",
+        "--subject",
+        "e.x",
+    ]);
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach the NATS server"), "{err}");
+
+    // No such channel.
+    let (code, err) = bridge_fails(&[
+        "out",
+        "--channel",
+        "/atbus-no-such-channel",
+        "--nats",
+        &nats.url(),
+        "--stream",
+        "E",
+        "--subject",
+        "e.x",
+    ]);
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+
+    // A stream that exists for other subjects.
+    runtime().block_on(async {
+        let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+        js.create_stream(jetstream::stream::Config {
+            name: "TAKEN".into(),
+            subjects: vec!["taken.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let url = nats.url();
+    for direction in ["out", "in"] {
+        let mut args = vec![
+            direction,
+            "--channel",
+            &ch.name,
+            "--nats",
+            &url,
+            "--stream",
+            "TAKEN",
+            "--subject",
+            "other.x",
+        ];
+        if direction == "in" {
+            args.extend(["--durable", "d"]);
+        }
+        let (code, err) = bridge_fails(&args);
+        assert_eq!(code, 2, "{direction}: {err}");
+        assert_eq!(err.lines().count(), 1, "{direction}: {err}");
+        assert!(err.contains("stream config conflict"), "{direction}: {err}");
+    }
+}
