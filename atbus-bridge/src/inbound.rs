@@ -145,7 +145,9 @@ pub async fn run(
                     opts.channel
                 )));
             }
-            writer.send(&msg.payload).await?;
+            if !write(&writer, &msg.payload, &mut stop).await? {
+                break 'consumer; // stopped while the ring was full: not written, not acked
+            }
             pos.written_upto = stream_seq;
             if stream_seq <= pos.maybe_written_upto {
                 Counters::add(&counters.possible_duplicates, 1);
@@ -164,6 +166,27 @@ pub async fn run(
     let _ = client.flush().await;
     let _ = new_generation(&stream, opts, &pos).await;
     Ok(())
+}
+
+/// Writes `payload` into the channel, waiting while the ring is full. `false` if `stop`
+/// came first (nothing was written). A send the reader skipped as stalled (`Abandoned`:
+/// nothing delivered) is sent again.
+async fn write(
+    writer: &atbus::AsyncWriter,
+    payload: &[u8],
+    stop: &mut watch::Receiver<bool>,
+) -> Result<bool, BridgeError> {
+    loop {
+        let sent = tokio::select! {
+            sent = writer.send(payload) => sent,
+            _ = stop.changed() => return Ok(false),
+        };
+        match sent {
+            Ok(()) => return Ok(true),
+            Err(atbus::Error::Abandoned { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// The name of consumer generation `generation`.

@@ -141,6 +141,21 @@ impl ModelReader {
         self.state.recv_into(&self.seg, Instant::now, buf)
     }
 
+    /// `Reader::set_manual_commit`.
+    pub fn set_manual_commit(&mut self, on: bool) {
+        self.state.set_manual_commit(&self.seg, on);
+    }
+
+    /// `Reader::commit`: `false` when `position` is out of range.
+    pub fn commit(&mut self, position: u64) -> bool {
+        self.state.commit(&self.seg, position)
+    }
+
+    /// `Reader::position`.
+    pub fn position(&self) -> u64 {
+        self.state.position()
+    }
+
     /// True when the reader has consumed every claimed node.
     pub fn caught_up(&self) -> bool {
         self.seg.header().write_cursor.load(Ordering::SeqCst) == self.state.position()

@@ -383,3 +383,55 @@ fn stalled_writer_copying_into_reused_nodes_is_caught_and_counted() {
         );
     });
 }
+
+/// A reader in manual-commit mode receives two messages, commits the first and dies; its
+/// successor starts at the commit and delivers the second again, whole, while a writer
+/// fills a ring of 4 nodes: no writer reuses a node before its commit.
+#[test]
+fn uncommitted_messages_survive_their_reader_while_writers_fill_the_ring() {
+    builder().check(|| {
+        let ch = ModelChannel::new(64, 4, LONG, true);
+        let w = ch.writer();
+        let writer = loom::thread::spawn(move || {
+            let mut sent = Vec::new();
+            for seq in 0..5u8 {
+                let m = msg(0, seq, 20);
+                let outcome = loop {
+                    match w.send(&m) {
+                        Err(Error::Full) => loom::thread::yield_now(),
+                        other => break other.map_err(|e| e.to_string()),
+                    }
+                };
+                sent.push((seq, 20, outcome));
+            }
+            sent
+        });
+        let mut buf = vec![0u8; ch.max_message_len()];
+        let mut recv = |r: &mut ModelReader| loop {
+            match r.try_recv(&mut buf) {
+                Ok(n) => return buf[..n].to_vec(),
+                Err(Error::Empty) => loom::thread::yield_now(),
+                Err(e) => panic!("reader: {e}"),
+            }
+        };
+        let mut first = ch.reader();
+        first.set_manual_commit(true);
+        assert_eq!(recv(&mut first), msg(0, 0, 20));
+        assert!(first.commit(first.position()));
+        assert_eq!(recv(&mut first), msg(0, 1, 20));
+        drop(first); // dies: message 1 was not committed
+
+        let mut second = ch.reader();
+        for seq in 1..5u8 {
+            assert_eq!(recv(&mut second), msg(0, seq, 20), "message {seq}");
+        }
+        let sent = writer.join().unwrap();
+        assert!(sent.iter().all(|(_, _, o)| o.is_ok()), "{sent:?}");
+        let s = ch.stats();
+        assert_eq!(
+            (s.bad_nodes, s.crc_failures, s.handover_nodes),
+            (0, 0, 0),
+            "{s:?}"
+        );
+    });
+}
