@@ -50,18 +50,21 @@ pub async fn run(args: BenchArgs) -> Result<(), BridgeError> {
     let js = nats::jetstream(client, args.window);
     let mut rows = Vec::new();
     for &size in &args.sizes {
-        let (mut plain, mut out, mut inward) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut plain, mut ids, mut out, mut inward) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..args.rounds {
-            plain.push(run_plain(&js, &args, size, round).await?);
+            plain.push(run_plain(&js, &args, size, round, false).await?);
+            ids.push(run_plain(&js, &args, size, round, true).await?);
             let (o, i) = run_bridge(&js, &args, size, round).await?;
             out.push(o);
             inward.push(i);
             eprintln!(
-                "bench {size} B round {round}: plain {:.0}, out {o:.0}, in {i:.0} msgs/s",
-                plain[round]
+                "bench {size} B round {round}: plain {:.0}, plain with the bridge's headers \
+                 {:.0}, out {o:.0}, in {i:.0} msgs/s",
+                plain[round], ids[round]
             );
         }
-        rows.push((size, plain, out, inward));
+        rows.push((size, plain, ids, out, inward));
     }
     let cpu = cpu_model();
     println!(
@@ -69,9 +72,10 @@ pub async fn run(args: BenchArgs) -> Result<(), BridgeError> {
         args.count, args.window, args.rounds
     );
     println!(
-        "{:>6} | {:>26} | {:>26} | {:>26} | {:>10} | {:>9} | {:>8}",
+        "{:>6} | {:>24} | {:>24} | {:>24} | {:>24} | {:>9} | {:>8} | {:>8}",
         "size",
-        "plain publisher msgs/s",
+        "plain msgs/s",
+        "plain+headers msgs/s",
         "out msgs/s",
         "in msgs/s",
         "out/plain",
@@ -79,12 +83,13 @@ pub async fn run(args: BenchArgs) -> Result<(), BridgeError> {
         "in MB/s"
     );
     let mut json_rows = Vec::new();
-    for (size, plain, out, inward) in &rows {
-        let (p, o, i) = (stats(plain), stats(out), stats(inward));
+    for (size, plain, ids, out, inward) in &rows {
+        let (p, h, o, i) = (stats(plain), stats(ids), stats(out), stats(inward));
         let mb = |r: f64| r * *size as f64 / 1e6;
         println!(
-            "{size:>6} | {:>26} | {:>26} | {:>26} | {:>9.2}x | {:>9.1} | {:>8.1}",
+            "{size:>6} | {:>24} | {:>24} | {:>24} | {:>24} | {:>8.2}x | {:>8.1} | {:>8.1}",
             p.show(),
+            h.show(),
             o.show(),
             i.show(),
             o.median / p.median,
@@ -92,8 +97,8 @@ pub async fn run(args: BenchArgs) -> Result<(), BridgeError> {
             mb(i.median)
         );
         json_rows.push(serde_json::json!({
-            "size": size, "plain": p.json(), "out": o.json(), "in": i.json(),
-            "out_over_plain": o.median / p.median,
+            "size": size, "plain": p.json(), "plain_with_headers": h.json(), "out": o.json(),
+            "in": i.json(), "out_over_plain": o.median / p.median,
         }));
     }
     if args.json {
@@ -161,15 +166,18 @@ async fn fresh_stream(
 }
 
 /// The plain publisher: msgs/s from the first publish to the last acknowledgement.
+/// `headers`: with the headers the bridge sends (message id, predecessor, origin), to
+/// tell the engine's cost of them from the bridge's own.
 async fn run_plain(
     js: &jetstream::Context,
     args: &BenchArgs,
     size: usize,
     round: usize,
+    headers: bool,
 ) -> Result<f64, BridgeError> {
     let (name, subject) = (
-        format!("BENCH_PLAIN_{size}_{round}"),
-        format!("bench.plain.{size}.{round}"),
+        format!("BENCH_PLAIN_{size}_{round}_{headers}"),
+        format!("bench.plain.{size}.{round}.{headers}"),
     );
     fresh_stream(js, &name, &subject).await?;
     let payload = Bytes::from(vec![0x5au8; size]);
@@ -177,15 +185,28 @@ async fn run_plain(
     let mut acks = VecDeque::with_capacity(args.window);
     let fail = |e: &dyn std::fmt::Display| BridgeError(format!("bench: plain publish failed: {e}"));
     let t = Instant::now();
-    for _ in 0..args.count {
+    for seq in 0..args.count {
         if acks.len() == args.window {
             let ack: jetstream::context::PublishAckFuture = acks.pop_front().expect("full");
             ack.await.map_err(|e| fail(&e))?;
         }
-        let ack = js
-            .publish(subject.clone(), payload.clone())
-            .await
-            .map_err(|e| fail(&e))?;
+        let ack = if headers {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert("Nats-Msg-Id", nats::message_id(1, seq).as_str());
+            if seq > 0 {
+                h.insert(
+                    "Nats-Expected-Last-Msg-Id",
+                    nats::message_id(1, seq - 1).as_str(),
+                );
+            }
+            h.insert(nats::HEADER_SEQ, seq.to_string().as_str());
+            h.insert(nats::HEADER_WRITER_PID, "4242");
+            js.publish_with_headers(subject.clone(), h, payload.clone())
+                .await
+        } else {
+            js.publish(subject.clone(), payload.clone()).await
+        }
+        .map_err(|e| fail(&e))?;
         acks.push_back(ack);
     }
     for ack in acks {

@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 
-/// Header carrying the channel id (16 hex digits) a message was read from.
-pub const HEADER_CHANNEL: &str = "Atbus-Channel";
 /// Header carrying the message's block sequence in its channel.
 pub const HEADER_SEQ: &str = "Atbus-Seq";
 /// Header carrying the pid of the process that wrote the message into its channel.
@@ -45,6 +43,15 @@ pub struct Endpoint {
 /// `channel_id`: unique per message and the same every time it is published.
 pub fn message_id(channel_id: u64, seq: u64) -> String {
     format!("{channel_id:016x}-{seq}")
+}
+
+/// The channel id and block sequence a [`message_id`] names.
+pub fn parse_message_id(id: &str) -> Option<(u64, u64)> {
+    let (channel, seq) = id.split_once('-')?;
+    if channel.len() != 16 {
+        return None;
+    }
+    Some((u64::from_str_radix(channel, 16).ok()?, seq.parse().ok()?))
 }
 
 /// How long a JetStream request (a publish acknowledgement, a stream lookup) may take
@@ -184,5 +191,11 @@ mod tests {
     fn message_ids_name_channel_and_sequence() {
         assert_eq!(message_id(0xab, 42), "00000000000000ab-42");
         assert_ne!(message_id(1, 23), message_id(12, 3));
+        assert_eq!(
+            parse_message_id(&message_id(u64::MAX, 7)),
+            Some((u64::MAX, 7))
+        );
+        assert_eq!(parse_message_id("ab-7"), None);
+        assert_eq!(parse_message_id("00000000000000ab-x"), None);
     }
 }

@@ -60,7 +60,6 @@ struct Out<'a> {
     js: jetstream::Context,
     subject: Subject,
     channel_id: u64,
-    channel_hex: String,
     counters: &'a Counters,
     reader: atbus::AsyncReader,
     window: VecDeque<InFlight>,
@@ -91,7 +90,6 @@ pub async fn run(
         js,
         subject: Subject::from(opts.endpoint.subject.as_str()),
         channel_id,
-        channel_hex: format!("{channel_id:016x}"),
         counters,
         reader: atbus::AsyncReader::new(reader)?,
         window: VecDeque::with_capacity(opts.window),
@@ -137,11 +135,9 @@ pub async fn run(
 /// server cannot say (message ids then keep duplicates out within the duplicate window).
 async fn last_stored_seq(stream: &stream::Stream, subject: &str, channel_id: u64) -> Option<u64> {
     let last = stream.get_last_raw_message_by_subject(subject).await.ok()?;
-    let channel = last.headers.get(nats::HEADER_CHANNEL)?;
-    if channel.as_str() != format!("{channel_id:016x}") {
-        return None;
-    }
-    last.headers.get(nats::HEADER_SEQ)?.as_str().parse().ok()
+    let id = last.headers.get("Nats-Msg-Id")?;
+    let (channel, seq) = nats::parse_message_id(id.as_str())?;
+    (channel == channel_id).then_some(seq)
 }
 
 impl Out<'_> {
@@ -287,7 +283,6 @@ impl Out<'_> {
         if let Some(prev) = predecessor {
             headers.insert("Nats-Expected-Last-Msg-Id", prev);
         }
-        headers.insert(nats::HEADER_CHANNEL, self.channel_hex.as_str());
         headers.insert(nats::HEADER_SEQ, item.seq.to_string().as_str());
         headers.insert(
             nats::HEADER_WRITER_PID,
