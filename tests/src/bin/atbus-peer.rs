@@ -160,35 +160,25 @@ fn commit_reader(channel: &Channel, count: u64, commit: u64) {
     let mut r = channel.reader().unwrap_or_else(|e| fail(&e.to_string()));
     r.set_manual_commit(true)
         .unwrap_or_else(|e| fail(&e.to_string()));
-    let mut out = std::io::stdout();
-    let mut backoff = Backoff::new();
-    let mut got = 0;
-    while got < count {
-        match r.try_recv_vec() {
-            Ok(msg) => {
-                let (id, seq) = check_payload(&msg).unwrap_or_else(|e| fail(&e));
-                writeln!(out, "got={id}:{seq}").unwrap();
-                got += 1;
-                if got == commit {
-                    r.commit(r.position())
-                        .unwrap_or_else(|e| fail(&e.to_string()));
-                }
-                backoff.reset();
-            }
-            Err(Error::Empty) => backoff.snooze(),
-            Err(e) => fail(&e.to_string()),
+    receive_printing(&mut r, count, |r, got| {
+        if got == commit {
+            r.commit(r.position())
+                .unwrap_or_else(|e| fail(&e.to_string()));
         }
-    }
-    writeln!(out, "holding").unwrap();
-    out.flush().unwrap();
+    });
     // Until the test kills us: whatever was not committed must reach the next reader.
     for _ in std::io::stdin().lock().lines() {}
     std::mem::forget(r); // stdin closed: leave like a crash would, without a commit
     std::process::exit(0);
 }
 
-fn hold_reader(channel: &Channel, count: u64) {
-    let mut r = channel.reader().unwrap_or_else(|e| fail(&e.to_string()));
+/// Receives `count` messages, checking each and printing `got=ID:SEQ`, calling `after`
+/// with the number received so far after each; then prints `holding`.
+fn receive_printing(
+    r: &mut atbus::Reader,
+    count: u64,
+    mut after: impl FnMut(&mut atbus::Reader, u64),
+) {
     let mut out = std::io::stdout();
     let mut backoff = Backoff::new();
     let mut got = 0;
@@ -198,6 +188,7 @@ fn hold_reader(channel: &Channel, count: u64) {
                 let (id, seq) = check_payload(&msg).unwrap_or_else(|e| fail(&e));
                 writeln!(out, "got={id}:{seq}").unwrap();
                 got += 1;
+                after(r, got);
                 backoff.reset();
             }
             Err(Error::Empty) => backoff.snooze(),
@@ -206,6 +197,12 @@ fn hold_reader(channel: &Channel, count: u64) {
     }
     writeln!(out, "holding").unwrap();
     out.flush().unwrap();
+}
+
+fn hold_reader(channel: &Channel, count: u64) {
+    let mut r = channel.reader().unwrap_or_else(|e| fail(&e.to_string()));
+    receive_printing(&mut r, count, |_, _| {});
+    let mut out = std::io::stdout();
     // Until the test kills us or closes stdin: each line `recv` receives once more and
     // prints `got=ID:SEQ`, `empty` or `error=TEXT`.
     for line in std::io::stdin().lock().lines() {
