@@ -68,7 +68,18 @@ struct Out<'a> {
     chained: Option<String>,
     /// Messages of this channel with a sequence up to this are in the stream already.
     stored_upto: Option<u64>,
+    /// The reader position after the last message settled and not yet committed.
+    uncommitted: Option<u64>,
+    /// Messages settled since the last commit.
+    since_commit: u32,
 }
+
+/// Settled messages are committed to the ring in batches of this many, and whenever
+/// nothing is in flight: each commit hands space back to writers and wakes those that
+/// wait for it (a system call), so one per message would cost writers a wake-up per
+/// message when the ring is full. A crash re-publishes at most this many more
+/// (JetStream drops them).
+const COMMIT_EVERY: u32 = 64;
 
 /// Runs `atbus-bridge out` until `stop` turns true (then finishes the messages in flight)
 /// or a fatal error.
@@ -95,6 +106,8 @@ pub async fn run(
         window: VecDeque::with_capacity(opts.window),
         chained: None,
         stored_upto,
+        uncommitted: None,
+        since_commit: 0,
     };
     let mut buf = vec![0u8; channel.max_message_len()];
     let mut stopping = false;
@@ -116,6 +129,7 @@ pub async fn run(
             out.settle_front().await?;
             continue;
         }
+        out.commit()?;
         if stopping {
             return Ok(());
         }
@@ -198,13 +212,27 @@ impl Out<'_> {
         }
     }
 
-    /// Counts an acknowledged (or found stored) message and commits it to the ring.
+    /// Counts an acknowledged (or found stored) message; commits it to the ring with
+    /// the batch it completes.
     fn settled(&mut self, item: &InFlight, duplicate: bool) -> Result<(), BridgeError> {
         if duplicate {
             Counters::add(&self.counters.duplicates_dropped, 1);
         }
         Counters::add(&self.counters.acked, 1);
-        self.reader.get_mut().commit(item.position)?;
+        self.uncommitted = Some(item.position);
+        self.since_commit += 1;
+        if self.since_commit >= COMMIT_EVERY {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Commits every message settled so far.
+    fn commit(&mut self) -> Result<(), BridgeError> {
+        if let Some(position) = self.uncommitted.take() {
+            self.reader.get_mut().commit(position)?;
+            self.since_commit = 0;
+        }
         Ok(())
     }
 
