@@ -73,10 +73,23 @@ impl NatsServer {
         }
     }
 
-    /// Starts the server again (killing it first if it runs) on the same port and store,
-    /// and waits until it accepts connections.
+    /// Stops the server with SIGTERM, as an operator restarting it would: it writes out
+    /// what it buffered for its store and drops every client connection. (A single
+    /// server killed with SIGKILL may lose messages it acknowledged and had not yet
+    /// written: its store writes are buffered; JetStream's answer to that is a cluster
+    /// with replicas.)
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: plain kill(2) on the pid of our own, not yet reaped child.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server (SIGTERM) and starts it again on the same port and store, and
+    /// waits until it accepts connections.
     pub fn restart(&mut self) {
-        self.kill();
+        self.stop();
         let child = Command::new(nats_server_binary())
             .args([
                 "-js",

@@ -336,7 +336,7 @@ fn in_bridge_killed_mid_stream_loses_nothing_and_counts_its_duplicates() {
 }
 
 #[test]
-fn nats_server_killed_and_restarted_mid_stream_loses_nothing() {
+fn nats_server_stopped_and_restarted_mid_stream_loses_nothing() {
     let mut nats = NatsServer::start("restart");
     let (src, dst) = (TestChannel::new("br-rs-src"), TestChannel::new("br-rs-dst"));
     let (_a, b) = (channel(&src), channel(&dst));
@@ -347,7 +347,7 @@ fn nats_server_killed_and_restarted_mid_stream_loses_nothing() {
     let mut order = Order::new(3, false);
     read_all(&mut reader, &mut order, 15_000, |n| {
         if n == 10_000 {
-            nats.restart(); // SIGKILL, then start again on the same port and store
+            nats.restart(); // SIGTERM, then start again on the same port and store
         }
     });
     wait_ok(w);
