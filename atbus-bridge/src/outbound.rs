@@ -79,7 +79,7 @@ struct Out<'a> {
 /// wait for it (a system call), so one per message would cost writers a wake-up per
 /// message when the ring is full. A crash re-publishes at most this many more
 /// (JetStream drops them).
-const COMMIT_EVERY: u32 = 64;
+pub const COMMIT_EVERY: u32 = 64;
 
 /// Runs `atbus-bridge out` until `stop` turns true (then finishes the messages in flight)
 /// or a fatal error.
