@@ -976,6 +976,83 @@ pub unsafe extern "C" fn atbus_reader_arm(channel: *mut atbus_channel) -> i32 {
     }
 }
 
+/// Turns manual commit on (`on != 0`) or off for this handle's reader (taking the role if
+/// the handle does not hold it yet). With it on, received messages stay in the ring and
+/// the read cursor, where a successor reader starts after a crash or
+/// `atbus_release_reader`, moves only on `atbus_reader_commit`: a reader that forwards
+/// messages elsewhere commits once the other side acknowledged them. Turning it off
+/// commits everything received. See `Reader::set_manual_commit` and docs/protocol.md.
+///
+/// Returns `ATBUS_OK` or a negative `ATBUS_ERR_*` code, as `atbus_reader_fd`.
+///
+/// # Safety
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_reader_set_manual_commit(
+    channel: *mut atbus_channel,
+    on: i32,
+) -> i32 {
+    entry(|| {
+        // SAFETY: the caller promises NULL or a live handle.
+        let h = unsafe { handle(channel) }?;
+        let mut slot = lock_reader(h);
+        let reader = match &mut *slot {
+            Some(reader) => reader,
+            empty => empty.insert(h.channel.reader()?),
+        };
+        Ok(reader.set_manual_commit(on != 0)?)
+    })
+}
+
+/// The position after the last message this handle's reader received, for
+/// `atbus_reader_commit`. Writes it to `*out`.
+///
+/// Returns `ATBUS_OK`, or `ATBUS_ERR_INVALID_ARGUMENT` for a NULL `channel` or `out` or
+/// when the handle does not hold the reader role.
+///
+/// # Safety
+/// `channel` is NULL or a live handle; `out` is NULL or points to a writable `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_reader_position(channel: *mut atbus_channel, out: *mut u64) -> i32 {
+    entry(|| {
+        // SAFETY: the caller promises NULL or a live handle.
+        let h = unsafe { handle(channel) }?;
+        if out.is_null() {
+            return Err(invalid("out is NULL"));
+        }
+        let slot = lock_reader(h);
+        let Some(reader) = slot.as_ref() else {
+            return Err(invalid("this handle does not hold the reader role"));
+        };
+        // SAFETY: non-NULL (checked), and the caller promises it is writable.
+        unsafe { out.write(reader.position()) };
+        Ok(())
+    })
+}
+
+/// Hands every message received before `position` (a value `atbus_reader_position` gave
+/// right after receiving the last message to hand back) to the writers for good and
+/// moves the read cursor there; with manual commit on.
+///
+/// Returns `ATBUS_OK`, or `ATBUS_ERR_INVALID_ARGUMENT` for a NULL handle, a handle not
+/// holding the reader role, or a position outside (last commit, current position]
+/// (nothing changes then; `atbus_last_error` says which range was allowed).
+///
+/// # Safety
+/// `channel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_reader_commit(channel: *mut atbus_channel, position: u64) -> i32 {
+    entry(|| {
+        // SAFETY: the caller promises NULL or a live handle.
+        let h = unsafe { handle(channel) }?;
+        let mut slot = lock_reader(h);
+        let Some(reader) = slot.as_mut() else {
+            return Err(invalid("this handle does not hold the reader role"));
+        };
+        Ok(reader.commit(position)?)
+    })
+}
+
 /// Gives back the reader role if this handle holds it (releasing every consumed node to
 /// the writers), so another handle or process can read. The next `atbus_recv` on this
 /// handle takes the role again. Returns `ATBUS_OK`, also when the handle did not hold

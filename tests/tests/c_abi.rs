@@ -300,6 +300,15 @@ fn c_program_reaches_every_error_code_it_can() {
     assert_eq!(stdout(&out), "errors ok\n");
 }
 
+#[test]
+fn c_reader_with_manual_commit_leaves_the_uncommitted_to_its_successor() {
+    let scratch = Scratch::new("commit");
+    let program = compile(&scratch, "commit", Link::Static);
+    let ch = TestChannel::new("c-commit");
+    let out = run(c_program(&program).arg(&ch.name));
+    assert_eq!(stdout(&out), "commit ok\n");
+}
+
 /// Per-writer order and byte checks for a stream of `atbus_tests::payload` messages.
 struct Tally {
     next: Vec<u64>,
