@@ -382,6 +382,37 @@ fn a_round_trip_of_100000_mixed_size_messages() {
     }
 }
 
+#[test]
+fn in_bridge_waits_while_the_channel_is_full_and_drops_nothing() {
+    let nats = NatsServer::start("full");
+    let (src, dst) = (
+        TestChannel::new("br-full-src"),
+        TestChannel::new("br-full-dst"),
+    );
+    let _a = channel(&src);
+    // 64 KiB: the bridge fills it long before the reader starts.
+    let b = Channel::create(&dst.name, 64 << 10, &Config::default()).unwrap();
+    let out = bridge_out(&src, &nats.url(), "FULL", 256);
+    let inb = bridge_in(&dst, &nats.url(), "FULL", "full", 64);
+    wait_ok(writers(&src, 1, 5_000, 1000));
+    wait_stream_len(&nats.url(), "FULL", 5_000);
+    let deadline = Instant::now() + PATIENCE;
+    while b.stats().full == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the bridge never found the channel full"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut reader = b.reader().unwrap();
+    let mut order = Order::new(1, false);
+    read_all(&mut reader, &mut order, 5_000, |_| {});
+    let (status, json) = stop_bridge(inb);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(json["forwarded"], 5_000, "{json}");
+    stop_bridge(out);
+}
+
 /// Runs the bridge with `args`; returns its exit code and stderr.
 fn bridge_fails(args: &[&str]) -> (i32, String) {
     let mut all = vec!["bridge"];
