@@ -413,6 +413,48 @@ fn in_bridge_waits_while_the_channel_is_full_and_drops_nothing() {
     stop_bridge(out);
 }
 
+#[test]
+fn a_bridge_prints_its_counters_on_sigusr1_and_at_exit() {
+    use std::io::{BufRead, BufReader};
+    let nats = NatsServer::start("usr1");
+    let src = TestChannel::new("br-usr1");
+    let _a = channel(&src);
+    wait_ok(writers(&src, 1, 1_000, 100));
+    let mut out = std::process::Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
+        .args([
+            "bridge",
+            "out",
+            "--channel",
+            &src.name,
+            "--nats",
+            &nats.url(),
+            "--stream",
+            "USR1",
+            "--subject",
+            "usr1.msgs",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_stream_len(&nats.url(), "USR1", 1_000);
+    let mut lines = BufReader::new(out.stderr.take().unwrap()).lines();
+    signal(&out, Signal::SIGUSR1);
+    let line = lines.next().unwrap().unwrap();
+    assert!(
+        line.starts_with("atbus-bridge out: forwarded 1000 "),
+        "{line}"
+    );
+    signal(&out, Signal::SIGINT);
+    let last = lines.next().unwrap().unwrap();
+    assert!(
+        last.starts_with("atbus-bridge out: stopped: forwarded 1000 "),
+        "{last}"
+    );
+    assert!(last.contains("acked 1000"), "{last}");
+    assert!(out.wait().unwrap().success());
+}
+
 /// Runs the bridge with `args`; returns its exit code and stderr.
 fn bridge_fails(args: &[&str]) -> (i32, String) {
     let mut all = vec!["bridge"];
