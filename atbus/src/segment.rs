@@ -559,6 +559,24 @@ impl SegmentView for Segment {
         }
     }
 
+    // Out of line: one-node blocks, the small-message path, pay only the test for it.
+    #[inline(never)]
+    fn prefetch_nodes_for_write(&self, index: u64, nodes: u64) {
+        #[cfg(target_arch = "x86_64")]
+        if index < self.geo.node_count {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
+            let nodes = nodes.min(self.geo.node_count - index) as usize;
+            let start = self.node_ptr(index) as *const i8;
+            let mut off = 0;
+            while off < nodes * self.geo.node_size {
+                // SAFETY: a prefetch is a hint: it never faults and changes no memory;
+                // the addresses are inside the data area (nodes clamped to the ring).
+                unsafe { _mm_prefetch::<_MM_HINT_ET0>(start.wrapping_add(off)) };
+                off += 64;
+            }
+        }
+    }
+
     /// The 32 bytes at the start of node `index`: its head and, on a block's first
     /// node, the block header.
     #[inline]

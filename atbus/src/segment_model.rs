@@ -187,6 +187,8 @@ impl SegmentView for Segment {
     /// No cache to warm in the model.
     fn prefetch_nodes(&self, _index: u64, _nodes: u64) {}
 
+    fn prefetch_nodes_for_write(&self, _index: u64, _nodes: u64) {}
+
     /// crc32 (IEEE) of `data`.
     fn crc32(&self, data: &[u8]) -> u32 {
         crc32fast::hash(data)

@@ -47,6 +47,8 @@ pub(crate) trait SegmentView {
     fn node_ptr(&self, index: u64) -> *mut u8;
     /// A hint to load nodes `index..index + nodes` into the cache.
     fn prefetch_nodes(&self, index: u64, nodes: u64);
+    /// A hint to load nodes `index..index + nodes` into the cache for writing.
+    fn prefetch_nodes_for_write(&self, index: u64, nodes: u64);
     /// crc32 (IEEE) of `data`.
     fn crc32(&self, data: &[u8]) -> u32;
     /// Copies `data` into the payload of the block at `index`, `offset` bytes in.
