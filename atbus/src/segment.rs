@@ -200,6 +200,24 @@ unsafe impl Send for Segment {}
 unsafe impl Sync for Segment {}
 
 impl Segment {
+    /// Prefetches every line of nodes `index..index + nodes` (clamped to the ring's end)
+    /// with prefetch hint `HINT` (`_MM_HINT_T0` to read, `_MM_HINT_ET0` to write).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    fn prefetch_lines<const HINT: i32>(&self, index: u64, nodes: u64) {
+        if index < self.geo.node_count {
+            let nodes = nodes.min(self.geo.node_count - index) as usize;
+            let start = self.node_ptr(index) as *const i8;
+            let mut off = 0;
+            while off < nodes * self.geo.node_size {
+                // SAFETY: a prefetch is a hint: it never faults and changes no memory;
+                // the addresses are inside the data area (nodes clamped to the ring).
+                unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(start.wrapping_add(off)) };
+                off += 64;
+            }
+        }
+    }
+
     /// Creates a new segment of `size` bytes. Fails if the name exists.
     pub fn create(name: &str, size: usize, config: &Config) -> Result<Segment> {
         config.validate()?;
@@ -545,36 +563,14 @@ impl SegmentView for Segment {
     #[inline]
     fn prefetch_nodes(&self, index: u64, nodes: u64) {
         #[cfg(target_arch = "x86_64")]
-        if index < self.geo.node_count {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let nodes = nodes.min(self.geo.node_count - index) as usize;
-            let start = self.node_ptr(index) as *const i8;
-            let mut off = 0;
-            while off < nodes * self.geo.node_size {
-                // SAFETY: a prefetch is a hint: it never faults and changes no memory;
-                // the addresses are inside the data area (nodes clamped to the ring).
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(off)) };
-                off += 64;
-            }
-        }
+        self.prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T0 }>(index, nodes);
     }
 
     // Out of line: one-node blocks, the small-message path, pay only the test for it.
     #[inline(never)]
     fn prefetch_nodes_for_write(&self, index: u64, nodes: u64) {
         #[cfg(target_arch = "x86_64")]
-        if index < self.geo.node_count {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
-            let nodes = nodes.min(self.geo.node_count - index) as usize;
-            let start = self.node_ptr(index) as *const i8;
-            let mut off = 0;
-            while off < nodes * self.geo.node_size {
-                // SAFETY: a prefetch is a hint: it never faults and changes no memory;
-                // the addresses are inside the data area (nodes clamped to the ring).
-                unsafe { _mm_prefetch::<_MM_HINT_ET0>(start.wrapping_add(off)) };
-                off += 64;
-            }
-        }
+        self.prefetch_lines::<{ std::arch::x86_64::_MM_HINT_ET0 }>(index, nodes);
     }
 
     /// The 32 bytes at the start of node `index`: its head and, on a block's first
