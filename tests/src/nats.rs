@@ -1,9 +1,9 @@
-//! A real `nats-server` with JetStream for the bridge tests: on 127.0.0.1 at a free port,
+//! A real `nats-server` with JetStream for the bridge tests: on 127.0.0.1 at a port it picks,
 //! with a temporary store directory, killed (and the directory removed) on drop.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A running `nats-server -js`.
@@ -36,22 +36,22 @@ pub fn nats_server_binary() -> PathBuf {
 }
 
 impl NatsServer {
-    /// Starts a server on a free port with a fresh store directory.
+    /// Starts a server with a fresh store directory on a port it picks itself (`-p -1`,
+    /// read back from its ports file: no window in which another socket of the host can
+    /// take a port chosen for it).
     pub fn start(tag: &str) -> NatsServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
         let store =
-            std::env::temp_dir().join(format!("atbus-nats-{}-{tag}-{port}", std::process::id()));
+            std::env::temp_dir().join(format!("atbus-nats-{}-{tag}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&store);
         std::fs::create_dir_all(&store).expect("create the store directory");
         let mut server = NatsServer {
             child: None,
-            port,
+            port: 0,
             store,
         };
-        server.restart();
+        server.launch("-1");
         server
     }
 
@@ -90,30 +90,48 @@ impl NatsServer {
     /// waits until it accepts connections.
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new(nats_server_binary())
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(&self.store)
+        self.launch(&self.port.to_string());
+    }
+
+    /// Starts the server on `port` (`-1`: one it picks) and waits until its ports file
+    /// says it listens; records the port.
+    fn launch(&mut self, port: &str) {
+        let ports_dir = self.store.join("ports");
+        let _ = std::fs::remove_dir_all(&ports_dir);
+        std::fs::create_dir_all(&ports_dir).expect("create the ports directory");
+        let mut child = Command::new(nats_server_binary())
+            .args(["-js", "-a", "127.0.0.1", "-p", port, "-sd"])
+            .arg(self.store.join("data"))
+            .arg("--ports_file_dir")
+            .arg(&ports_dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start nats-server");
-        self.child = Some(child);
+        let ports_file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let listening = loop {
+            // {"nats":["nats://127.0.0.1:PORT"], ...}, written once it listens.
+            let text = std::fs::read_to_string(&ports_file).unwrap_or_default();
+            let found = text
+                .split("nats://127.0.0.1:")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .and_then(|p| p.parse::<u16>().ok());
+            if let Some(found) = found {
+                break found;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("nats-server exited at start ({status}) on port {port}");
+            }
             assert!(
                 Instant::now() < deadline,
-                "nats-server did not listen on port {} within 20 s",
-                self.port
+                "nats-server did not listen within 20 s"
             );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        self.port = listening;
+        self.child = Some(child);
     }
 }
 
