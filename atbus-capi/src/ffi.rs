@@ -906,13 +906,12 @@ unsafe fn recv(
 ///
 /// The fd belongs to the handle: do not close it. It stays the same until
 /// `atbus_release_reader` or `atbus_close` (after which remove it from your event loop).
-/// The first call binds the channel's doorbell socket next to the segment
+/// The first call creates the channel's doorbell FIFO next to the segment
 /// (`/dev/shm/NAME.bell` for `/NAME`), with the segment's permissions.
 ///
 /// Returns the fd (>= 0), or a negative `ATBUS_ERR_*` code: `ATBUS_ERR_READER_BUSY`
 /// (another live process or handle holds the role), `ATBUS_ERR_INVALID_ARGUMENT` (NULL
-/// handle, or a channel name too long for a socket path: over about 90 bytes),
-/// `ATBUS_ERR_PERMISSION` or `ATBUS_ERR_IO` (the socket could not be bound; see
+/// handle), `ATBUS_ERR_PERMISSION` or `ATBUS_ERR_IO` (the FIFO could not be created; see
 /// `atbus_last_error`).
 ///
 /// # Safety

@@ -30,7 +30,7 @@ struct Entry {
     used_nodes: Option<u64>,
     fill_percent: Option<f64>,
     reader: Option<ReaderJson>,
-    /// The path of the reader's doorbell socket (an event-loop reader bound it; it may
+    /// The path of the reader's doorbell FIFO (an event-loop reader created it; it may
     /// have died since), or null.
     doorbell: Option<String>,
     /// Set when the object has the atbus magic but does not open (e.g. corrupt).

@@ -155,7 +155,7 @@ fn show_json_counts_what_was_sent_and_received() {
     let v = json(&out);
     assert_eq!(v["name"], ch.name.as_str());
     assert_eq!(v["header"]["magic"], "0x3130765355425441");
-    assert_eq!(v["header"]["version"], 2);
+    assert_eq!(v["header"]["version"], 3);
     let id = v["header"]["channel_id"].as_str().unwrap();
     assert_eq!(id.len(), 16, "{id}");
     assert_eq!(

@@ -1,6 +1,7 @@
 //! Async readers and writers for tokio (cargo feature `tokio`).
 //!
-//! [`AsyncReader`] waits on the reader's [readiness fd](crate::Reader::readiness_fd)
+//! [`AsyncReader`] waits on the two fds behind the reader's
+//! [readiness fd](crate::Reader::readiness_fd) (the doorbell FIFO and its timerfd)
 //! through tokio's `AsyncFd`: no thread of its own, no polling loop. It arms the reader
 //! only when the ring is empty, so writers make no system call while it keeps up.
 //! [`AsyncWriter`] sends without waiting while there is room and, when the ring is
@@ -46,36 +47,41 @@ use crate::writer::Writer;
 /// # Ok::<(), atbus::Error>(())
 /// ```
 pub struct AsyncReader {
-    /// A duplicate of the reader's readiness fd (the same epoll instance), registered with
-    /// tokio and closed with this handle.
-    fd: AsyncFd<OwnedFd>,
+    /// Duplicates of the doorbell's FIFO and timerfd, registered with tokio directly
+    /// (not the epoll fd holding them: one level of epoll less per wake-up) and closed
+    /// with this handle.
+    fds: [AsyncFd<OwnedFd>; 2],
     reader: Reader,
-    /// The last poll returned `Pending` waiting for the fd.
+    /// The last poll returned `Pending` waiting for the fds.
     waited: bool,
 }
 
 impl AsyncReader {
-    /// Wraps a reader, binding its doorbell and registering the readiness fd with the
+    /// Wraps a reader, creating its doorbell and registering the doorbell's fds with the
     /// current tokio runtime. Panics outside a tokio runtime with I/O enabled (as
     /// tokio's `AsyncFd::new` does); fails like [`Reader::readiness_fd`].
     pub fn new(mut reader: Reader) -> Result<AsyncReader> {
         let name = reader.channel_name().to_string();
-        let dup = reader
-            .readiness_fd()?
-            .try_clone_to_owned()
-            .map_err(|e| Error::io("duplicate the readiness fd of", &name, e))?;
-        // SAFETY: `dup` is an OwnedFd: it stays open, and is the same fd, for as long as
-        // the AsyncFd that owns it lives (I/O safety, as `register` requires).
-        let fd = unsafe { AsyncFd::register_with_interest(dup, tokio::io::Interest::READABLE) }
-            .map_err(|e| {
-                Error::io(
-                    "register with tokio the readiness fd of",
-                    &name,
-                    e.into_parts().1,
-                )
-            })?;
+        let register = |fd: std::os::fd::BorrowedFd<'_>| -> Result<AsyncFd<OwnedFd>> {
+            let dup = fd
+                .try_clone_to_owned()
+                .map_err(|e| Error::io("duplicate the doorbell fds of", &name, e))?;
+            // SAFETY: `dup` is an OwnedFd: it stays open, and is the same fd, for as long
+            // as the AsyncFd that owns it lives (I/O safety, as `register` requires).
+            unsafe { AsyncFd::register_with_interest(dup, tokio::io::Interest::READABLE) }.map_err(
+                |e| {
+                    Error::io(
+                        "register with tokio the doorbell fds of",
+                        &name,
+                        e.into_parts().1,
+                    )
+                },
+            )
+        };
+        let [fifo, timer] = reader.wait_fds()?;
+        let fds = [register(fifo)?, register(timer)?];
         Ok(AsyncReader {
-            fd,
+            fds,
             reader,
             waited: false,
         })
@@ -88,8 +94,8 @@ impl AsyncReader {
 
     /// Gives the reader back (deregistering its fd from tokio).
     pub fn into_inner(self) -> Reader {
-        let AsyncReader { fd, reader, .. } = self;
-        drop(fd);
+        let AsyncReader { fds, reader, .. } = self;
+        drop(fds);
         reader
     }
 
@@ -129,10 +135,12 @@ impl AsyncReader {
     ) -> Poll<Result<R>> {
         if self.waited {
             // Woken after a wait: take tokio's readiness for that ring now, before the
-            // attempt drains the fd, or the next wait would find it stale and arm twice.
+            // attempt drains the fds, or the next wait would find it stale and arm twice.
             self.waited = false;
-            if let Poll::Ready(Ok(mut guard)) = self.fd.poll_read_ready(cx) {
-                guard.clear_ready();
+            for fd in &self.fds {
+                if let Poll::Ready(Ok(mut guard)) = fd.poll_read_ready(cx) {
+                    guard.clear_ready();
+                }
             }
         }
         loop {
@@ -145,19 +153,32 @@ impl AsyncReader {
                 Ok(Arm::Armed) => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }
-            match self.fd.poll_read_ready(cx) {
-                Poll::Pending => {
-                    self.waited = true;
-                    return Poll::Pending;
+            // Wait for either fd (a pending poll registers the waker with each).
+            let mut rang = false;
+            for fd in &self.fds {
+                match fd.poll_read_ready(cx) {
+                    Poll::Pending => {}
+                    // Clear tokio's readiness *before* the next attempt drains the fd: a
+                    // ring that lands after the clear sets it again (at worst one empty
+                    // wake-up); clearing after the drain could swallow a ring that came
+                    // in between.
+                    Poll::Ready(Ok(mut guard)) => {
+                        guard.clear_ready();
+                        rang = true;
+                    }
+                    Poll::Ready(Err(e)) => {
+                        let name = reader_name(&self.reader).to_string();
+                        return Poll::Ready(Err(Error::io(
+                            "wait on the doorbell fds of",
+                            &name,
+                            e,
+                        )));
+                    }
                 }
-                // Clear tokio's readiness *before* the next attempt drains the fd: a ring
-                // that lands after the clear sets it again (at worst one empty wake-up);
-                // clearing after the drain could swallow a ring that came in between.
-                Poll::Ready(Ok(mut guard)) => guard.clear_ready(),
-                Poll::Ready(Err(e)) => {
-                    let name = reader_name(&self.reader).to_string();
-                    return Poll::Ready(Err(Error::io("wait on the readiness fd of", &name, e)));
-                }
+            }
+            if !rang {
+                self.waited = true;
+                return Poll::Pending;
             }
         }
     }

@@ -59,7 +59,7 @@ impl Channel {
         OpenOptions::new().open(name)
     }
 
-    /// Removes channel `name` (and its reader's doorbell socket, if a reader bound one).
+    /// Removes channel `name` (and its reader's doorbell FIFO, if a reader created one).
     /// Processes that have it open keep working on the old memory; the name can be
     /// created anew at once.
     pub fn unlink(name: &str) -> Result<()> {

@@ -36,6 +36,7 @@
 //! | 768    | reader counters   | 16×u64 | [`ReaderCounters`], written only by the reader          |
 //! | 896    | wake.sleeping     | u32  | 1: reader sleeps on the futex, 2: armed its doorbell fd   |
 //! | 900    | wake.seq          | u32  | futex word writers bump to wake the reader                |
+//! | 904    | wake.bell_epoch   | u32  | bumped by a reader each time it creates its doorbell FIFO |
 //! | 1024   | writer slots      | 16×128 | [`WriterCounters`] at `1024 + 128 i`: slots 0–14 each owned by one writer thread, 15 shared |
 //!
 //! The read cursor, the write cursor, the reader record, the reader counters, the wake
@@ -65,9 +66,10 @@ use crate::sync::atomic::{AtomicU32, AtomicU64};
 /// `b"ATBUSv01"` read as a little-endian u64 (the same in every layout version; the
 /// version field tells them apart).
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ATBUSv01");
-/// Layout version; bumped on any incompatible change of this file. Version 2 moved the
-/// node heads into the nodes and made a block's sequence its position.
-pub const VERSION: u32 = 2;
+/// Layout version; bumped on any incompatible change of this file or of the protocol.
+/// Version 2 moved the node heads into the nodes and made a block's sequence its
+/// position; version 3 made the doorbell a FIFO and added `wake.bell_epoch`.
+pub const VERSION: u32 = 3;
 /// Endianness and word size of the creator: `0xA7B0` then 0x01 for little endian, then
 /// the pointer width in bytes.
 pub const ABI_TAG: u32 = 0xA7B0_0000
@@ -226,6 +228,10 @@ pub struct WakeWord {
     pub sleeping: AtomicU32,
     /// The futex word: writers bump it before waking the reader.
     pub seq: AtomicU32,
+    /// Which doorbell FIFO is the current reader's: a reader bumps it after creating its
+    /// FIFO and before it first arms, so a writer that finds it changed opens the path
+    /// anew instead of ringing a FIFO kept alive only by writers.
+    pub bell_epoch: AtomicU32,
 }
 
 /// Where writers wait for space: a writer that finds the ring full registers in
@@ -317,6 +323,7 @@ impl Header {
             wake: Padded(WakeWord {
                 sleeping: z32(),
                 seq: z32(),
+                bell_epoch: z32(),
             }),
             writer_slots: std::array::from_fn(|_| writer()),
             _pad1: [0; HEADER_SIZE - 1024 - WRITER_SLOTS * 128],

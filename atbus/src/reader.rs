@@ -57,7 +57,7 @@ pub struct Reader {
     lost: bool,
     scratch: Vec<u8>,
     clock: fn() -> Instant,
-    /// The doorbell socket and fd, bound on the first `arm` or `readiness_fd`.
+    /// The doorbell FIFO and fd, created on the first `arm` or `readiness_fd`.
     bell: Option<Doorbell>,
     /// Whether we set `sleeping` to `ARMED_DOORBELL` and have not taken it back yet.
     armed: bool,
@@ -114,16 +114,26 @@ impl Reader {
     /// The fd an event loop waits on (epoll, poll, select, tokio's `AsyncFd`, mio, libuv's
     /// `uv_poll`): it becomes readable when the reader is [armed](Reader::arm) and a
     /// writer publishes, or when a block whose writer may have died needs another look.
-    /// The first call binds the channel's doorbell socket (`/dev/shm/NAME.bell` for
+    /// The first call creates the channel's doorbell FIFO (`/dev/shm/NAME.bell` for
     /// `/NAME`, `PATH.bell` for a file) with the segment's permissions; the fd lives as
     /// long as the reader. See [`arm`](Reader::arm) for the loop.
     pub fn readiness_fd(&mut self) -> Result<BorrowedFd<'_>> {
         Ok(self.bell()?.fd())
     }
 
+    /// The doorbell's FIFO and timerfd, which together make up the readiness fd.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn wait_fds(&mut self) -> Result<[BorrowedFd<'_>; 2]> {
+        Ok(self.bell()?.wait_fds())
+    }
+
     fn bell(&mut self) -> Result<&mut Doorbell> {
         if self.bell.is_none() {
             self.bell = Some(Doorbell::bind(self.seg.name())?);
+            // A new FIFO: writers holding an older one must open the path again. Release
+            // is enough; `arm` stores the flag writers read with SeqCst after this.
+            let epoch = &self.seg.header().wake.bell_epoch;
+            epoch.fetch_add(1, Ordering::Release);
         }
         Ok(self.bell.as_mut().expect("bound above"))
     }
@@ -601,13 +611,12 @@ impl Drop for Reader {
         self.wake_up();
         if self.check_role().is_err() {
             // The role, the read cursor and the doorbell's path are another reader's now:
-            // touch none of them (closing our socket is all).
+            // touch none of them (closing our FIFO is all).
             drop(self.bell.take());
             return;
         }
-        // Before giving the role back: once it is back, a new reader may bind the path,
-        // and writers still connected to our socket must find it closed (and reconnect
-        // by path), not ring it.
+        // Before giving the role back: once it is back, a new reader may create the path
+        // (and bump the epoch, so writers holding our FIFO open theirs instead).
         if let Some(bell) = self.bell.take() {
             bell.unlink();
             drop(bell);

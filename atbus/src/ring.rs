@@ -332,7 +332,13 @@ pub(crate) fn publish(seg: &Segment, block: &Claimed, crc: u32, aborted: bool) -
         }
         #[cfg(not(loom))]
         if armed & crate::doorbell::ARMED_DOORBELL != 0 {
-            crate::doorbell::ring(seg.name());
+            // Relaxed loads: the swap above (SeqCst) read the armed reader's flag, which
+            // it set after bumping the epoch, so these are at least that reader's.
+            crate::doorbell::ring(
+                seg.name(),
+                h.channel_id.load(Ordering::Relaxed),
+                h.wake.bell_epoch.load(Ordering::Relaxed),
+            );
         }
         if armed != 0 {
             counters.add(&counters.wakeups, 1);

@@ -169,10 +169,12 @@ fn compile(scratch: &Scratch, program: &str, link: Link) -> PathBuf {
         Link::Static => cmd
             .arg(lib.join("libatbus.a"))
             .args(["-lpthread", "-ldl", "-lm"]),
+        // DT_RPATH (not RUNPATH): searched before LD_LIBRARY_PATH, which cargo points at
+        // target/debug, where a libatbus.so from an older build may lie.
         Link::Dynamic => cmd
             .arg(format!("-L{}", lib.display()))
             .arg("-latbus")
-            .arg(format!("-Wl,-rpath,{}", lib.display())),
+            .arg(format!("-Wl,--disable-new-dtags,-rpath,{}", lib.display())),
     };
     run(&mut cmd);
     out
@@ -540,7 +542,7 @@ fn c_event_loop_waits_on_two_channels_and_a_timer_with_epoll() {
         assert_eq!(s.messages_received, total);
         assert_eq!(s.bad_nodes + s.bad_blocks, 0, "{s:?}");
     }
-    // The doorbell sockets went away with the reader; unlink removes the rest.
+    // The doorbell FIFOs went away with the reader; unlink removes the rest.
     assert!(!atbus::doorbell::exists(&a.name));
 }
 

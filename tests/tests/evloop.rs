@@ -1,10 +1,11 @@
 //! Event-loop waiting across processes: a tokio reader fed by writer processes, ping-pong
 //! through readiness fds with the reader armed before every message, a reader killed and
-//! replaced while writers keep sending, writers woken from a full ring by the reader, and
+//! replaced while writers keep sending, a writer that reaches each new reader and each
+//! re-created channel of the same name, writers woken from a full ring by the reader, and
 //! an armed reader that outlives a writer killed mid-message.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -281,6 +282,59 @@ fn reader_killed_and_replaced_while_writers_keep_sending() {
     let s = channel.stats();
     assert_eq!(s.messages_sent, WRITERS * PER_WRITER);
     assert_eq!(s.bad_blocks, 0, "{s:?}");
+}
+
+/// Waits up to 20 s for `fd` to turn readable; whether it did.
+fn readable(fd: std::os::fd::RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd on our stack.
+    unsafe { libc::poll(&mut pfd, 1, 20_000) == 1 }
+}
+
+#[test]
+fn a_writer_process_rings_each_new_reader_and_each_recreated_channel() {
+    // One writer process rings from the same thread every time, keeping its doorbell
+    // FIFO open between rings. Each round, a new reader (in this process, so the role's
+    // owner word is the same every time) or a new channel under the same name waits,
+    // armed, on a FIFO of its own: a writer that rang the one it kept open would leave
+    // it asleep.
+    const ROUNDS: u64 = 40;
+    let ch = TestChannel::new("fd-rebind");
+    let mut writer = peer(&["ring-writer", &ch.name]);
+    let mut to_writer = writer.stdin.take().unwrap();
+    let mut from_writer = BufReader::new(writer.stdout.take().unwrap()).lines();
+    let mut channel = Channel::create(&ch.name, 1 << 20, &Config::default()).unwrap();
+    let mut rings = 0;
+    for round in 0..ROUNDS {
+        if round % 2 == 1 {
+            drop(channel);
+            Channel::unlink(&ch.name).unwrap();
+            channel = Channel::create(&ch.name, 1 << 20, &Config::default()).unwrap();
+            rings = 0;
+        }
+        let mut reader = channel.reader().unwrap();
+        let fd = reader.readiness_fd().unwrap().as_raw_fd();
+        assert_eq!(reader.arm().unwrap(), Arm::Armed, "round {round}");
+        let len = 24 + round as usize * 7;
+        writeln!(to_writer, "send 4 {round} {len}").unwrap();
+        let reply = from_writer.next().expect("the writer stopped").unwrap();
+        assert_eq!(reply, "sent", "round {round}");
+        assert!(
+            readable(fd),
+            "round {round}: the armed reader was never woken"
+        );
+        let msg = reader.try_recv_vec().unwrap();
+        assert_eq!(msg.len(), len, "round {round}");
+        assert_eq!(check_payload(&msg), Ok((4, round)), "round {round}");
+        rings += 1;
+        assert_eq!(channel.stats().wakeups, rings, "round {round}");
+    }
+    drop(to_writer);
+    finished(writer, "ring-writer");
 }
 
 /// Whether process `pid` is asleep (state S in /proc).

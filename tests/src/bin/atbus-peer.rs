@@ -21,6 +21,10 @@
 //! * `fd-echo NAME OUT COUNT`: as `echo`, but waits with `poll(2)` on the reader's
 //!   readiness fd after arming it, before every message.
 //! * `bridge ARGS...`: runs `atbus-bridge ARGS...` (its library's command line).
+//! * `ring-writer NAME`: for each stdin line `send ID SEQ LEN`, opens channel NAME anew
+//!   (whichever segment has the name now), sends one checkable message with `try_send`
+//!   from the same thread every time and prints `sent` (or `error=...`), until stdin
+//!   closes: a writer that keeps its doorbell across readers and re-created channels.
 //! * `fd-reader NAME`: receives for ever, waiting on the readiness fd with `poll(2)`;
 //!   prints `got=ID:SEQ` for each message before it is consumed (from inside
 //!   `try_recv_in_place`), so a test that kills it knows every message it consumed.
@@ -50,6 +54,9 @@ fn main() {
         // The bridge's command line, run in this process: `bridge out ...`, `bridge in ...`.
         let argv = std::iter::once("atbus-bridge".to_string()).chain(args[1..].iter().cloned());
         std::process::exit(atbus_bridge::cli::run(argv));
+    }
+    if arg(0) == "ring-writer" {
+        return ring_writer(arg(1));
     }
     let channel = Channel::open(arg(1)).unwrap_or_else(|e| fail(&e.to_string()));
     match arg(0) {
@@ -352,5 +359,33 @@ fn fd_reader(channel: &Channel) {
             },
             Err(e) => fail(&format!("fd-reader: {e}")),
         }
+    }
+}
+
+fn ring_writer(name: &str) {
+    let mut out = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.unwrap_or_else(|e| fail(&format!("ring-writer: stdin: {e}")));
+        let n: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|w| {
+                w.parse()
+                    .unwrap_or_else(|_| fail(&format!("bad line {line:?}")))
+            })
+            .collect();
+        let [id, seq, len] = n[..] else {
+            fail(&format!(
+                "ring-writer: want `send ID SEQ LEN`, got {line:?}"
+            ))
+        };
+        let mut msg = Vec::new();
+        fill_payload(&mut msg, id, seq, len as usize);
+        let sent = Channel::open(name).and_then(|ch| ch.writer().try_send(&msg));
+        match sent {
+            Ok(()) => writeln!(out, "sent").unwrap(),
+            Err(e) => writeln!(out, "error={e}").unwrap(),
+        }
+        out.flush().unwrap();
     }
 }
