@@ -36,8 +36,10 @@ pub struct LatencyArgs {
     /// How the reader waits: spin (busy-poll try_recv), backoff (spin, yield, sleep),
     /// block (Reader::recv_timeout, futex wake-up), fd (arm, then poll(2) on the reader's
     /// readiness fd), tokio (AsyncReader::recv on a current-thread runtime), unix-dgram
-    /// (not atbus: a Unix datagram socketpair, blocking recv). Several, comma separated, run one after the
-    /// other in each round (e.g. spin,block,unix-dgram).
+    /// (not atbus: a Unix datagram socketpair, blocking recv), tokio-dgram (not atbus: the
+    /// same socketpair, tokio's `UnixDatagram::recv` on a current-thread runtime: the
+    /// runtime's own cost of a wake-up). Several, comma separated, run one after the other
+    /// in each round (e.g. spin,block,unix-dgram).
     #[arg(long, value_delimiter = ',', default_value = "spin")]
     pub reader: Vec<String>,
     /// Rounds: every reader runs every variant once per round, alternating.
@@ -197,7 +199,7 @@ fn fd_recv(reader: &mut atbus::Reader, fd: i32, buf: &mut [u8]) -> atbus::Result
 pub fn writer_role(a: LatencyRole) -> Result<(), String> {
     setup(&a)?;
     let board = Board::map(a.board_fd).map_err(|e| format!("board: {e}"))?;
-    let tx = if a.reader == "unix-dgram" {
+    let tx = if is_dgram(&a.reader) {
         let (r, w) = fds(&a)?;
         // SAFETY: closing the inherited read end we do not use.
         unsafe { libc::close(r) };
@@ -234,13 +236,18 @@ pub fn writer_role(a: LatencyRole) -> Result<(), String> {
     Ok(())
 }
 
+/// The modes that are not atbus: a Unix datagram socketpair, read blocking or in tokio.
+fn is_dgram(mode: &str) -> bool {
+    mode == "unix-dgram" || mode == "tokio-dgram"
+}
+
 /// Reader: records `now - timestamp` of every message after the warm-up; prints one
 /// JSON line with the percentiles.
 pub fn reader_role(a: LatencyRole) -> Result<(), String> {
     setup(&a)?;
     let board = Board::map(a.board_fd).map_err(|e| format!("board: {e}"))?;
     let mode = a.reader.as_str();
-    let (mut reader, dgram) = if mode == "unix-dgram" {
+    let (mut reader, dgram) = if is_dgram(mode) {
         let (r, w) = fds(&a)?;
         // SAFETY: closing the inherited write end we do not use.
         unsafe { libc::close(w) };
@@ -251,7 +258,7 @@ pub fn reader_role(a: LatencyRole) -> Result<(), String> {
     };
     // `tokio`: the reader moves into an AsyncReader on a current-thread runtime, and
     // each receive is one `block_on` (the runtime parks in epoll while it waits).
-    let rt = if mode == "tokio" {
+    let rt = if mode == "tokio" || mode == "tokio-dgram" {
         Some(
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -260,6 +267,17 @@ pub fn reader_role(a: LatencyRole) -> Result<(), String> {
         )
     } else {
         None
+    };
+    use std::os::fd::FromRawFd;
+    let tokio_dgram = match (&rt, mode) {
+        (Some(rt), "tokio-dgram") => {
+            let _enter = rt.enter();
+            // SAFETY: `dgram` is the inherited read end, owned by nobody else from here.
+            let sock = unsafe { std::os::unix::net::UnixDatagram::from_raw_fd(dgram) };
+            sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+            Some(tokio::net::UnixDatagram::from_std(sock).map_err(|e| e.to_string())?)
+        }
+        _ => None,
     };
     let mut async_reader = match (&rt, mode) {
         (Some(rt), "tokio") => {
@@ -292,6 +310,14 @@ pub fn reader_role(a: LatencyRole) -> Result<(), String> {
             (None, "tokio") => {
                 let (rt, r) = (rt.as_ref().unwrap(), async_reader.as_mut().unwrap());
                 rt.block_on(r.recv(&mut buf))
+            }
+            (None, "tokio-dgram") => {
+                let (rt, sock) = (rt.as_ref().unwrap(), tokio_dgram.as_ref().unwrap());
+                match rt.block_on(sock.recv(&mut buf)) {
+                    Ok(0) => return Err("tokio-dgram: the writer closed its end early".into()),
+                    Ok(n) => Ok(n),
+                    Err(e) => return Err(format!("tokio-dgram: recv: {e}")),
+                }
             }
             (None, _) => {
                 // SAFETY: buf is a valid buffer; dgram is our end of the socketpair.
@@ -357,7 +383,7 @@ fn run_variant(a: &LatencyArgs, rate: u64, sleep: bool, mode: &str) -> Result<Va
     let channel = crate::stress::create_channel(&name, 16 << 20, &Config::default())
         .map_err(|e| format!("{e:?}"))?;
     let mut pair = [-1; 2];
-    if mode == "unix-dgram" {
+    if is_dgram(mode) {
         // SAFETY: socketpair writes two descriptors (no CLOEXEC: the children inherit
         // them).
         if unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_DGRAM, 0, pair.as_mut_ptr()) } != 0 {
@@ -428,11 +454,7 @@ fn run_variant(a: &LatencyArgs, rate: u64, sleep: bool, mode: &str) -> Result<Va
         v["rate"] = json!(rate);
         v["writer"] = json!(if sleep { "sleeping" } else { "spinning" });
         v["reader"] = json!(mode);
-        v["transport"] = json!(if mode == "unix-dgram" {
-            "unix-dgram"
-        } else {
-            "atbus"
-        });
+        v["transport"] = json!(if is_dgram(mode) { mode } else { "atbus" });
         v["size"] = json!(a.size);
         v["sched_fifo"] = json!(a.rt);
         Ok(v)
@@ -451,13 +473,20 @@ pub fn run(a: LatencyArgs) -> Result<i32, Fail> {
             "--size must be at least 16 (header word and timestamp)".into(),
         ));
     }
-    if let Some(bad) = a
-        .reader
-        .iter()
-        .find(|r| !["spin", "backoff", "block", "fd", "tokio", "unix-dgram"].contains(&r.as_str()))
-    {
+    if let Some(bad) = a.reader.iter().find(|r| {
+        ![
+            "spin",
+            "backoff",
+            "block",
+            "fd",
+            "tokio",
+            "unix-dgram",
+            "tokio-dgram",
+        ]
+        .contains(&r.as_str())
+    }) {
         return Err(Fail::Usage(format!(
-            "--reader {bad:?}: use spin, backoff, block, fd, tokio or unix-dgram"
+            "--reader {bad:?}: use spin, backoff, block, fd, tokio, unix-dgram or tokio-dgram"
         )));
     }
     if a.rounds == 0 {
@@ -515,7 +544,7 @@ pub fn run(a: LatencyArgs) -> Result<i32, Fail> {
                         v["max_us"].as_f64().unwrap_or(0.0),
                         v["errors"],
                     );
-                    if sleep && rate == 10_000 && mode != "unix-dgram" {
+                    if sleep && rate == 10_000 && !is_dgram(mode) {
                         let (p50, p99) = (
                             v["p50_us"].as_f64().unwrap_or(f64::MAX),
                             v["p99_us"].as_f64().unwrap_or(f64::MAX),
@@ -614,6 +643,12 @@ fn summarize(a: &LatencyArgs, variants: &[(u64, bool)], results: &[Value]) -> Ve
                 });
                 out.push(format!("  {m} p50 {x:.2} us{vs_block}{vs_dgram}"));
             }
+        }
+        if let (Some(t), Some(d)) = (get("tokio"), get("tokio-dgram")) {
+            out.push(format!(
+                "  tokio p50 {t:.2} us vs tokio's own Unix datagram p50 {d:.2} us: {:.2}x",
+                t / d
+            ));
         }
         if let (Some(b), Some(u)) = (get("block"), get("unix-dgram")) {
             out.push(format!(
