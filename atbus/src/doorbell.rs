@@ -202,7 +202,7 @@ impl Doorbell {
     /// Creates channel `name`'s doorbell FIFO. Called by the reader-role holder only, so a
     /// FIFO already at the path is a dead (or departed) reader's: it is replaced. The
     /// caller then bumps `wake.bell_epoch`, before it first arms.
-    pub(crate) fn bind(name: &str) -> Result<Doorbell> {
+    pub(crate) fn create(name: &str) -> Result<Doorbell> {
         let path = path(name);
         let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
             return Err(Error::InvalidName {

@@ -129,13 +129,13 @@ impl Reader {
 
     fn bell(&mut self) -> Result<&mut Doorbell> {
         if self.bell.is_none() {
-            self.bell = Some(Doorbell::bind(self.seg.name())?);
+            self.bell = Some(Doorbell::create(self.seg.name())?);
             // A new FIFO: writers holding an older one must open the path again. Release
             // is enough; `arm` stores the flag writers read with SeqCst after this.
             let epoch = &self.seg.header().wake.bell_epoch;
             epoch.fetch_add(1, Ordering::Release);
         }
-        Ok(self.bell.as_mut().expect("bound above"))
+        Ok(self.bell.as_mut().expect("created above"))
     }
 
     /// Prepares to wait on the [readiness fd](Reader::readiness_fd): tells writers the
@@ -191,7 +191,7 @@ impl Reader {
                 if self.state.claimed_ahead(&self.seg) {
                     self.bell
                         .as_mut()
-                        .expect("bound above")
+                        .expect("created above")
                         .set_timer(TORN_SLICE);
                 }
                 crate::ring::bump(&self.seg.header().reader_counters.sleeps, 1);
