@@ -61,7 +61,7 @@ pub struct StressArgs {
     pub writer_cpus: Vec<usize>,
     /// How the reader receives: `poll` (try_recv with backoff), `blocking`
     /// (recv_timeout), `batch` (recv_batch, 64 a call), `in-place` (try_recv_in_place) or
-    /// `tokio` (AsyncReader::recv on a current-thread runtime, waiting on the readiness fd).
+    /// `tokio` (AsyncReader::recv on a current-thread runtime, waiting on the doorbell).
     #[arg(long, value_enum, default_value_t = ReaderMode::Poll)]
     pub reader_mode: ReaderMode,
     /// Writers send with `reserve` + fill in place + `commit` instead of `send`.
@@ -84,7 +84,7 @@ pub enum ReaderMode {
     /// confirms the crc after the closure.
     InPlace,
     /// `AsyncReader::recv` on a current-thread tokio runtime: arms the reader and waits
-    /// on its readiness fd.
+    /// in tokio for its doorbell.
     Tokio,
 }
 
