@@ -11,6 +11,11 @@
 //!
 //! Without PCLMULQDQ (or on other architectures) it copies through a 256-byte buffer of
 //! its own and checksums that with `crc32fast`, keeping the same guarantee.
+//!
+//! The environment variable `ATBUS_CRC_KERNEL` (read when a segment is opened) narrows
+//! the choice, for measuring the kernels against each other or for hosts where 512-bit
+//! instructions lower the clock: `128` (never the 512-bit kernel), `portable` (no
+//! carry-less multiplication); unset, empty or anything else: the fastest the CPU has.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -25,8 +30,29 @@ pub(crate) struct Crc32 {
 }
 
 impl Crc32 {
-    /// The fastest way this CPU supports.
+    /// The fastest way this CPU supports, narrowed by `ATBUS_CRC_KERNEL`.
     pub(crate) fn detect() -> Crc32 {
+        Crc32::cpu().limited_to(std::env::var_os("ATBUS_CRC_KERNEL").as_deref())
+    }
+
+    /// This CPU's kernels, narrowed by a value of `ATBUS_CRC_KERNEL` (see the module
+    /// docs); an unknown value narrows nothing.
+    fn limited_to(self, kernel: Option<&std::ffi::OsStr>) -> Crc32 {
+        match kernel.and_then(|k| k.to_str()) {
+            Some("128") => Crc32 {
+                wide: false,
+                ..self
+            },
+            Some("portable") => Crc32 {
+                clmul: false,
+                wide: false,
+            },
+            _ => self,
+        }
+    }
+
+    /// The fastest way this CPU supports.
+    fn cpu() -> Crc32 {
         #[cfg(target_arch = "x86_64")]
         let clmul = is_x86_feature_detected!("pclmulqdq")
             && is_x86_feature_detected!("sse4.1")
@@ -53,7 +79,7 @@ impl Crc32 {
     fn narrow() -> Crc32 {
         Crc32 {
             wide: false,
-            ..Crc32::detect()
+            ..Crc32::cpu()
         }
     }
 
@@ -525,6 +551,20 @@ mod tests {
     #[test]
     fn copies_and_checksums_every_length_and_alignment() {
         check(Crc32::detect());
+    }
+
+    #[test]
+    fn the_environment_only_narrows_the_choice() {
+        use std::ffi::OsStr;
+        let cpu = Crc32::cpu();
+        let narrow = cpu.limited_to(Some(OsStr::new("128")));
+        assert_eq!((narrow.clmul, narrow.wide), (cpu.clmul, false));
+        let portable = cpu.limited_to(Some(OsStr::new("portable")));
+        assert_eq!((portable.clmul, portable.wide), (false, false));
+        for other in [None, Some(OsStr::new("")), Some(OsStr::new("512"))] {
+            let same = cpu.limited_to(other);
+            assert_eq!((same.clmul, same.wide), (cpu.clmul, cpu.wide), "{other:?}");
+        }
     }
 
     #[test]
