@@ -90,29 +90,61 @@ pub fn jetstream(client: async_nats::Client, window: usize) -> jetstream::Contex
         .build(client)
 }
 
+/// How long the bridge keeps asking at start when JetStream does not answer (a server
+/// still starting JetStream, or too busy to answer within [`REQUEST_TIMEOUT`]).
+pub const STARTUP_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How a start-up request to JetStream ended, when not with its answer.
+enum Unsettled {
+    /// No answer (timed out, or nobody serves the JetStream API yet): ask again.
+    Unanswered(BridgeError),
+    /// An answer that stops the bridge.
+    Failed(BridgeError),
+}
+
 /// The stream `endpoint.stream`, created with `endpoint.subject` if missing; an
-/// existing stream must already take that subject.
+/// existing stream must already take that subject. Asks again while JetStream does not
+/// answer, for up to [`STARTUP_PATIENCE`].
 pub async fn ensure_stream(
     js: &jetstream::Context,
     endpoint: &Endpoint,
     duplicate_window: Duration,
 ) -> Result<stream::Stream, BridgeError> {
+    let deadline = std::time::Instant::now() + STARTUP_PATIENCE;
+    let mut retry = Retry::default();
+    loop {
+        match ensure_stream_once(js, endpoint, duplicate_window).await {
+            Ok(s) => return Ok(s),
+            Err(Unsettled::Unanswered(e)) if std::time::Instant::now() < deadline => {
+                eprintln!("atbus-bridge: JetStream did not answer ({e}); asking again");
+                retry.pause().await;
+            }
+            Err(Unsettled::Unanswered(e) | Unsettled::Failed(e)) => return Err(e),
+        }
+    }
+}
+
+async fn ensure_stream_once(
+    js: &jetstream::Context,
+    endpoint: &Endpoint,
+    duplicate_window: Duration,
+) -> Result<stream::Stream, Unsettled> {
     let name = &endpoint.stream;
     let subject = &endpoint.subject;
     match js.get_stream(name).await {
         Ok(mut s) => {
             let info = s.info().await.map_err(|e| {
-                BridgeError(format!(
+                Unsettled::Unanswered(BridgeError(format!(
                     "cannot read the configuration of stream {name}: {e}"
-                ))
+                )))
             })?;
             let subjects = &info.config.subjects;
             if !subjects.iter().any(|s| subject_matches(s, subject)) {
-                return Err(BridgeError(format!(
+                return Err(Unsettled::Failed(BridgeError(format!(
                     "stream config conflict: stream {name} exists with subjects {subjects:?}, \
                      which do not take {subject}; use another --stream or --subject, or add \
                      the subject to the stream"
-                )));
+                ))));
             }
             Ok(s)
         }
@@ -130,16 +162,31 @@ pub async fn ensure_stream(
                 ..Default::default()
             };
             js.create_stream(config).await.map_err(|e| {
-                BridgeError(format!(
+                use jetstream::context::CreateStreamErrorKind as Kind;
+                let unanswered = matches!(e.kind(), Kind::TimedOut | Kind::JetStreamUnavailable);
+                let e = BridgeError(format!(
                     "stream config conflict: cannot create stream {name} for {subject}: {e}; \
                      another stream may already take that subject"
-                ))
+                ));
+                if unanswered {
+                    Unsettled::Unanswered(e)
+                } else {
+                    Unsettled::Failed(e)
+                }
             })
         }
-        Err(e) => Err(BridgeError(format!(
-            "cannot look up stream {name}: {e}; is JetStream enabled on the server \
-             (nats-server -js)?"
-        ))),
+        Err(e) => {
+            let unanswered = matches!(e.kind(), jetstream::context::GetStreamErrorKind::Request);
+            let e = BridgeError(format!(
+                "cannot look up stream {name}: {e}; is JetStream enabled on the server \
+                 (nats-server -js)?"
+            ));
+            Err(if unanswered {
+                Unsettled::Unanswered(e)
+            } else {
+                Unsettled::Failed(e)
+            })
+        }
     }
 }
 

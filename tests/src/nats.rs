@@ -6,11 +6,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// A running `nats-server -js`.
+/// A running `nats-server -js` (or, from [`NatsServer::start_without_jetstream`], one
+/// without JetStream).
 pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     store: PathBuf,
+    jetstream: bool,
 }
 
 /// The `nats-server` binary: `$NATS_SERVER`, else on `PATH`, else in /usr/sbin (where
@@ -40,6 +42,16 @@ impl NatsServer {
     /// read back from its ports file: no window in which another socket of the host can
     /// take a port chosen for it).
     pub fn start(tag: &str) -> NatsServer {
+        NatsServer::start_with(tag, true)
+    }
+
+    /// Starts a server that serves no JetStream API (until
+    /// [`restart_with_jetstream`](NatsServer::restart_with_jetstream)).
+    pub fn start_without_jetstream(tag: &str) -> NatsServer {
+        NatsServer::start_with(tag, false)
+    }
+
+    fn start_with(tag: &str, jetstream: bool) -> NatsServer {
         static N: AtomicU64 = AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let store =
@@ -50,6 +62,7 @@ impl NatsServer {
             child: None,
             port: 0,
             store,
+            jetstream,
         };
         server.launch("-1");
         server
@@ -93,14 +106,24 @@ impl NatsServer {
         self.launch(&self.port.to_string());
     }
 
+    /// Restarts the server (as [`restart`](NatsServer::restart)) with JetStream on.
+    pub fn restart_with_jetstream(&mut self) {
+        self.jetstream = true;
+        self.restart();
+    }
+
     /// Starts the server on `port` (`-1`: one it picks) and waits until its ports file
     /// says it listens; records the port.
     fn launch(&mut self, port: &str) {
         let ports_dir = self.store.join("ports");
         let _ = std::fs::remove_dir_all(&ports_dir);
         std::fs::create_dir_all(&ports_dir).expect("create the ports directory");
-        let mut child = Command::new(nats_server_binary())
-            .args(["-js", "-a", "127.0.0.1", "-p", port, "-sd"])
+        let mut cmd = Command::new(nats_server_binary());
+        if self.jetstream {
+            cmd.arg("-js");
+        }
+        let mut child = cmd
+            .args(["-a", "127.0.0.1", "-p", port, "-sd"])
             .arg(self.store.join("data"))
             .arg("--ports_file_dir")
             .arg(&ports_dir)

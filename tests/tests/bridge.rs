@@ -404,6 +404,55 @@ fn in_bridge_waits_while_the_channel_is_full_and_drops_nothing() {
 }
 
 #[test]
+fn a_bridge_started_before_jetstream_answers_asks_again_and_then_forwards_everything() {
+    // A server that serves no JetStream API answers no stream lookup, as one still
+    // starting JetStream (or too busy to answer in time) does: the bridge says so and
+    // asks again, and once the server is back with JetStream it forwards every message.
+    use std::io::{BufRead, BufReader};
+    let mut nats = NatsServer::start_without_jetstream("late-js");
+    let src = TestChannel::new("br-late-js");
+    let _a = channel(&src);
+    let mut out = std::process::Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
+        .args([
+            "bridge",
+            "out",
+            "--channel",
+            &src.name,
+            "--nats",
+            &nats.url(),
+            "--stream",
+            "LATE",
+            "--subject",
+            "late.msgs",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(out.stderr.take().unwrap()).lines();
+    let first = lines.next().expect("the bridge exited").unwrap();
+    assert!(
+        first.starts_with("atbus-bridge: JetStream did not answer"),
+        "{first}"
+    );
+    nats.restart_with_jetstream();
+    wait_ok(writers(&src, 2, 1_000, 300));
+    wait_stream_len(&nats.url(), "LATE", 2_000);
+    signal(&out, Signal::SIGINT);
+    // What it printed while it asked, then its counters at exit.
+    let last = lines
+        .map(|l| l.unwrap())
+        .find(|l| !l.starts_with("atbus-bridge: JetStream did not answer"))
+        .expect("no counter line at exit");
+    assert!(
+        last.starts_with("atbus-bridge out: stopped: forwarded 2000 "),
+        "{last}"
+    );
+    assert!(out.wait().unwrap().success());
+    assert_stream_exact(&nats.url(), "LATE", 2, 1_000);
+}
+
+#[test]
 fn a_bridge_prints_its_counters_on_sigusr1_and_at_exit() {
     use std::io::{BufRead, BufReader};
     let nats = NatsServer::start("usr1");
