@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// A running `nats-server -js` (or, from [`NatsServer::start_without_jetstream`], one
@@ -13,7 +14,14 @@ pub struct NatsServer {
     port: u16,
     store: PathBuf,
     jetstream: bool,
+    /// Held while the server lives: one server (and the bridges, writers and readers of
+    /// its test) at a time in a test process. Eight at once on a 2-CPU machine starved
+    /// JetStream past the bridges' 5 s request timeout.
+    _alone: MutexGuard<'static, ()>,
 }
+
+/// Taken by each [`NatsServer`] for its lifetime.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The `nats-server` binary: `$NATS_SERVER`, else on `PATH`, else in /usr/sbin (where
 /// Debian's package puts it). Panics with how to install it when there is none: the
@@ -52,6 +60,10 @@ impl NatsServer {
     }
 
     fn start_with(tag: &str, jetstream: bool) -> NatsServer {
+        // A test that failed while holding it poisons it; the next test still runs.
+        let alone = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         static N: AtomicU64 = AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let store =
@@ -63,6 +75,7 @@ impl NatsServer {
             port: 0,
             store,
             jetstream,
+            _alone: alone,
         };
         server.launch("-1");
         server
