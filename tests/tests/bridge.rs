@@ -403,33 +403,38 @@ fn in_bridge_waits_while_the_channel_is_full_and_drops_nothing() {
     stop_bridge(out);
 }
 
+/// Starts `atbus-bridge out` (without `--json`) with its stderr piped: the child and the
+/// lines it prints there.
+fn bridge_out_with_stderr(
+    ch: &TestChannel,
+    url: &str,
+    stream: &str,
+) -> (
+    Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead;
+    let subject = format!("{}.msgs", stream.to_lowercase());
+    let mut out = std::process::Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
+        .args(["bridge", "out", "--channel", &ch.name, "--nats", url])
+        .args(["--stream", stream, "--subject", &subject])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(out.stderr.take().unwrap()).lines();
+    (out, lines)
+}
+
 #[test]
 fn a_bridge_started_before_jetstream_answers_asks_again_and_then_forwards_everything() {
     // A server that serves no JetStream API answers no stream lookup, as one still
     // starting JetStream (or too busy to answer in time) does: the bridge says so and
     // asks again, and once the server is back with JetStream it forwards every message.
-    use std::io::{BufRead, BufReader};
     let mut nats = NatsServer::start_without_jetstream("late-js");
     let src = TestChannel::new("br-late-js");
     let _a = channel(&src);
-    let mut out = std::process::Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
-        .args([
-            "bridge",
-            "out",
-            "--channel",
-            &src.name,
-            "--nats",
-            &nats.url(),
-            "--stream",
-            "LATE",
-            "--subject",
-            "late.msgs",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(out.stderr.take().unwrap()).lines();
+    let (mut out, mut lines) = bridge_out_with_stderr(&src, &nats.url(), "LATE");
     let first = lines.next().expect("the bridge exited").unwrap();
     assert!(
         first.starts_with("atbus-bridge: JetStream did not answer"),
@@ -454,30 +459,12 @@ fn a_bridge_started_before_jetstream_answers_asks_again_and_then_forwards_everyt
 
 #[test]
 fn a_bridge_prints_its_counters_on_sigusr1_and_at_exit() {
-    use std::io::{BufRead, BufReader};
     let nats = NatsServer::start("usr1");
     let src = TestChannel::new("br-usr1");
     let _a = channel(&src);
     wait_ok(writers(&src, 1, 1_000, 100));
-    let mut out = std::process::Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
-        .args([
-            "bridge",
-            "out",
-            "--channel",
-            &src.name,
-            "--nats",
-            &nats.url(),
-            "--stream",
-            "USR1",
-            "--subject",
-            "usr1.msgs",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut out, mut lines) = bridge_out_with_stderr(&src, &nats.url(), "USR1");
     wait_stream_len(&nats.url(), "USR1", 1_000);
-    let mut lines = BufReader::new(out.stderr.take().unwrap()).lines();
     signal(&out, Signal::SIGUSR1);
     let line = lines.next().unwrap().unwrap();
     assert!(
