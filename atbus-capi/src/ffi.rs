@@ -483,6 +483,18 @@ fn lock_reader(h: &atbus_channel) -> MutexGuard<'_, Option<Reader>> {
     })
 }
 
+/// The reader in this handle's slot, taking the reader role first if the handle does not
+/// hold it yet.
+fn reader_role<'a>(
+    h: &atbus_channel,
+    slot: &'a mut Option<Reader>,
+) -> atbus::Result<&'a mut Reader> {
+    match slot {
+        Some(reader) => Ok(reader),
+        empty => Ok(empty.insert(h.channel.reader()?)),
+    }
+}
+
 fn new_handle(channel: Channel) -> *mut atbus_channel {
     let writer = channel.writer();
     Box::into_raw(Box::new(atbus_channel {
@@ -875,10 +887,7 @@ unsafe fn recv(
         unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), cap) }
     };
     let mut slot = lock_reader(h);
-    let reader = match &mut *slot {
-        Some(reader) => reader,
-        empty => empty.insert(h.channel.reader()?),
-    };
+    let reader = reader_role(h, &mut slot)?;
     let received = match timeout {
         None => reader.try_recv(buf),
         Some(timeout) => reader.recv_timeout(buf, timeout),
@@ -924,10 +933,7 @@ pub unsafe extern "C" fn atbus_reader_fd(channel: *mut atbus_channel) -> i32 {
         // SAFETY: the caller promises NULL or a live handle.
         let h = unsafe { handle(channel) }?;
         let mut slot = lock_reader(h);
-        let reader = match &mut *slot {
-            Some(reader) => reader,
-            empty => empty.insert(h.channel.reader()?),
-        };
+        let reader = reader_role(h, &mut slot)?;
         fd = reader.readiness_fd()?.as_raw_fd();
         Ok(())
     });
@@ -961,10 +967,7 @@ pub unsafe extern "C" fn atbus_reader_arm(channel: *mut atbus_channel) -> i32 {
         // SAFETY: the caller promises NULL or a live handle.
         let h = unsafe { handle(channel) }?;
         let mut slot = lock_reader(h);
-        let reader = match &mut *slot {
-            Some(reader) => reader,
-            empty => empty.insert(h.channel.reader()?),
-        };
+        let reader = reader_role(h, &mut slot)?;
         ready = reader.arm()? == atbus::Arm::Ready;
         Ok(())
     });
@@ -995,10 +998,7 @@ pub unsafe extern "C" fn atbus_reader_set_manual_commit(
         // SAFETY: the caller promises NULL or a live handle.
         let h = unsafe { handle(channel) }?;
         let mut slot = lock_reader(h);
-        let reader = match &mut *slot {
-            Some(reader) => reader,
-            empty => empty.insert(h.channel.reader()?),
-        };
+        let reader = reader_role(h, &mut slot)?;
         Ok(reader.set_manual_commit(on != 0)?)
     })
 }

@@ -96,6 +96,11 @@ fn open_fifo(path: &CString) -> Option<OwnedFd> {
     (ok && st.st_mode & libc::S_IFMT == libc::S_IFIFO).then_some(fd)
 }
 
+/// Opens channel `name`'s doorbell FIFO as [`open_fifo`] does; `None` if there is none.
+fn open_bell(name: &str) -> Option<OwnedFd> {
+    open_fifo(&CString::new(path(name).as_os_str().as_bytes()).ok()?)
+}
+
 /// Writes one byte to a FIFO opened by [`open_fifo`]; never blocks, errors ignored.
 fn write_byte(fifo: &OwnedFd) {
     let byte = 1u8;
@@ -150,10 +155,7 @@ pub(crate) fn ring(name: &str, channel_id: u64, epoch: u32) {
             }
             open.remove(at);
         }
-        let Some(fifo) = CString::new(path(name).as_os_str().as_bytes())
-            .ok()
-            .and_then(|p| open_fifo(&p))
-        else {
+        let Some(fifo) = open_bell(name) else {
             return true; // no FIFO: no reader to wake
         };
         write_byte(&fifo);
@@ -171,10 +173,7 @@ pub(crate) fn ring(name: &str, channel_id: u64, epoch: u32) {
     if !matches!(rung, Ok(true)) {
         // This thread's cache is gone (a publish from a thread-local destructor) or
         // busy: ring from a descriptor of its own, once.
-        if let Some(fifo) = CString::new(path(name).as_os_str().as_bytes())
-            .ok()
-            .and_then(|p| open_fifo(&p))
-        {
+        if let Some(fifo) = open_bell(name) {
             write_byte(&fifo);
         }
     }

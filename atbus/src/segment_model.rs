@@ -187,6 +187,7 @@ impl SegmentView for Segment {
     /// No cache to warm in the model.
     fn prefetch_nodes(&self, _index: u64, _nodes: u64) {}
 
+    /// No cache to warm in the model.
     fn prefetch_nodes_for_write(&self, _index: u64, _nodes: u64) {}
 
     /// crc32 (IEEE) of `data`.
