@@ -201,7 +201,8 @@ unsafe impl Sync for Segment {}
 
 impl Segment {
     /// Prefetches every line of nodes `index..index + nodes` (clamped to the ring's end)
-    /// with prefetch hint `HINT` (`_MM_HINT_T0` to read, `_MM_HINT_ET0` to write).
+    /// with prefetch hint `HINT` (`_MM_HINT_T0` to read, `_MM_HINT_ET0` to write; the
+    /// latter is PREFETCHT0 too unless the build enables `prfchw`).
     #[cfg(target_arch = "x86_64")]
     #[inline]
     fn prefetch_lines<const HINT: i32>(&self, index: u64, nodes: u64) {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::ring::{self, Claimed};
 use crate::segment::Segment;
+use crate::slots;
 use crate::sync::atomic::{fence, AtomicU64, Ordering};
 use crate::view::SegmentView;
 
@@ -168,10 +169,11 @@ impl Writer {
     /// ```
     pub fn reserve(&self, len: usize) -> Result<Reservation<'_>> {
         ring::check_len(&self.seg, len)?;
-        let block = ring::claim_block(&self.seg, &self.cached_read, self.pid, len)?;
+        let counters = slots::for_thread(self.seg.header());
+        let block = ring::claim_block(&self.seg, &counters, &self.cached_read, self.pid, len)?;
         Ok(Reservation {
             writer: self,
-            block: Some(block),
+            block,
         })
     }
 
@@ -210,28 +212,30 @@ impl std::fmt::Debug for Writer {
 /// message's `&mut [u8]` (initially holding whatever the nodes held before).
 pub struct Reservation<'a> {
     writer: &'a Writer,
-    /// `Some` until committed or aborted.
-    block: Option<Claimed>,
+    block: Claimed,
 }
 
 impl Reservation<'_> {
     /// Publishes the message (computing its crc32 over the bytes in the ring).
     /// `Abandoned` if this took longer than the channel's timeout and the reader skipped
     /// the block.
-    pub fn commit(mut self) -> Result<()> {
-        let block = self.block.take().expect("a reservation is committed once");
-        let seg = &self.writer.seg;
+    pub fn commit(self) -> Result<()> {
+        // Not dropped: dropping aborts. (The block is read in place, not moved out of an
+        // `Option`: that move went through the stack, a store-forwarding stall per
+        // message.)
+        let this = std::mem::ManuallyDrop::new(self);
+        let (seg, block) = (&this.writer.seg, &this.block);
         let crc = if seg.settings().checksums {
-            seg.crc32(slice(seg, &block))
+            seg.crc32(slice(seg, block))
         } else {
             0
         };
-        ring::publish(seg, &block, crc, false)
+        ring::publish(seg, &slots::for_thread(seg.header()), block, crc, false)
     }
 
     /// The operation sequence of the reserved block.
     pub fn seq(&self) -> u64 {
-        self.block.as_ref().map_or(0, Claimed::seq)
+        self.block.seq()
     }
 }
 
@@ -244,14 +248,13 @@ fn slice<'s>(seg: &'s Segment, block: &Claimed) -> &'s [u8] {
 impl std::ops::Deref for Reservation<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        let block = self.block.as_ref().expect("live reservation");
-        slice(&self.writer.seg, block)
+        slice(&self.writer.seg, &self.block)
     }
 }
 
 impl std::ops::DerefMut for Reservation<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let block = self.block.as_ref().expect("live reservation");
+        let block = &self.block;
         // SAFETY: in bounds as in `slice`. Exclusive: our START CAS succeeded, so by the
         // protocol no other writer of this lap writes these bytes, and the reader reads
         // them only after we publish, which needs `self` by value (so this borrow has
@@ -264,11 +267,11 @@ impl std::ops::DerefMut for Reservation<'_> {
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        if let Some(block) = self.block.take() {
-            // Abort: mark the block so the reader skips it at once. If the reader already
-            // skipped it as torn, there is nothing left to do (counted as abandoned).
-            let _ = ring::publish(&self.writer.seg, &block, 0, true);
-        }
+        // Abort (commit does not drop): mark the block so the reader skips it at once.
+        // If the reader already skipped it as torn, there is nothing left to do (counted
+        // as abandoned).
+        let seg = &self.writer.seg;
+        let _ = ring::publish(seg, &slots::for_thread(seg.header()), &self.block, 0, true);
     }
 }
 
@@ -276,7 +279,7 @@ impl std::fmt::Debug for Reservation<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reservation")
             .field("seq", &self.seq())
-            .field("len", &self.block.as_ref().map_or(0, Claimed::len))
+            .field("len", &self.block.len())
             .finish()
     }
 }

@@ -32,6 +32,8 @@ fn reserved_messages_arrive_byte_for_byte_and_in_order() {
     let s = ch.stats();
     assert_eq!((s.messages_sent, s.messages_received), (6, 6));
     assert_eq!(s.bad_nodes + s.bad_blocks, 0);
+    // A commit is the reservation's only publish: no abort mark tried after it.
+    assert_eq!((s.abandoned, s.aborted_blocks), (0, 0), "{s:?}");
 }
 
 #[test]
