@@ -48,8 +48,8 @@ enum Command {
     /// This process writes to a spinning reader (run under `strace -c` to count the
     /// writer's system calls).
     FastPath(futexcheck::FastPathArgs),
-    /// The reader's cost per message alone: drain a full ring with try_recv, recv_batch
-    /// or try_recv_in_place.
+    /// The writer's and the reader's own cost per message, in one process: fill a ring
+    /// with try_send, drain it with try_recv, recv_batch or try_recv_in_place.
     Drain(futexcheck::DrainArgs),
     #[command(name = "__spin-reader", hide = true)]
     SpinReader(futexcheck::SpinReaderRole),
