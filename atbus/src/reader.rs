@@ -436,17 +436,13 @@ impl Reader {
         self.wake_up();
         let mut n = 0;
         while n < max {
-            // The common case inline, as in `poll`.
-            let ready = match self.state.poll_published(&self.seg) {
-                Some(ready) => ready,
-                None => match self.state.poll_slow(&self.seg, self.clock) {
-                    Ok(ready) => ready,
-                    Err(Error::Empty) => break,
-                    Err(e) => {
-                        self.state.finish_batch(&self.seg);
-                        return Err(e);
-                    }
-                },
+            let ready = match self.state.poll(&self.seg, self.clock) {
+                Ok(ready) => ready,
+                Err(Error::Empty) => break,
+                Err(e) => {
+                    self.state.finish_batch(&self.seg);
+                    return Err(e);
+                }
             };
             if self.scratch.len() < ready.len {
                 self.scratch.resize(ready.len, 0);
@@ -603,21 +599,9 @@ impl Reader {
         self.clock = clock;
     }
 
-    /// The next ready block. The common case (a published block that checks out) is
-    /// inline and returns straight from here: behind a call, the block's description
-    /// went through the stack on every message (a store-forwarding stall).
-    #[inline(always)]
     fn poll(&mut self) -> Result<Ready> {
         self.check_role()?;
-        if let Some(ready) = self.state.poll_published(&self.seg) {
-            return Ok(ready);
-        }
-        self.poll_slow()
-    }
-
-    #[inline(never)]
-    fn poll_slow(&mut self) -> Result<Ready> {
-        let polled = self.state.poll_slow(&self.seg, self.clock);
+        let polled = self.state.poll(&self.seg, self.clock);
         self.settle(polled)
     }
 }

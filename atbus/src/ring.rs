@@ -535,30 +535,30 @@ impl ReadState {
         }
     }
 
-    /// Finding the next deliverable block, the common case, inline: the next node holds
-    /// a published block that checks out. `None` for everything else, which
-    /// [`poll_slow`](Self::poll_slow) handles starting over from the same position.
-    /// Callers give each of the two a path of its own (see `recv_into`).
-    #[inline(always)]
-    pub(crate) fn poll_published(&mut self, seg: &Segment) -> Option<Ready> {
-        let pos = self.pos;
-        if pos > MAX_POSITION {
-            return None;
-        }
-        let geo = seg.geometry();
-        let index = geo.index(pos);
-        // Acquire: pairs with the writer's release CAS that set WRITTEN.
-        let word = seg.head(index).load(Ordering::Acquire);
-        if classify(word, pos, geo.node_count) != Head::Published {
-            return None;
-        }
-        self.check(seg, pos, index)
-    }
-
     /// Finds the next deliverable block, skipping (and counting) whatever must be
     /// skipped on the way. `Empty` when nothing is ready yet.
+    #[inline]
+    pub(crate) fn poll(&mut self, seg: &Segment, now: fn() -> Instant) -> Result<Ready> {
+        // The common case inline (a published block that checks out), so that the
+        // caller gets `Ready` in registers; everything else in `poll_slow`, which starts
+        // over from the same position.
+        let pos = self.pos;
+        if pos <= MAX_POSITION {
+            let geo = seg.geometry();
+            let index = geo.index(pos);
+            // Acquire: pairs with the writer's release CAS that set WRITTEN.
+            let word = seg.head(index).load(Ordering::Acquire);
+            if classify(word, pos, geo.node_count) == Head::Published {
+                if let Some(ready) = self.check(seg, pos, index) {
+                    return Ok(ready);
+                }
+            }
+        }
+        self.poll_slow(seg, now)
+    }
+
     #[inline(never)]
-    pub(crate) fn poll_slow(&mut self, seg: &Segment, now: fn() -> Instant) -> Result<Ready> {
+    fn poll_slow(&mut self, seg: &Segment, now: fn() -> Instant) -> Result<Ready> {
         let count = seg.geometry().node_count;
         let rc = &seg.header().reader_counters;
         loop {
@@ -846,7 +846,11 @@ impl ReadState {
 
     /// Receives the next message into `buf`: `Empty`, `BufferTooSmall` (the message stays),
     /// or its length. Blocks that fail their crc on the way are skipped and counted.
-    #[inline]
+    ///
+    /// Not tuned further on purpose: a version whose common case skipped the trip of
+    /// `Ready` through the stack (one core, 64 B: 21 ns a receive instead of 44) ran
+    /// 1->1 64 B at about half the rate, because the reader then catches the writer and
+    /// polls the node being written (docs/benchmarks.md, "a cheaper reader").
     pub(crate) fn recv_into(
         &mut self,
         seg: &Segment,
@@ -854,34 +858,14 @@ impl ReadState {
         buf: &mut [u8],
     ) -> Result<usize> {
         loop {
-            // The common case has a path of its own: merged with poll_slow's result, the
-            // block's description went through the stack, a store-forwarding stall per
-            // message (one core, 64 B: 44 -> 21 ns per receive with `Reader::try_recv`).
-            let delivered = match self.poll_published(seg) {
-                Some(ready) => self.deliver_into(seg, ready, buf),
-                None => {
-                    let ready = self.poll_slow(seg, now)?;
-                    self.deliver_into(seg, ready, buf)
-                }
-            };
-            if let Some(result) = delivered {
-                return result;
+            let ready = self.poll(seg, now)?;
+            if buf.len() < ready.len {
+                return Err(Error::BufferTooSmall { needed: ready.len });
+            }
+            if self.take(seg, ready, buf) {
+                return Ok(ready.len);
             }
         }
-    }
-
-    /// `recv_into`'s delivery: `None` when the block failed its crc (skipped, counted).
-    #[inline(always)]
-    fn deliver_into(
-        &mut self,
-        seg: &Segment,
-        ready: Ready,
-        buf: &mut [u8],
-    ) -> Option<Result<usize>> {
-        if buf.len() < ready.len {
-            return Some(Err(Error::BufferTooSmall { needed: ready.len }));
-        }
-        self.take(seg, ready, buf).then_some(Ok(ready.len))
     }
 
     /// Copies the payload of `ready` into `buf` (which must be at least `ready.len`
