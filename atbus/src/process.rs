@@ -4,7 +4,11 @@
 //! process" (`ESRCH`) from "exists, but you may not signal it" (`EPERM`: a process of
 //! another user). `/proc/PID/stat` then adds what `kill` cannot: a zombie (killed but not
 //! yet reaped) counts as dead, and the start time (field 22, clock ticks since boot)
-//! tells a pid reused by a new process from the old one. When `/proc/PID/stat` cannot be
+//! tells a pid reused by a new process from the old one. A process whose main thread
+//! ended with `pthread_exit` while other threads run also shows state `Z`: it is a
+//! zombie only when it has no other thread left (field 20, `num_threads`). A recorded
+//! start time of 0 means the recorder could not read its own entry: unknown, not
+//! compared. When `/proc/PID/stat` cannot be
 //! read (`hidepid`, another user's process, `/proc` of another pid namespace) those two
 //! checks are skipped: a process that cannot be judged is alive. A live process must
 //! never be judged dead (its reader role or its blocks would be taken from under it); a
@@ -22,6 +26,8 @@ use std::io::Read;
 pub struct ProcStat {
     /// One-letter state: R, S, D, T, Z, X, …
     pub state: u8,
+    /// Threads in the process (field 20).
+    pub num_threads: u64,
     /// Start time in clock ticks after boot.
     pub start_time: u64,
 }
@@ -50,10 +56,16 @@ pub fn parse_stat(text: &[u8]) -> Option<ProcStat> {
     let close = text.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
     let mut fields = rest.split_ascii_whitespace();
-    // Field 3 is the state; field 22 the start time: 19 fields after the state.
+    // Field 3 is the state; field 20 the thread count, 17 fields after the state; field
+    // 22 the start time, 2 after that.
     let state = *fields.next()?.as_bytes().first()?;
-    let start_time = fields.nth(18)?.parse().ok()?;
-    Some(ProcStat { state, start_time })
+    let num_threads = fields.nth(16)?.parse().ok()?;
+    let start_time = fields.nth(1)?.parse().ok()?;
+    Some(ProcStat {
+        state,
+        num_threads,
+        start_time,
+    })
 }
 
 /// Whether a pid names a process, as far as this process can tell.
@@ -95,17 +107,21 @@ pub fn exists(pid: u32) -> Existence {
 
 /// The verdict on a process from what `kill` said and what `/proc/PID/stat` said (`None`
 /// when it could not be read), optionally comparing its start time's low 32 bits.
-/// Dead only on evidence: `Gone`, a zombie, or (when /proc is readable) another start
-/// time. Everything else, including "cannot tell", is alive.
+/// Dead only on evidence: `Gone`, a zombie with no thread left running, or (when /proc
+/// is readable) another start time. Everything else, including "cannot tell", is alive.
+/// A recorded start time of 0 is "unknown" (the recorder could not read its own `/proc`
+/// entry) and is not compared.
 pub fn judge(existence: Existence, stat: Option<ProcStat>, start_time_low: Option<u32>) -> bool {
     if existence == Existence::Gone {
         return false;
     }
     match stat {
         Some(s) => {
-            s.state != b'Z'
-                && s.state != b'X'
-                && start_time_low.is_none_or(|low| s.start_time as u32 == low)
+            // `Z` with other threads: the main thread called pthread_exit, the rest run.
+            let zombie = matches!(s.state, b'Z' | b'X') && s.num_threads <= 1;
+            let other_process =
+                matches!(start_time_low, Some(low) if low != 0 && s.start_time as u32 != low);
+            !zombie && !other_process
         }
         None => true,
     }
@@ -124,8 +140,8 @@ fn verdict(pid: u32, start_time_low: Option<u32>) -> bool {
     }
 }
 
-/// True unless process `pid` is known to be dead: no such process, or a zombie. A
-/// process of another user, or one `/proc` hides from us, is alive.
+/// True unless process `pid` is known to be dead: no such process, or a zombie with no
+/// thread left. A process of another user, or one `/proc` hides from us, is alive.
 pub fn is_alive(pid: u32) -> bool {
     verdict(pid, None)
 }
@@ -133,7 +149,8 @@ pub fn is_alive(pid: u32) -> bool {
 /// True unless process `pid` is known to be dead or to be another process than the one
 /// that started at `start_time` (compared on the low 32 bits, as stored in the reader
 /// record). The start time can only be compared where `/proc/PID/stat` is readable;
-/// elsewhere an existing pid counts as the same process.
+/// elsewhere an existing pid counts as the same process, and so does any existing pid
+/// when `start_time_low` is 0 (the recorder could not read its own start time).
 pub fn is_same_alive(pid: u32, start_time_low: u32) -> bool {
     verdict(pid, Some(start_time_low))
 }
@@ -155,6 +172,7 @@ mod tests {
                      20 0 1 0 987654 1000 10 18446744073709551615";
         let s = parse_stat(line).unwrap();
         assert_eq!(s.state, b'S');
+        assert_eq!(s.num_threads, 1);
         assert_eq!(s.start_time, 987654);
     }
 
@@ -177,10 +195,18 @@ mod tests {
     fn only_evidence_of_death_makes_a_process_dead() {
         let running = |start| ProcStat {
             state: b'S',
+            num_threads: 1,
             start_time: start,
         };
         let zombie = ProcStat {
             state: b'Z',
+            num_threads: 1,
+            start_time: 7,
+        };
+        // The main thread called pthread_exit; another thread runs on.
+        let main_thread_gone = ProcStat {
+            state: b'Z',
+            num_threads: 2,
             start_time: 7,
         };
         // Another user's process under hidepid: kill says EPERM, /proc says nothing.
@@ -198,6 +224,76 @@ mod tests {
             Some(running(1 << 32 | 7)),
             Some(7)
         ));
+        // A zombie main thread with live threads is a live process.
+        assert!(judge(Existence::Exists, Some(main_thread_gone), Some(7)));
+        // A start time recorded as 0 is unknown: an existing pid is alive.
+        assert!(judge(Existence::Exists, Some(running(8)), Some(0)));
+        assert!(!judge(Existence::Gone, Some(running(8)), Some(0)));
+    }
+
+    #[test]
+    fn a_process_whose_main_thread_exited_while_others_run_is_alive() {
+        // A child whose main thread exits (as with pthread_exit) while a second thread
+        // waits on a pipe: /proc shows it as `Z` with two threads, and it is alive.
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is two writable ints.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        extern "C" fn wait_on_pipe(fd: *mut libc::c_void) -> *mut libc::c_void {
+            let mut byte = 0u8;
+            // SAFETY: reads one byte into our stack from a descriptor the child owns;
+            // returns when the parent closes its end, or on error.
+            unsafe { libc::read(fd as usize as libc::c_int, (&mut byte as *mut u8).cast(), 1) };
+            // SAFETY: ends the process from its last thread.
+            unsafe { libc::_exit(0) }
+        }
+        // SAFETY: fork in a test process; the child calls only pthread_create and system
+        // calls, and never returns into the test.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: the child. The thread gets the pipe's read end; no allocation.
+            unsafe {
+                libc::close(fds[1]);
+                let mut thread: libc::pthread_t = std::mem::zeroed();
+                let arg = fds[0] as usize as *mut libc::c_void;
+                if libc::pthread_create(&mut thread, std::ptr::null(), wait_on_pipe, arg) != 0 {
+                    libc::_exit(3);
+                }
+                // What pthread_exit does in the end, without unwinding through the test
+                // harness: the exit system call ends this thread only (exit_group would
+                // end the process). This thread leads the child's thread group.
+                libc::syscall(libc::SYS_exit, 0);
+                libc::_exit(4);
+            }
+        }
+        // SAFETY: the parent closes the read end it does not use.
+        unsafe { libc::close(fds[0]) };
+        let pid = pid as u32;
+        // Kills and reaps the child when the test ends, pass or fail.
+        struct Reap(u32, libc::c_int);
+        impl Drop for Reap {
+            fn drop(&mut self) {
+                // SAFETY: our own child and our own pipe end.
+                unsafe {
+                    libc::close(self.1);
+                    libc::kill(self.0 as i32, libc::SIGKILL);
+                    libc::waitpid(self.0 as i32, std::ptr::null_mut(), 0);
+                }
+            }
+        }
+        let _reap = Reap(pid, fds[1]);
+        // Wait (bounded) until the main thread has exited: state Z, two threads.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let s = loop {
+            let s = stat(pid).expect("the child exists");
+            if s.state == b'Z' && s.num_threads == 2 {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "child stat: {s:?}");
+            std::thread::yield_now();
+        };
+        assert!(is_alive(pid), "{s:?}");
+        assert!(is_same_alive(pid, s.start_time as u32), "{s:?}");
     }
 
     #[test]
@@ -230,6 +326,13 @@ mod tests {
         child.wait().unwrap();
         assert!(!is_alive(pid));
         assert!(!is_same_alive(pid, start as u32));
+    }
+
+    #[test]
+    fn an_existing_process_whose_start_time_was_recorded_as_zero_is_alive() {
+        let (pid, _) = current();
+        assert!(is_same_alive(pid, 0));
+        assert!(!is_same_alive(0, 0));
     }
 
     #[test]
