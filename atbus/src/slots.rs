@@ -69,24 +69,50 @@ thread_local! {
 }
 
 /// The calling thread's counters in the segment whose header is `h`.
+///
+/// Works from anywhere, thread-local destructors included: once this thread's table of
+/// slots is gone (or busy), the thread counts in the shared slot with locked adds.
 #[cfg(not(loom))]
 #[inline]
 pub(crate) fn for_thread(h: &Header) -> Counters<'_> {
     let key = h as *const Header as usize;
-    let me = me();
-    let hint = TAKEN.with(|t| t.borrow().iter().find(|e| e.0 == key).map(|e| e.1));
+    let shared = Counters {
+        slot: &h.writer_slots[SHARED],
+        owned: false,
+    };
+    let Some(me) = me() else {
+        return shared;
+    };
+    let hint = TAKEN
+        .try_with(|t| {
+            t.try_borrow()
+                .ok()?
+                .iter()
+                .find(|e| e.0 == key)
+                .map(|e| e.1)
+        })
+        .ok()
+        .flatten();
     let slot = match hint {
         Some(SHARED) => SHARED,
         // Relaxed: our own word, written by our own CAS (or a stranger's, then not ours).
         Some(i) if h.writer_slots[i].owner.load(Ordering::Relaxed) == me => i,
         _ => {
-            let i = take(h, me);
-            TAKEN.with(|t| {
-                let mut t = t.borrow_mut();
+            // Remember the slot; a thread whose table is gone (a send from a thread-local
+            // destructor) must not take a slot it could not find again: shared, then.
+            let remembered = TAKEN.try_with(|t| {
+                let Ok(mut t) = t.try_borrow_mut() else {
+                    return None;
+                };
+                let i = take(h, me);
                 t.retain(|e| e.0 != key);
                 t.push((key, i));
+                Some(i)
             });
-            i
+            match remembered {
+                Ok(Some(i)) => i,
+                _ => SHARED,
+            }
         }
     };
     Counters {
@@ -95,10 +121,11 @@ pub(crate) fn for_thread(h: &Header) -> Counters<'_> {
     }
 }
 
-/// This thread's owner word: `tid | (start_time as u32) << 32`, never 0.
+/// This thread's owner word: `tid | (start_time as u32) << 32`, never 0; `None` once the
+/// thread's locals are destroyed.
 #[cfg(not(loom))]
-fn me() -> u64 {
-    ME.with(|m| {
+fn me() -> Option<u64> {
+    ME.try_with(|m| {
         if m.get() == 0 {
             // SAFETY: gettid has no preconditions.
             let tid = unsafe { libc::gettid() } as u32;
@@ -107,6 +134,7 @@ fn me() -> u64 {
         }
         m.get()
     })
+    .ok()
 }
 
 /// Takes a free slot, or one whose owner thread no longer exists; the shared slot when

@@ -398,3 +398,54 @@ mod corrupt {
         std::fs::remove_file(&path).unwrap();
     }
 }
+
+/// Sends through `writer` when dropped: from a thread-local destructor that runs after
+/// atbus's own thread-locals are gone.
+struct SendOnDrop(Option<atbus::Writer>);
+
+impl Drop for SendOnDrop {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            w.send(b"send").unwrap();
+            w.try_send(b"try_send").unwrap();
+            let mut slot = w.reserve(7).unwrap();
+            slot.copy_from_slice(b"reserve");
+            slot.commit().unwrap();
+            drop(w.reserve(3).unwrap()); // aborted
+        }
+    }
+}
+
+thread_local! {
+    static SEND_ON_DROP: std::cell::RefCell<SendOnDrop> =
+        const { std::cell::RefCell::new(SendOnDrop(None)) };
+}
+
+#[test]
+fn sending_from_a_thread_local_destructor_works() {
+    let name = Named::new("tls-dtor");
+    let ch = Channel::create(&name.0, 1 << 20, &Config::default()).unwrap();
+    let mut r = ch.reader().unwrap();
+    // Armed, so the sends in the destructor ring the doorbell too.
+    r.readiness_fd().unwrap();
+    assert_eq!(r.arm().unwrap(), atbus::Arm::Armed);
+    let w = ch.writer();
+    std::thread::spawn(move || {
+        // Registered first, so destroyed last (thread-local destructors run in reverse
+        // order of registration): after the counter-slot and doorbell tables, which the
+        // sends below set up.
+        SEND_ON_DROP.with(|s| s.borrow_mut().0 = Some(w.clone()));
+        w.send(b"alive").unwrap();
+    })
+    .join()
+    .expect("the thread and its destructors ran without a panic");
+    let got: Vec<Vec<u8>> = std::iter::from_fn(|| r.try_recv_vec().ok()).collect();
+    assert_eq!(
+        got,
+        [&b"alive"[..], b"send", b"try_send", b"reserve"].map(|m| m.to_vec())
+    );
+    let s = ch.stats();
+    assert_eq!(s.messages_sent, 4);
+    assert_eq!(s.aborted_blocks, 1);
+    assert!(s.wakeups >= 1, "the armed reader was rung: {s:?}");
+}
