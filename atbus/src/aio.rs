@@ -19,8 +19,8 @@ use tokio::io::unix::AsyncFd;
 use crate::error::{Error, Result};
 use crate::reader::{Arm, Meta, Reader};
 use crate::segment::Segment;
-use crate::sync::atomic::{fence, Ordering};
 use crate::view::SegmentView;
+use crate::wake;
 use crate::writer::Writer;
 
 /// A reader for tokio: `recv(&mut buf).await`, [`recv_batch`](AsyncReader::recv_batch),
@@ -254,24 +254,20 @@ impl AsyncWriter {
                 Err(Error::Full) => {}
                 other => return other,
             }
+            // The space handshake (wake.rs), with the sleep in tokio's blocking pool:
+            // announce, try once more, and sleep only if still full.
             let seg = self.writer.segment().clone();
-            let space = &seg.header().space;
-            // As in `Writer::send`: register, then the SeqCst fence that pairs with the
-            // reader's fence between its read-cursor store and its load of `waiters`,
-            // then one more look; the reader wakes us if that look missed its release.
-            let seq = space.seq.load(Ordering::Acquire);
-            space.waiters.fetch_add(1, Ordering::SeqCst);
+            let ticket = wake::announce_space_wait(&seg.header().space);
             let registered = Registered(seg.clone());
-            fence(Ordering::SeqCst);
             match self.writer.try_send(message) {
                 Err(Error::Full) => {}
-                other => return other, // `registered` deregisters on drop
+                other => return other, // `registered` ends the wait on drop
             }
-            // The sleep runs in the blocking pool; if this future is dropped meanwhile,
-            // the task still ends within the slice and deregisters.
+            // If this future is dropped meanwhile, the task still ends within the slice
+            // and ends the wait.
             let _ = tokio::task::spawn_blocking(move || {
                 let space = &registered.0.header().space;
-                crate::futex::wait(&space.seq, seq, crate::writer::SPACE_SLICE);
+                wake::sleep_for_space(space, ticket, crate::writer::SPACE_SLICE);
                 drop(registered);
             })
             .await;
@@ -284,10 +280,6 @@ struct Registered(Arc<Segment>);
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.0
-            .header()
-            .space
-            .waiters
-            .fetch_sub(1, Ordering::Relaxed);
+        wake::end_space_wait(&self.0.header().space);
     }
 }

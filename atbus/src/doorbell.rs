@@ -3,14 +3,29 @@
 //!
 //! Writers reach it with no handshake: the reader creates a FIFO at a path next to the
 //! segment (`/dev/shm/NAME.bell` for a shared-memory name `/NAME`, `PATH.bell` for a file
-//! `PATH`), with the segment's permission bits, and a writer that finds the reader armed
-//! writes one byte to it, non-blocking, ignoring every error (nobody there: `ENOENT`;
-//! FIFO full: `EAGAIN`, and then the fd is readable anyway). Writers open the FIFO
-//! read-write, so it always has a reader and a write never raises `SIGPIPE` or fails
-//! with `EPIPE`, and a writer never blocks on notifying. A new reader that takes the role
-//! over creates the path anew and bumps the segment's `wake.bell_epoch`; a writer whose
-//! open FIFO is of an older epoch opens the path again. See `docs/event-loop.md` for why
-//! a FIFO and not a datagram socket or a passed eventfd.
+//! `PATH`), and a writer that finds the reader armed writes one byte to it, non-blocking,
+//! ignoring every error (nobody there: `ENOENT`; FIFO full: `EAGAIN`, and then the fd is
+//! readable anyway). Writers open the FIFO read-write, so it always has a reader and a
+//! write never raises `SIGPIPE` or fails with `EPIPE`, and a writer never blocks on
+//! notifying. A new reader that takes the role over creates the path anew and bumps the
+//! segment's `wake.bell_epoch`; a writer whose open FIFO is of an older epoch opens the
+//! path again. See `docs/event-loop.md` for why a FIFO and not a datagram socket or a
+//! passed eventfd.
+//!
+//! **Who may open it.** Opening read-write needs read and write permission, and whoever
+//! can read the FIFO can steal the bytes that wake the reader. So the FIFO is the
+//! owner's (`0600`) plus read-write for the group and others exactly where they may write
+//! the segment (its `0o022` bits): a user who may only read the channel cannot open it.
+//! The mode is set with `fchmod` on the opened descriptor, never by path.
+//!
+//! **Whose it is.** The reader removes the path only while it holds the role and the path
+//! still names its own FIFO (same device and inode as its descriptor): a reader of a
+//! channel unlinked and created anew under the same name never removes the new reader's
+//! FIFO.
+//!
+//! **Writers' descriptors.** A process keeps at most one FIFO open per channel handle set:
+//! with the mapped segment, closed when the last `Channel`, `Writer` or `Reader` of that
+//! mapping is dropped.
 //!
 //! The fd the reader hands out is an epoll instance holding that FIFO and a timerfd:
 //! the timer wakes an armed reader that waits on a block whose writer may have died
@@ -25,16 +40,11 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-
-/// `sleeping` value: a blocking reader sleeps on the futex `wake.seq`.
-pub(crate) const ARMED_FUTEX: u32 = 1;
-/// `sleeping` value: the reader waits for its doorbell fd to become readable.
-pub(crate) const ARMED_DOORBELL: u32 = 2;
 
 /// Suffix of the doorbell FIFO's path, after the segment's path.
 pub const SUFFIX: &str = ".bell";
@@ -114,69 +124,64 @@ fn write_byte(fifo: &OwnedFd) {
     };
 }
 
-/// A FIFO a writer thread keeps open: channel, segment and reader generation it is for.
-struct OpenBell {
-    name: Box<str>,
-    channel_id: u64,
-    epoch: u32,
-    fifo: OwnedFd,
+/// FIFOs opened to ring (by writers of this process), counted for the tests that check
+/// descriptors are reused.
+// A process-wide statistic, never under the model checker: std's atomic is the one to use.
+#[cfg(not(loom))]
+#[allow(clippy::disallowed_types)]
+static OPENS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many doorbell FIFOs this process has opened to ring, ever (tests).
+#[doc(hidden)]
+#[cfg(not(loom))]
+pub fn opened_to_ring() -> u64 {
+    OPENS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Channels whose doorbell a thread keeps open, at most.
-const MAX_OPEN: usize = 16;
+/// A process's open doorbell FIFO for one channel, kept with the mapped segment (so it
+/// is closed with the last handle), and the reader generation (`wake.bell_epoch`) it is
+/// for.
+#[derive(Default)]
+pub(crate) struct BellCache(std::sync::Mutex<Option<(u32, OwnedFd)>>);
 
-thread_local! {
-    /// Per thread: the doorbell FIFO of each channel this thread rang, so a ring is one
-    /// `write` with no path lookup.
-    static OPEN: std::cell::RefCell<Vec<OpenBell>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Rings channel `name`'s doorbell: one byte to its FIFO, never blocking, never raising
-/// `SIGPIPE`, every error ignored (no FIFO: the reader is gone and its successor looks at
-/// the ring before it waits; FIFO full: the fd is readable anyway).
-///
-/// `channel_id` and `epoch` (the segment's `channel_id` and `wake.bell_epoch`, read
-/// after taking the armed flag, so they are the armed reader's) say which FIFO is
-/// current: the thread's open FIFO is reused only if both match, otherwise the path is
-/// opened anew (a reader that took the role over, or a channel re-created under the
-/// same name).
-pub(crate) fn ring(name: &str, channel_id: u64, epoch: u32) {
-    let rung = OPEN.try_with(|open| {
-        let Ok(mut open) = open.try_borrow_mut() else {
-            return false;
-        };
-        let at = open
-            .iter()
-            .position(|b| b.channel_id == channel_id && *b.name == *name);
-        if let Some(at) = at {
-            if open[at].epoch == epoch {
-                write_byte(&open[at].fifo);
-                return true;
+impl BellCache {
+    /// Rings channel `name`'s doorbell: one byte to its FIFO, never blocking, never
+    /// raising `SIGPIPE`, every error ignored (no FIFO: the reader is gone and its
+    /// successor looks at the ring before it waits; FIFO full: the fd is readable
+    /// anyway). `epoch` (the segment's `wake.bell_epoch`, read after taking the armed
+    /// flag, so it is the armed reader's) says whether the kept FIFO is current; if not,
+    /// the path is opened anew.
+    pub(crate) fn ring(&self, name: &str, epoch: u32) {
+        let mut kept = match self.0.try_lock() {
+            Ok(kept) => kept,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                // Another thread of this process rings this channel right now (for an
+                // earlier sleep): ring from a descriptor of our own, once.
+                if let Some(fifo) = open_to_ring(name) {
+                    write_byte(&fifo);
+                }
+                return;
             }
-            open.remove(at);
-        }
-        let Some(fifo) = open_bell(name) else {
-            return true; // no FIFO: no reader to wake
         };
-        write_byte(&fifo);
-        if open.len() >= MAX_OPEN {
-            open.remove(0);
+        if let Some((at, fifo)) = &*kept {
+            if *at == epoch {
+                write_byte(fifo);
+                return;
+            }
         }
-        open.push(OpenBell {
-            name: name.into(),
-            channel_id,
-            epoch,
-            fifo,
-        });
-        true
-    });
-    if !matches!(rung, Ok(true)) {
-        // This thread's cache is gone (a publish from a thread-local destructor) or
-        // busy: ring from a descriptor of its own, once.
-        if let Some(fifo) = open_bell(name) {
+        *kept = open_to_ring(name).map(|fifo| {
             write_byte(&fifo);
-        }
+            (epoch, fifo)
+        });
     }
+}
+
+/// Opens channel `name`'s doorbell to ring it, counted.
+fn open_to_ring(name: &str) -> Option<OwnedFd> {
+    #[cfg(not(loom))]
+    OPENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    open_bell(name)
 }
 
 /// The reader's side: the FIFO, a timerfd, and the epoll instance holding both, which is
@@ -188,6 +193,8 @@ pub(crate) struct Doorbell {
     /// Whether the timer may be set (so a disarm has to stop and drain it).
     timer_set: bool,
     path: PathBuf,
+    /// Device and inode of our FIFO: the path is removed only while it still names it.
+    identity: (u64, u64),
 }
 
 fn cvt(ret: libc::c_int, what: &'static str, name: &str) -> Result<libc::c_int> {
@@ -197,11 +204,28 @@ fn cvt(ret: libc::c_int, what: &'static str, name: &str) -> Result<libc::c_int> 
     Ok(ret)
 }
 
+/// Device and inode of an open descriptor.
+fn identity_of(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
+    // SAFETY: stat is plain old data, filled by fstat on an open descriptor.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open; `st` is writable.
+    let ok = unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } == 0;
+    ok.then_some((st.st_dev, st.st_ino))
+}
+
+/// The doorbell FIFO's mode for a segment of mode `segment_mode`: read-write for the
+/// owner, and for group and others exactly where they may write the segment.
+pub(crate) fn fifo_mode(segment_mode: u32) -> u32 {
+    let writers = segment_mode & 0o022;
+    0o600 | writers | (writers << 1)
+}
+
 impl Doorbell {
-    /// Creates channel `name`'s doorbell FIFO. Called by the reader-role holder only, so a
-    /// FIFO already at the path is a dead (or departed) reader's: it is replaced. The
-    /// caller then bumps `wake.bell_epoch`, before it first arms.
-    pub(crate) fn create(name: &str) -> Result<Doorbell> {
+    /// Creates channel `name`'s doorbell FIFO, for a segment of mode `segment_mode`.
+    /// Called by the reader-role holder only, so a FIFO already at the path is a dead
+    /// (or departed) reader's: it is replaced. The caller then bumps `wake.bell_epoch`
+    /// before it first arms. Leaves nothing behind when it fails.
+    pub(crate) fn create(name: &str, segment_mode: u32) -> Result<Doorbell> {
         let path = path(name);
         let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
             return Err(Error::InvalidName {
@@ -209,34 +233,13 @@ impl Doorbell {
                 reason: "the channel name contains a NUL byte",
             });
         };
-        // A FIFO left by a reader that died (we hold the role now, so it is not live).
-        if exists(name) {
-            let _ = std::fs::remove_file(&path);
-        }
-        // Owner-only until the mode below is set.
-        cvt(
-            // SAFETY: `c_path` is NUL-terminated; plain mkfifo(3), result checked.
-            unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) },
-            "create the doorbell FIFO (the segment path plus .bell) of",
-            name,
-        )?;
-        // Writers open the FIFO read-write: give it the segment's mode, so exactly those
-        // who may read and write the segment may ring.
-        if let Ok(meta) = std::fs::metadata(segment_path(name)) {
-            let mode = meta.permissions().mode() & 0o777;
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
-        }
-        let Some(fifo) = open_fifo(&c_path) else {
-            let e = io::Error::last_os_error();
-            let _ = std::fs::remove_file(&path);
-            return Err(Error::io("open the doorbell FIFO of", name, e));
-        };
-        let bell = |fd| {
+        let owned = |fd| {
             // SAFETY: a fresh descriptor that nothing else owns (checked by cvt).
             unsafe { OwnedFd::from_raw_fd(fd) }
         };
+        // The descriptors that need no path first, so a failure leaves no FIFO behind.
         // SAFETY: plain timerfd_create(2) call with constant arguments.
-        let timer = bell(cvt(
+        let timer = owned(cvt(
             unsafe {
                 libc::timerfd_create(
                     libc::CLOCK_MONOTONIC,
@@ -247,34 +250,65 @@ impl Doorbell {
             name,
         )?);
         // SAFETY: plain epoll_create1(2) call.
-        let epoll = bell(cvt(
+        let epoll = owned(cvt(
             unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) },
             "create the doorbell epoll fd of",
             name,
         )?);
-        for fd in [&fifo, &timer] {
-            let mut ev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: fd.as_raw_fd() as u64,
-            };
-            // SAFETY: both descriptors are open; `ev` is a valid epoll_event on our stack.
-            let added = unsafe {
-                libc::epoll_ctl(
-                    epoll.as_raw_fd(),
-                    libc::EPOLL_CTL_ADD,
-                    fd.as_raw_fd(),
-                    &mut ev,
-                )
-            };
-            cvt(added, "register the doorbell fds of", name)?;
+        // A FIFO left by a reader that died (we hold the role now, so it is not live).
+        if exists(name) {
+            let _ = std::fs::remove_file(&path);
         }
-        Ok(Doorbell {
+        // Owner-only until fchmod below widens it.
+        cvt(
+            // SAFETY: `c_path` is NUL-terminated; plain mkfifo(3), result checked.
+            unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) },
+            "create the doorbell FIFO (the segment path plus .bell) of",
+            name,
+        )?;
+        let Some(fifo) = open_fifo(&c_path) else {
+            let e = io::Error::last_os_error();
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::io("open the doorbell FIFO of", name, e));
+        };
+        let Some(identity) = identity_of(std::os::fd::AsFd::as_fd(&fifo)) else {
+            let e = io::Error::last_os_error();
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::io("stat the doorbell FIFO of", name, e));
+        };
+        let bell = Doorbell {
             epoll,
             fifo,
             timer,
             timer_set: false,
             path,
-        })
+            identity,
+        };
+        // From here on a failure unlinks our FIFO (and only ours) as `bell` drops.
+        let fail = |bell: Doorbell, e: Error| {
+            bell.unlink();
+            Err(e)
+        };
+        // On the descriptor, not the path: the path could name another file by now.
+        // SAFETY: `fifo` is open; fchmod(2) only changes its inode's mode.
+        let chmod = unsafe { libc::fchmod(bell.fifo.as_raw_fd(), fifo_mode(segment_mode)) };
+        if let Err(e) = cvt(chmod, "set the mode of the doorbell FIFO of", name) {
+            return fail(bell, e);
+        }
+        for fd in [bell.fifo.as_raw_fd(), bell.timer.as_raw_fd()] {
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: fd as u64,
+            };
+            // SAFETY: both descriptors are open; `ev` is a valid epoll_event on our stack.
+            let added = unsafe {
+                libc::epoll_ctl(bell.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev)
+            };
+            if let Err(e) = cvt(added, "register the doorbell fds of", name) {
+                return fail(bell, e);
+            }
+        }
+        Ok(bell)
     }
 
     /// The fd to poll: readable when the doorbell rang or the timer expired.
@@ -348,9 +382,15 @@ impl Doorbell {
         }
     }
 
-    /// Removes the FIFO's path (the reader gives the role back).
+    /// Removes the FIFO's path if it still names this FIFO (the reader gives the role
+    /// back); a FIFO another reader created there since is left alone.
     pub(crate) fn unlink(&self) {
-        let _ = std::fs::remove_file(&self.path);
+        use std::os::unix::fs::MetadataExt;
+        let ours = std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 
     /// The FIFO's path.

@@ -2,6 +2,10 @@
 //! writers wake it. Not `FUTEX_PRIVATE_FLAG`: the word lives in a `MAP_SHARED` mapping
 //! that other processes map at other addresses, and the kernel keys shared futexes on
 //! the underlying page, so a wake in one process reaches a waiter in another.
+//!
+//! Under the model checker (`--cfg loom`) a futex is a condition variable: a wait
+//! returns only when the word no longer holds the expected value and a wake came, with no
+//! timeout, so a lost wake-up shows up as a deadlock in the model.
 
 use std::time::Duration;
 
@@ -9,6 +13,7 @@ use crate::sync::atomic::AtomicU32;
 
 /// Sleeps while `*word == expected`, for at most `timeout`. Returns on a wake, on a value
 /// mismatch (at once), on a signal, or when the timeout expires; callers re-check.
+#[cfg(not(loom))]
 pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
@@ -31,6 +36,7 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Duration) {
 }
 
 /// Wakes every process sleeping on `word`.
+#[cfg(not(loom))]
 pub(crate) fn wake_all(word: &AtomicU32) {
     // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not access the memory, it
     // only uses the address as the key of the wait queue.
@@ -45,4 +51,32 @@ pub(crate) fn wake_all(word: &AtomicU32) {
             0u32,
         );
     }
+}
+
+#[cfg(loom)]
+loom::lazy_static! {
+    /// The model's futex wait queue: one for every word (wakes are broadcast, and each
+    /// waiter checks its own word).
+    static ref QUEUE: (loom::sync::Mutex<()>, loom::sync::Condvar) =
+        (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
+}
+
+/// The model's futex wait: until `*word != expected` (checked under the queue's lock, as
+/// the kernel checks under its hash-bucket lock), with no timeout.
+#[cfg(loom)]
+pub(crate) fn wait(word: &AtomicU32, expected: u32, _timeout: Duration) {
+    use crate::sync::atomic::Ordering;
+    let (lock, cond) = &*QUEUE;
+    let mut guard = lock.lock().unwrap();
+    while word.load(Ordering::Relaxed) == expected {
+        guard = cond.wait(guard).unwrap();
+    }
+}
+
+/// The model's futex wake: wakes every waiter, which re-checks its word.
+#[cfg(loom)]
+pub(crate) fn wake_all(_word: &AtomicU32) {
+    let (lock, cond) = &*QUEUE;
+    let _guard = lock.lock().unwrap();
+    cond.notify_all();
 }

@@ -88,7 +88,6 @@ mod copy;
 mod crc;
 pub mod doorbell;
 mod error;
-#[cfg(not(loom))]
 mod futex;
 #[cfg(not(loom))]
 pub mod inspect;
@@ -113,6 +112,7 @@ mod slots;
 mod stats;
 mod sync;
 mod view;
+mod wake;
 #[cfg(not(loom))]
 mod writer;
 

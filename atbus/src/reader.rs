@@ -4,13 +4,14 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::doorbell::{Doorbell, ARMED_DOORBELL, ARMED_FUTEX};
+use crate::doorbell::Doorbell;
 use crate::error::{Error, Result};
 use crate::process;
 use crate::ring::{ReadState, Ready};
 use crate::segment::Segment;
-use crate::sync::atomic::{fence, Ordering};
+use crate::sync::atomic::Ordering;
 use crate::view::SegmentView;
+use crate::wake;
 
 /// Longest single futex sleep: the reader wakes this often even when idle, to notice a
 /// writer that died between its claim and its block header (cost: ~10 wake-ups a second).
@@ -50,20 +51,108 @@ const SPIN_POLLS: u32 = 10;
 pub struct Reader {
     seg: Arc<Segment>,
     state: ReadState,
-    /// Our reader-record word. Every receive first checks that the record still holds
-    /// it: a reader whose role was taken must not consume on beside the new owner.
-    owner: u64,
-    /// Set once the record was found to name another process: this reader is done.
-    lost: bool,
+    /// The role, checked before every use, and the doorbell that only its holder may
+    /// create or remove.
+    role: Role,
     scratch: Vec<u8>,
     clock: fn() -> Instant,
-    /// The doorbell FIFO and fd, created on the first `arm` or `readiness_fd`.
-    bell: Option<Doorbell>,
     /// Whether we set `sleeping` to `ARMED_DOORBELL` and have not taken it back yet.
     armed: bool,
     /// Disarmed since the doorbell was last drained: drain it when a receive next finds
     /// the ring empty (off the path from a wake-up to its message).
     drain_due: bool,
+}
+
+/// The reader role as a handle holds it. Everything that needs the role goes through
+/// [`Role::check`]: receiving, and the doorbell, which only the holder may create (the
+/// path is the channel's, and creating it bumps the epoch writers ring by) or remove.
+/// [`Role::give_back`] does the order of things on drop.
+struct Role {
+    seg: Arc<Segment>,
+    /// Our reader-record word. The record must still hold it: a reader whose role was
+    /// taken must not consume on beside the new owner, nor touch its doorbell.
+    owner: u64,
+    /// Set once the record was found to name another process: this reader is done.
+    lost: bool,
+    /// The doorbell FIFO and fd, created on the first `arm` or `readiness_fd`.
+    bell: Option<Doorbell>,
+}
+
+impl Role {
+    /// Takes the role: refuses if a live process holds it, takes it over if the holder
+    /// no longer exists.
+    fn take(seg: Arc<Segment>) -> Result<Role> {
+        let owner = take_role(&seg)?;
+        // A dead predecessor may have left itself armed.
+        wake::reader_took_over(&seg.header().wake);
+        Ok(Role {
+            seg,
+            owner,
+            lost: false,
+            bell: None,
+        })
+    }
+
+    /// `ReaderRoleLost` once the reader record names another process than this reader
+    /// (someone judged us dead and took the role, or overwrote the record). Sticky.
+    #[inline]
+    fn check(&mut self) -> Result<()> {
+        // Relaxed: a look at a word only role changes write (its line stays in our
+        // cache); nothing is synchronised through this load. A role taken between this
+        // look and the end of the call is noticed at the next call.
+        let current = self.seg.header().reader.owner.load(Ordering::Relaxed);
+        if current == self.owner && !self.lost {
+            return Ok(());
+        }
+        self.lost = true;
+        Err(Error::ReaderRoleLost {
+            pid: split_owner(current).0,
+        })
+    }
+
+    /// The doorbell, created on first use, only while the role is ours.
+    fn bell(&mut self) -> Result<&mut Doorbell> {
+        self.check()?;
+        if self.bell.is_none() {
+            self.bell = Some(Doorbell::create(self.seg.name(), self.seg.mode())?);
+            // A new FIFO: writers holding an older one must open the path again.
+            wake::new_doorbell(&self.seg.header().wake);
+        }
+        Ok(self.bell.as_mut().expect("created above"))
+    }
+
+    /// The doorbell if it exists (no role check: draining and the timer touch only
+    /// our own descriptors).
+    fn existing_bell(&mut self) -> Option<&mut Doorbell> {
+        self.bell.as_mut()
+    }
+
+    /// Gives the role back, `release` first publishing the read cursor. A reader whose
+    /// role was taken touches neither the role, the read cursor nor the doorbell's path:
+    /// they are another reader's now.
+    fn give_back(&mut self, release: impl FnOnce()) {
+        let bell = self.bell.take();
+        if self.check().is_err() {
+            drop(bell); // closing our descriptors is all
+            return;
+        }
+        // Before giving the role back: once it is back, a new reader may create the path
+        // (and bump the epoch, so writers holding our FIFO open theirs instead). Only our
+        // own FIFO is removed, never one created there since.
+        if let Some(bell) = bell {
+            bell.unlink();
+        }
+        release();
+        // Release: our last release of the read cursor happens-before the next owner's
+        // acquire of the role. Fails only if someone took the role from us, which happens
+        // only if they judged us dead: leave their record alone.
+        let _ = self.seg.header().reader.owner.compare_exchange(
+            self.owner,
+            0,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// What [`Reader::arm`] found.
@@ -93,19 +182,14 @@ pub struct Meta {
 
 impl Reader {
     pub(crate) fn new(seg: Arc<Segment>) -> Result<Reader> {
-        let owner = take_role(&seg)?;
+        let role = Role::take(seg.clone())?;
         let state = ReadState::new(&seg);
-        // A dead predecessor may have left itself armed: writers would ring a socket
-        // nobody reads (harmless, but a system call each). Relaxed: only a hint.
-        seg.header().wake.sleeping.store(0, Ordering::Relaxed);
         Ok(Reader {
             seg,
             state,
-            owner,
-            lost: false,
+            role,
             scratch: Vec::new(),
             clock: Instant::now,
-            bell: None,
             armed: false,
             drain_due: false,
         })
@@ -115,27 +199,17 @@ impl Reader {
     /// `uv_poll`): it becomes readable when the reader is [armed](Reader::arm) and a
     /// writer publishes, or when a block whose writer may have died needs another look.
     /// The first call creates the channel's doorbell FIFO (`/dev/shm/NAME.bell` for
-    /// `/NAME`, `PATH.bell` for a file) with the segment's permissions; the fd lives as
-    /// long as the reader. See [`arm`](Reader::arm) for the loop.
+    /// `/NAME`, `PATH.bell` for a file), which those who may write the segment may open;
+    /// the fd lives as long as the reader. See [`arm`](Reader::arm) for the loop.
+    /// `ReaderRoleLost` if the role was taken (the doorbell is then the new reader's).
     pub fn readiness_fd(&mut self) -> Result<BorrowedFd<'_>> {
-        Ok(self.bell()?.fd())
+        Ok(self.role.bell()?.fd())
     }
 
     /// The doorbell's FIFO and timerfd, which together make up the readiness fd.
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn wait_fds(&mut self) -> Result<[BorrowedFd<'_>; 2]> {
-        Ok(self.bell()?.wait_fds())
-    }
-
-    fn bell(&mut self) -> Result<&mut Doorbell> {
-        if self.bell.is_none() {
-            self.bell = Some(Doorbell::create(self.seg.name())?);
-            // A new FIFO: writers holding an older one must open the path again. Release
-            // is enough; `arm` stores the flag writers read with SeqCst after this.
-            let epoch = &self.seg.header().wake.bell_epoch;
-            epoch.fetch_add(1, Ordering::Release);
-        }
-        Ok(self.bell.as_mut().expect("created above"))
+        Ok(self.role.bell()?.wait_fds())
     }
 
     /// Prepares to wait on the [readiness fd](Reader::readiness_fd): tells writers the
@@ -168,38 +242,36 @@ impl Reader {
     /// ```
     pub fn arm(&mut self) -> Result<Arm> {
         self.wake_up();
-        self.bell()?;
+        self.role.bell()?;
         if self.drain_due {
             self.drain_now();
         }
-        let wake = &self.seg.header().wake;
-        wake.sleeping.store(ARMED_DOORBELL, Ordering::SeqCst);
         self.armed = true;
-        // SeqCst fence: pairs with the writers' SeqCst publish CAS and SeqCst load of
-        // `sleeping` (Dekker), exactly as for the futex sleep in `block_on`: either the
-        // look below sees their block, or they see the flag and ring the doorbell.
-        fence(Ordering::SeqCst);
-        match self.poll() {
-            Ok(_) => {
-                self.disarm();
+        let seg = self.seg.clone();
+        // The handshake (wake.rs): announce, look once more, stay armed only if that
+        // found nothing; writers then ring the doorbell.
+        match wake::arm_unless(&seg.header().wake, || self.poll().map(|_| ())) {
+            Some(Ok(())) => {
+                self.armed = false;
+                self.drain_due = true;
                 Ok(Arm::Ready)
             }
-            Err(Error::Empty) => {
+            Some(Err(e)) => {
+                self.armed = false;
+                self.drain_due = true;
+                Err(e)
+            }
+            None => {
                 // A claimed block not yet written: its writer rings when it publishes,
                 // but if it died nobody will, so have the timer ring instead (the next
                 // receive skips the block once it is judged dead or timed out).
                 if self.state.claimed_ahead(&self.seg) {
-                    self.bell
-                        .as_mut()
-                        .expect("created above")
-                        .set_timer(TORN_SLICE);
+                    if let Some(bell) = self.role.existing_bell() {
+                        bell.set_timer(TORN_SLICE);
+                    }
                 }
                 crate::ring::bump(&self.seg.header().reader_counters.sleeps, 1);
                 Ok(Arm::Armed)
-            }
-            Err(e) => {
-                self.disarm();
-                Err(e)
             }
         }
     }
@@ -215,10 +287,9 @@ impl Reader {
     #[cold]
     fn disarm(&mut self) {
         self.armed = false;
-        // Relaxed: writers only need to stop ringing; the messages themselves are
-        // synchronised through the heads. The doorbell is drained later, when a receive
-        // finds the ring empty: a wake-up goes to its message first.
-        self.seg.header().wake.sleeping.store(0, Ordering::Relaxed);
+        wake::withdraw(&self.seg.header().wake);
+        // The doorbell is drained later, when a receive finds the ring empty: a wake-up
+        // goes to its message first.
         self.drain_due = true;
     }
 
@@ -237,7 +308,7 @@ impl Reader {
     #[cold]
     fn drain_now(&mut self) {
         self.drain_due = false;
-        if let Some(bell) = self.bell.as_mut() {
+        if let Some(bell) = self.role.existing_bell() {
             bell.drain();
         }
     }
@@ -302,27 +373,10 @@ impl Reader {
     /// Every receive method first checks that this reader still holds the role and
     /// otherwise fails with [`Error::ReaderRoleLost`] (for good: drop the reader).
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
-        self.check_role()?;
+        self.role.check()?;
         self.wake_up();
         let received = self.state.recv_into(&self.seg, self.clock, buf);
         self.settle(received)
-    }
-
-    /// `ReaderRoleLost` once the reader record names another process than this reader
-    /// (someone judged us dead and took the role, or overwrote the record). Sticky.
-    #[inline]
-    fn check_role(&mut self) -> Result<()> {
-        // Relaxed: a look at a word only role changes write (its line stays in our
-        // cache); nothing is synchronised through this load. A role taken between this
-        // look and the end of the call is noticed at the next call.
-        let current = self.seg.header().reader.owner.load(Ordering::Relaxed);
-        if current == self.owner && !self.lost {
-            return Ok(());
-        }
-        self.lost = true;
-        Err(Error::ReaderRoleLost {
-            pid: split_owner(current).0,
-        })
     }
 
     /// Receives the next message into a new `Vec`.
@@ -432,7 +486,7 @@ impl Reader {
     /// # Ok::<(), atbus::Error>(())
     /// ```
     pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize> {
-        self.check_role()?;
+        self.role.check()?;
         self.wake_up();
         let mut n = 0;
         while n < max {
@@ -464,7 +518,7 @@ impl Reader {
     /// was lost (the read cursor is the new owner's), nor with
     /// [manual commit](Reader::set_manual_commit), where [`commit`](Reader::commit) does it.
     pub fn release(&mut self) {
-        if self.check_role().is_ok() {
+        if self.role.check().is_ok() {
             self.state.release(&self.seg);
         }
     }
@@ -498,7 +552,7 @@ impl Reader {
     /// # Ok::<(), atbus::Error>(())
     /// ```
     pub fn set_manual_commit(&mut self, on: bool) -> Result<()> {
-        self.check_role()?;
+        self.role.check()?;
         self.state.set_manual_commit(&self.seg, on);
         Ok(())
     }
@@ -509,7 +563,7 @@ impl Reader {
     /// last message to commit; it must lie between the last commit and the current
     /// position, or the call fails with `InvalidCommit` and changes nothing.
     pub fn commit(&mut self, position: u64) -> Result<()> {
-        self.check_role()?;
+        self.role.check()?;
         if self.state.commit(&self.seg, position) {
             return Ok(());
         }
@@ -562,22 +616,13 @@ impl Reader {
                 IDLE_SLICE
             };
             let seg = self.seg.clone();
-            let wake = &seg.header().wake;
-            // Acquire: a bump we read here is one whose publish we will see on re-check.
-            let seq = wake.seq.load(Ordering::Acquire);
-            wake.sleeping.store(ARMED_FUTEX, Ordering::SeqCst);
-            // SeqCst fence: pairs with the writers' SeqCst publish CAS and SeqCst load of
-            // `sleeping` (Dekker): either our re-check below sees their block, or they
-            // see `sleeping == 1` and bump `seq`, making the futex wait return at once.
-            fence(Ordering::SeqCst);
-            let rechecked = attempt(self);
-            if !matches!(rechecked, Err(Error::Empty)) {
-                wake.sleeping.store(0, Ordering::Relaxed);
-                return rechecked;
+            // The handshake (wake.rs): announce, look once more, sleep only if that found
+            // nothing; a writer that publishes meanwhile wakes the futex.
+            let look = || attempt(self);
+            if let Some(got) = wake::sleep_unless(&seg.header().wake, look, slice.min(left)) {
+                return got;
             }
             crate::ring::bump(&seg.header().reader_counters.sleeps, 1);
-            crate::futex::wait(&wake.seq, seq, slice.min(left));
-            wake.sleeping.store(0, Ordering::Relaxed);
             spins = 0;
         }
     }
@@ -600,7 +645,7 @@ impl Reader {
     }
 
     fn poll(&mut self) -> Result<Ready> {
-        self.check_role()?;
+        self.role.check()?;
         let polled = self.state.poll(&self.seg, self.clock);
         self.settle(polled)
     }
@@ -609,28 +654,8 @@ impl Reader {
 impl Drop for Reader {
     fn drop(&mut self) {
         self.wake_up();
-        if self.check_role().is_err() {
-            // The role, the read cursor and the doorbell's path are another reader's now:
-            // touch none of them (closing our FIFO is all).
-            drop(self.bell.take());
-            return;
-        }
-        // Before giving the role back: once it is back, a new reader may create the path
-        // (and bump the epoch, so writers holding our FIFO open theirs instead).
-        if let Some(bell) = self.bell.take() {
-            bell.unlink();
-            drop(bell);
-        }
-        self.state.release(&self.seg);
-        // Release: our last release of the read cursor happens-before the next owner's
-        // acquire of the role. Fails only if someone took the role from us, which happens
-        // only if they judged us dead: leave their record alone.
-        let _ = self.seg.header().reader.owner.compare_exchange(
-            self.owner,
-            0,
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
+        let (state, seg) = (&mut self.state, &self.seg);
+        self.role.give_back(|| state.release(seg));
     }
 }
 

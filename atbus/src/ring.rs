@@ -56,7 +56,7 @@ use crate::layout::{
 use crate::process;
 use crate::segment::Segment;
 use crate::slots::{self, Counters};
-use crate::sync::atomic::{fence, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::view::SegmentView;
 
 /// Positions beyond this are corrupt. Positions only grow, one per node: at a billion
@@ -100,6 +100,9 @@ pub enum Step {
     MidPayload,
     /// Everything is written; WRITTEN is not set yet.
     BeforePublish,
+    /// The reader has freed one node of a block it consumed or committed, and not yet
+    /// the next (stopped here for good, it models a reader killed mid-free).
+    ReaderFreedNode,
 }
 
 #[cfg(all(feature = "fault-injection", not(loom)))]
@@ -134,6 +137,17 @@ macro_rules! fault_point {
 #[cfg(not(any(feature = "fault-injection", loom)))]
 macro_rules! fault_point {
     ($step:ident) => {};
+}
+
+/// A reader-side fault point: the hook may unwind (a test's way to kill the reader
+/// there). Nothing without the `fault-injection` feature.
+macro_rules! reader_fault_point {
+    ($step:ident) => {
+        #[cfg(all(feature = "fault-injection", not(loom)))]
+        if let Some(hook) = FAULT_HOOK.get() {
+            hook(Step::$step)
+        }
+    };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -310,48 +324,26 @@ pub(crate) fn publish(
     if aborted {
         flags |= FLAG_ABORTED;
     }
-    // SeqCst (a plain `lock cmpxchg` on x86, as release would be): it pairs with the
-    // reader's SeqCst fence when it goes to sleep, so either the reader sees this block
-    // or we see its `sleeping` flag below — never neither (no lost wake-up). It also
-    // releases every byte written above. Fails only if the reader skipped us as torn.
+    // Release: every byte written above is the reader's once it acquires this head.
+    // (A plain `lock cmpxchg` on x86, whatever the ordering; `notify_reader` below relies
+    // on it being a full barrier there.) Fails only if the reader skipped us as torn.
     if seg
         .head(block.index)
         .compare_exchange(
             NodeState::free(block.seq).0,
             NodeState::block(flags, block.seq).0,
-            Ordering::SeqCst,
+            Ordering::Release,
             Ordering::Relaxed,
         )
         .is_err()
     {
         return Err(abandoned(counters, block.seq));
     }
-    // The writer's whole cost for blocking readers: one load of a line the reader
-    // writes only when it goes to sleep or wakes.
-    if h.wake.sleeping.load(Ordering::SeqCst) != 0 {
-        // The first writer to publish after the reader armed takes the flag (SeqCst swap)
-        // and rings, once: the others see 0 and make no system call. No lost wake-up:
-        // a 0 written by another writer's swap means that writer rings for this sleep;
-        // one written by the reader means it is awake and looks again before it re-arms.
-        let armed = h.wake.sleeping.swap(0, Ordering::SeqCst);
-        if armed & crate::doorbell::ARMED_FUTEX != 0 {
-            h.wake.seq.fetch_add(1, Ordering::Release);
-            #[cfg(not(loom))]
-            crate::futex::wake_all(&h.wake.seq);
-        }
-        #[cfg(not(loom))]
-        if armed & crate::doorbell::ARMED_DOORBELL != 0 {
-            // Relaxed loads: the swap above (SeqCst) read the armed reader's flag, which
-            // it set after bumping the epoch, so these are at least that reader's.
-            crate::doorbell::ring(
-                seg.name(),
-                h.channel_id.load(Ordering::Relaxed),
-                h.wake.bell_epoch.load(Ordering::Relaxed),
-            );
-        }
-        if armed != 0 {
-            counters.add(&counters.wakeups, 1);
-        }
+    // Wake the reader if it announced a sleep (wake.rs): the writer's whole cost for
+    // blocking readers is a fence (free on x86 after the CAS) and one load of a line the
+    // reader writes only when it goes to sleep or wakes.
+    if crate::wake::notify_reader(&h.wake, |epoch| seg.ring_doorbell(epoch)) {
+        counters.add(&counters.wakeups, 1);
     }
     if !aborted {
         counters.add(&counters.messages_sent, 1);
@@ -603,9 +595,9 @@ impl ReadState {
                 Head::Consumed if self.claimed(seg, pos) => {
                     // A previous reader consumed this node but died before releasing it
                     // (it was claimed, so a forged head past the write cursor does not
-                    // count).
-                    bump(&rc.handover_nodes, 1);
-                    self.pos += 1;
+                    // count). If it started a block, the whole block was consumed: its
+                    // first node is freed first, so the rest may still hold payload.
+                    self.hand_over(seg, pos, index);
                     continue;
                 }
                 // Empty, or claimed and not yet published. A block whose writer has
@@ -745,6 +737,43 @@ impl ReadState {
             .ok()
             .filter(|&n| pos + n <= write_cursor);
         Some(nodes.unwrap_or(1))
+    }
+
+    /// Moves past the block a dead predecessor consumed at `pos` (node `index`, whose
+    /// head reads consumed) without releasing it. Its block header is intact (freeing
+    /// overwrites only a node's first word): when it names this position and a length
+    /// inside the claimed region, the block's other nodes are freed too, as the
+    /// predecessor would have, stopping at a node that holds a block's head at its own
+    /// position (the length is then not to be trusted). Otherwise one node.
+    fn hand_over(&mut self, seg: &Segment, pos: u64, index: u64) {
+        let count = seg.geometry().node_count;
+        let bh = seg.block_header(index);
+        // Relaxed: the header was written a lap ago by this position's writer and read
+        // by the predecessor; it only sizes the hand-over, checked below.
+        let seq = bh.seq.load(Ordering::Relaxed);
+        let len = bh.len.load(Ordering::Relaxed) as usize;
+        let write_cursor = self.write_cursor(seg);
+        let nodes = layout::check_block(seg.geometry(), self.max_payload, pos, index, seq, len)
+            .ok()
+            .filter(|&n| pos + n <= write_cursor)
+            .unwrap_or(1);
+        let mut handed = 1;
+        for q in pos + 1..pos + nodes {
+            let head = seg.head(index + (q - pos));
+            // Relaxed: as in consume, published to writers by the read cursor's release.
+            let word = head.load(Ordering::Relaxed);
+            if matches!(
+                classify(word, q, count),
+                Head::Published | Head::Aborted | Head::Padding
+            ) {
+                break;
+            }
+            head.store(NodeState::free(q + count).0, Ordering::Relaxed);
+            handed += 1;
+        }
+        bump(&seg.header().reader_counters.handover_nodes, handed);
+        self.pos = pos + handed;
+        self.skipped_to = None;
     }
 
     /// Skips one unwritten node at `pos` whose first word reads `state`, counting a torn
@@ -994,19 +1023,7 @@ impl ReadState {
             self.wait = self.wait.filter(|w| self.pos < w.horizon);
             return;
         }
-        let count = seg.geometry().node_count;
-        // Every node's first word becomes a free head for the next lap (inside the block
-        // it was payload, already read). Interior nodes first, the first node last: a
-        // reader that dies in between leaves the head for its successor, which then finds
-        // the payload changed and skips the block as a crc failure (never delivers it
-        // twice). Relaxed: published to writers by the release store of the read cursor.
-        // A block never wraps, so its nodes are ready.index.. in order: no division.
-        for i in 1..ready.nodes {
-            seg.head(ready.index + i)
-                .store(NodeState::free(ready.pos + i + count).0, Ordering::Relaxed);
-        }
-        seg.head(ready.index)
-            .store(NodeState::free(ready.pos + count).0, Ordering::Relaxed);
+        free_block(seg, ready.pos, ready.index, ready.nodes);
         self.pos = ready.pos + ready.nodes;
         self.skipped_to = None;
         self.wait = self.wait.filter(|w| self.pos < w.horizon);
@@ -1045,18 +1062,20 @@ impl ReadState {
             return false;
         }
         let count = seg.geometry().node_count;
-        // Every node's first word becomes a free head for the next lap, as `consume` does
-        // (nodes skipped on the way were freed already; writing them again is harmless:
-        // no writer may claim them before the read cursor passes them). Last node first,
-        // so that within each block the interior goes before the block's head: a reader
-        // that dies part-way leaves intact blocks, then freed nodes, and the one block in
-        // between fails its crc (counted, never delivered twice with changed bytes).
-        // A reader that dies part-way did not commit: its successor delivers the intact
-        // blocks before the freed ones again.
+        // Every node's first word becomes a free head for the next lap, as `consume` does,
+        // in position order, so that each block's first node goes before its interior (see
+        // `free_block`): a reader that dies part-way leaves freed blocks, at most one block
+        // whose first node is freed and whose interior is partly freed, then intact ones.
+        // Its successor starts at the last completed commit, hands the freed blocks and
+        // the partial one over whole (their block headers say how long they are), and
+        // delivers the intact ones again: nothing counted as damage, nothing delivered
+        // with changed bytes. Nodes skipped on the way were freed already; writing them
+        // again is harmless: no writer may claim them before the read cursor passes them.
         // Relaxed: published to writers by the release store of the read cursor.
-        for q in (self.published..upto).rev() {
+        for q in self.published..upto {
             seg.head(seg.geometry().index(q))
                 .store(NodeState::free(q + count).0, Ordering::Relaxed);
+            reader_fault_point!(ReaderFreedNode);
         }
         self.release_to(seg, upto);
         true
@@ -1068,17 +1087,8 @@ impl ReadState {
             // any writer that acquires this value writes those nodes.
             seg.header().read_cursor.store(to, Ordering::Release);
             self.published = to;
-            // Writers waiting for space: one load when nobody waits. The SeqCst fence
-            // pairs with the waiter's SeqCst increment of `waiters` and fence before its
-            // last look at the read cursor (Dekker): either that look sees the cursor we
-            // just stored, or we see `waiters != 0` here and wake it. No lost wake-up.
-            fence(Ordering::SeqCst);
-            let space = &seg.header().space;
-            if space.waiters.load(Ordering::Relaxed) != 0 {
-                space.seq.fetch_add(1, Ordering::Release);
-                #[cfg(not(loom))]
-                crate::futex::wake_all(&space.seq);
-            }
+            // Writers waiting for space (wake.rs): a fence and one load when nobody waits.
+            crate::wake::notify_space(&seg.header().space);
         }
     }
 
@@ -1102,4 +1112,23 @@ pub(crate) fn bump(counter: &AtomicU64, n: u64) {
         counter.load(Ordering::Relaxed).wrapping_add(n),
         Ordering::Relaxed,
     );
+}
+
+/// Frees a consumed block's nodes for the next lap: every node's first word becomes a
+/// free head (inside the block it was payload, already read). The first node first: a
+/// reader that dies before the rest leaves a head that reads consumed over an intact
+/// block header, and its successor hands the whole block over (see
+/// `ReadState::hand_over`): never delivered again, never counted as damage. (Freeing
+/// the interior first left a published head over changed payload: a crc failure for
+/// the successor, or, with checksums off, a message delivered damaged.) Relaxed:
+/// published to writers by the release store of the read cursor. A block never wraps,
+/// so its nodes are `index..` in order: no division.
+#[inline]
+fn free_block(seg: &Segment, pos: u64, index: u64, nodes: u64) {
+    let count = seg.geometry().node_count;
+    for i in 0..nodes {
+        seg.head(index + i)
+            .store(NodeState::free(pos + i + count).0, Ordering::Relaxed);
+        reader_fault_point!(ReaderFreedNode);
+    }
 }

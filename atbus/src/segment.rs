@@ -190,6 +190,11 @@ pub struct Segment {
     /// How this CPU computes crc32s (detected once: per call it was a tenth of a 64-byte
     /// crc's instructions).
     crc: Crc32,
+    /// The object's permission bits at create or open (`fstat`), for the doorbell's mode.
+    mode: u32,
+    /// This process's open doorbell FIFO, for writers ringing the reader; closed with
+    /// the last handle of this mapping.
+    bell: crate::doorbell::BellCache,
 }
 
 // SAFETY: the mapping is shared memory that other processes mutate anyway; every access
@@ -292,6 +297,8 @@ impl Segment {
             map,
             geo,
             crc: Crc32::detect(),
+            mode: config.mode & 0o777,
+            bell: Default::default(),
             settings: Settings {
                 timeout: config.timeout,
                 write_retries: config.write_retries,
@@ -485,6 +492,8 @@ impl Segment {
             geo,
             settings,
             crc: Crc32::detect(),
+            mode: meta.mode & 0o777,
+            bell: Default::default(),
         };
         Ok((seg, file, meta))
     }
@@ -492,6 +501,16 @@ impl Segment {
     /// Bytes mapped (the object's size at open).
     pub fn mapped_len(&self) -> usize {
         self.map.len()
+    }
+
+    /// The object's permission bits when this process created or opened it.
+    pub(crate) fn mode(&self) -> u32 {
+        self.mode
+    }
+
+    /// Rings the doorbell of the reader that created it in `epoch` (see `doorbell`).
+    pub(crate) fn ring_doorbell(&self, epoch: u32) {
+        self.bell.ring(&self.name, epoch);
     }
 
     /// Pointer to payload byte `offset` of the block at `index`, after checking that

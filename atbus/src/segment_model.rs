@@ -33,6 +33,35 @@ pub struct Segment {
     tracked: Box<[UnsafeCell<Box<[u8]>>]>,
     untracked: std::cell::UnsafeCell<Box<[u8]>>,
     track_data: bool,
+    /// The doorbell FIFO at the channel's path (the newest reader's), and the one
+    /// writers keep open with the epoch it was opened for, as `doorbell::BellCache` does.
+    bell_at_path: loom::sync::Mutex<Option<std::sync::Arc<ModelFifo>>>,
+    bell_kept: loom::sync::Mutex<Option<(u32, std::sync::Arc<ModelFifo>)>>,
+}
+
+/// A doorbell FIFO in the model: a byte count a reader can wait on.
+#[derive(Default)]
+pub struct ModelFifo {
+    bytes: loom::sync::Mutex<u32>,
+    readable: loom::sync::Condvar,
+}
+
+impl ModelFifo {
+    /// One byte in (a writer rings).
+    fn ring(&self) {
+        *self.bytes.lock().unwrap() += 1;
+        self.readable.notify_all();
+    }
+
+    /// Waits until the FIFO holds a byte, then drains it (the reader's poll and drain),
+    /// with no timeout: a wake-up that never comes is a deadlock in the model.
+    pub fn wait_and_drain(&self) {
+        let mut bytes = self.bytes.lock().unwrap();
+        while *bytes == 0 {
+            bytes = self.readable.wait(bytes).unwrap();
+        }
+        *bytes = 0;
+    }
 }
 
 // SAFETY: loom explores the interleavings; payload bytes are accessed through loom's
@@ -68,7 +97,33 @@ impl Segment {
                 .collect(),
             untracked: std::cell::UnsafeCell::new(vec![0u8; n * node_size].into_boxed_slice()),
             track_data,
+            bell_at_path: loom::sync::Mutex::new(None),
+            bell_kept: loom::sync::Mutex::new(None),
         }
+    }
+
+    /// A reader creates its doorbell: a new FIFO replaces whatever was at the path.
+    pub fn create_doorbell(&self) -> std::sync::Arc<ModelFifo> {
+        let fifo = std::sync::Arc::new(ModelFifo::default());
+        *self.bell_at_path.lock().unwrap() = Some(fifo.clone());
+        fifo
+    }
+
+    /// As the product's `Segment::ring_doorbell`: rings the kept FIFO if it is of
+    /// `epoch`, else opens the one at the path (and keeps it).
+    pub(crate) fn ring_doorbell(&self, epoch: u32) {
+        let mut kept = self.bell_kept.lock().unwrap();
+        if let Some((at, fifo)) = &*kept {
+            if *at == epoch {
+                fifo.ring();
+                return;
+            }
+        }
+        let at_path = self.bell_at_path.lock().unwrap().clone();
+        *kept = at_path.map(|fifo| {
+            fifo.ring();
+            (epoch, fifo)
+        });
     }
 
     fn piece_ptr(&self, index: u64, payload_offset: usize) -> *mut u8 {

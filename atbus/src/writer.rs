@@ -7,8 +7,9 @@ use crate::error::{Error, Result};
 use crate::ring::{self, Claimed};
 use crate::segment::Segment;
 use crate::slots;
-use crate::sync::atomic::{fence, AtomicU64, Ordering};
+use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::view::SegmentView;
+use crate::wake;
 
 /// Polls of a full ring before a waiting send sleeps.
 const SPACE_SPINS: u32 = 10;
@@ -124,22 +125,13 @@ impl Writer {
                 Some(d) => d - now,
                 None => SPACE_SLICE,
             };
+            // The handshake (wake.rs): announce, try once more, sleep only if still full;
+            // the reader wakes us when it frees space.
             let space = &self.seg.header().space;
-            // Acquire: a bump we read here is one whose release we see on the re-check.
-            let seq = space.seq.load(Ordering::Acquire);
-            space.waiters.fetch_add(1, Ordering::SeqCst);
-            // SeqCst fence: pairs with the reader's SeqCst fence between its store of the
-            // read cursor and its load of `waiters` (Dekker): either the re-check below
-            // sees the freed space, or the reader sees us waiting, bumps `seq` and wakes
-            // us (then the futex wait returns at once, or is woken). No lost wake-up.
-            fence(Ordering::SeqCst);
-            let rechecked = self.try_send(message);
-            if !matches!(rechecked, Err(Error::Full)) {
-                space.waiters.fetch_sub(1, Ordering::Relaxed);
-                return rechecked;
+            let retry = || self.try_send(message);
+            if let Some(sent) = wake::wait_for_space_unless(space, retry, left.min(SPACE_SLICE)) {
+                return sent;
             }
-            crate::futex::wait(&space.seq, seq, left.min(SPACE_SLICE));
-            space.waiters.fetch_sub(1, Ordering::Relaxed);
             spins = 0;
         }
     }

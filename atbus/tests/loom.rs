@@ -435,3 +435,165 @@ fn uncommitted_messages_survive_their_reader_while_writers_fill_the_ring() {
         );
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// The wake-up handshakes (atbus/src/wake.rs). The model's futex and doorbell waits have
+// no timeout: a lost wake-up leaves a thread asleep for ever, which loom reports as a
+// deadlock. Each handshake is also run with one of its fences or its second look taken
+// out (`Mutation`), and the model must then find the lost wake-up.
+
+use atbus::model::{with_mutation, Mutation};
+
+/// A reader that sleeps on the futex while a writer publishes two messages: it is woken
+/// for each, in every interleaving, and receives both.
+fn reader_sleeping_on_the_futex() {
+    builder().check(|| {
+        let ch = ModelChannel::new(64, 4, LONG, false);
+        let w = ch.writer();
+        let writer = loom::thread::spawn(move || send_all(&w, 0, &[8, 8]));
+        let mut r = ch.reader();
+        let mut buf = vec![0u8; 64];
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let n = r.recv_sleeping(&mut buf).unwrap();
+            got.push(buf[..n].to_vec());
+        }
+        let sent = vec![writer.join().unwrap()];
+        verify(&got, &sent, 0);
+        assert_eq!(got.len(), 2);
+    });
+}
+
+#[test]
+fn a_reader_sleeping_on_the_futex_is_woken_by_every_publish() {
+    reader_sleeping_on_the_futex();
+}
+
+/// A writer waits for space in a full ring of 2 usable nodes while the reader, which
+/// sleeps on the futex itself, frees them: neither side's wake-up is lost.
+fn writer_waiting_for_space() {
+    builder().check(|| {
+        let ch = ModelChannel::new(64, 3, LONG, false);
+        let w = ch.writer();
+        let writer = loom::thread::spawn(move || {
+            (0..3u8)
+                .map(|seq| {
+                    let m = msg(0, seq, 8);
+                    (seq, 8, w.send_waiting(&m).map_err(|e| e.to_string()))
+                })
+                .collect::<Sent>()
+        });
+        let mut r = ch.reader();
+        let mut buf = vec![0u8; 64];
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let n = r.recv_sleeping(&mut buf).unwrap();
+            got.push(buf[..n].to_vec());
+        }
+        let sent = vec![writer.join().unwrap()];
+        assert!(sent[0].iter().all(|(_, _, o)| o.is_ok()), "{sent:?}");
+        verify(&got, &sent, 0);
+        assert_eq!(got.len(), 3);
+    });
+}
+
+#[test]
+fn writers_waiting_for_space_are_woken_by_the_reader_that_frees_it() {
+    writer_waiting_for_space();
+}
+
+/// An event-loop reader arms its doorbell and waits on it while a writer publishes: the
+/// writer rings, and the reader receives the message.
+fn reader_armed_on_the_doorbell() {
+    builder().check(|| {
+        let ch = ModelChannel::new(64, 4, LONG, false);
+        let w = ch.writer();
+        let writer = loom::thread::spawn(move || send_all(&w, 0, &[8]));
+        let mut r = ch.reader();
+        let bell = r.create_doorbell();
+        let mut buf = vec![0u8; 64];
+        let n = r.recv_on_doorbell(&bell, &mut buf).unwrap();
+        let sent = vec![writer.join().unwrap()];
+        verify(&[buf[..n].to_vec()], &sent, 0);
+    });
+}
+
+#[test]
+fn a_reader_armed_on_its_doorbell_is_rung_by_the_publish() {
+    reader_armed_on_the_doorbell();
+}
+
+/// A reader arms its doorbell and dies; its successor takes the role over, creates a
+/// doorbell of its own and waits on it while a writer (which may have opened the dead
+/// reader's FIFO already) publishes: the writer rings the new FIFO, or the successor's
+/// second look finds the message.
+#[test]
+fn a_reader_replaced_while_a_writer_rings_is_woken() {
+    builder().check(|| {
+        let ch = ModelChannel::new(64, 4, LONG, false);
+        let w = ch.writer();
+        // The first reader arms its doorbell on an empty ring and dies there.
+        let mut dead = ch.reader();
+        let _old_bell = dead.create_doorbell();
+        assert!(dead.arm());
+        drop(dead);
+        let writer = loom::thread::spawn(move || send_all(&w, 0, &[8, 8]));
+        let mut r = ch.reader();
+        r.take_over();
+        let bell = r.create_doorbell();
+        let mut buf = vec![0u8; 64];
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let n = r.recv_on_doorbell(&bell, &mut buf).unwrap();
+            got.push(buf[..n].to_vec());
+        }
+        let sent = vec![writer.join().unwrap()];
+        verify(&got, &sent, 0);
+        assert_eq!(got.len(), 2);
+    });
+}
+
+// Each fence and second look, taken out: the model must find the lost wake-up (a
+// thread asleep for ever: loom's "deadlock").
+
+#[test]
+#[should_panic(expected = "deadlock")]
+fn without_the_readers_fence_a_futex_wake_up_is_lost() {
+    with_mutation(Mutation::ReaderFence, reader_sleeping_on_the_futex);
+}
+
+#[test]
+#[should_panic(expected = "deadlock")]
+fn without_the_readers_second_look_a_futex_wake_up_is_lost() {
+    with_mutation(Mutation::ReaderRecheck, reader_sleeping_on_the_futex);
+}
+
+#[test]
+#[should_panic(expected = "deadlock")]
+fn without_the_writers_fence_a_futex_wake_up_is_lost() {
+    with_mutation(Mutation::WriterFence, reader_sleeping_on_the_futex);
+}
+
+#[test]
+#[should_panic(expected = "deadlock")]
+fn without_the_readers_fence_a_doorbell_ring_is_lost() {
+    with_mutation(Mutation::ReaderFence, reader_armed_on_the_doorbell);
+}
+
+#[test]
+#[should_panic(expected = "deadlock")]
+fn without_the_readers_second_look_a_doorbell_ring_is_lost() {
+    with_mutation(Mutation::ReaderRecheck, reader_armed_on_the_doorbell);
+}
+
+#[test]
+#[should_panic(expected = "deadlock")]
+fn without_the_waiting_writers_fence_a_space_wake_up_is_lost() {
+    with_mutation(Mutation::SpaceFence, writer_waiting_for_space);
+}
+
+#[test]
+#[should_panic(expected = "deadlock")]
+fn without_the_releasing_readers_fence_a_space_wake_up_is_lost() {
+    with_mutation(Mutation::ReleaseFence, writer_waiting_for_space);
+}
