@@ -164,6 +164,19 @@ impl ModelWriter {
         result
     }
 
+    /// `Writer::try_send_batch`.
+    pub fn send_batch(&self, messages: &[&[u8]]) -> Result<usize> {
+        ring::send_batch(&self.seg, &self.cached_read, 1, messages)
+    }
+
+    /// `send_batch`, but the writer dies at the first `step` it reaches.
+    pub fn send_batch_and_die_at(&self, messages: &[&[u8]], step: Step) -> Result<usize> {
+        STOP_AT.with(|s| s.set(Some(step)));
+        let result = self.send_batch(messages);
+        STOP_AT.with(|s| s.set(None));
+        result
+    }
+
     /// `Writer::send`: while the ring is full, waits for the reader to free space (the
     /// product's space handshake, `wake.rs`; in the model the sleep has no timeout).
     pub fn send_waiting(&self, data: &[u8]) -> Result<()> {

@@ -201,14 +201,27 @@ pub(crate) fn send(seg: &Segment, cached_read: &AtomicU64, pid: u32, data: &[u8]
     // One look-up of this thread's counter slot per message, shared by claim and publish.
     let counters = slots::for_thread(seg.header());
     let block = claim_block(seg, &counters, cached_read, pid, data.len())?;
-    // We own the block's bytes: our claim CAS succeeded, so no other writer of this lap
-    // writes them and the reader reads them only after WRITTEN — unless we stall past the
-    // timeout and the reader gives up on us. claim_block looked before the header; a
-    // payload of SPLIT_FROM bytes or more goes in two halves with another look between
-    // (one load of a line this core holds): a writer that wakes after the skip then
-    // leaves the nodes, since reused by another writer, alone instead of destroying that
-    // writer's message. A shorter copy is over within nanoseconds of the first look.
-    // The crc is computed as the bytes are copied: one pass over them, not two.
+    let crc = write_payload(seg, &counters, &block, data)?;
+    publish(seg, &counters, &block, crc, false)
+}
+
+/// Copies `data` into the claimed `block` and returns its crc32 (0 without checksums).
+///
+/// We own the block's bytes: our claim CAS succeeded, so no other writer of this lap
+/// writes them and the reader reads them only after WRITTEN — unless we stall past the
+/// timeout and the reader gives up on us. The claim looked before the header; a payload
+/// of `SPLIT_FROM` bytes or more goes in two halves with another look between (one load
+/// of a line this core holds): a writer that wakes after the skip then leaves the nodes,
+/// since reused by another writer, alone instead of destroying that writer's message. A
+/// shorter copy is over within nanoseconds of the first look. The crc is computed as the
+/// bytes are copied: one pass over them, not two.
+#[inline]
+fn write_payload(
+    seg: &Segment,
+    counters: &Counters<'_>,
+    block: &Claimed,
+    data: &[u8],
+) -> Result<u32> {
     let checksums = seg.settings().checksums;
     let mut crc = 0;
     let mut copy = |offset: usize, part: &[u8]| {
@@ -225,14 +238,104 @@ pub(crate) fn send(seg: &Segment, cached_read: &AtomicU64, pid: u32, data: &[u8]
     };
     if mid > 0 {
         copy(0, &data[..mid]);
-        block.check_still_ours(seg, &counters)?;
+        block.check_still_ours(seg, counters)?;
     }
     // A writer stopped here models one descheduled in the middle of its copy (before it,
     // for a short payload), the window no look can close: the crc catches what it writes.
     fault_point!(MidPayload);
     copy(mid, &data[mid..]);
     fault_point!(BeforePublish);
-    publish(seg, &counters, &block, crc, false)
+    Ok(crc)
+}
+
+/// Sends a prefix of `messages` with one claim of the write cursor: as many as fit in
+/// the largest block the ring takes and in the room there is now (halving the count
+/// while the ring has no room for them). Each message is an ordinary block — its own
+/// header, crc and sequence, published by its own compare-exchange — so the reader
+/// sees ordinary messages, per-writer order holds, and torn blocks are skipped one by
+/// one as ever. Returns how many were sent (at least one), or the first message's
+/// error: `Full`, `TooLarge`, `Abandoned`. Sending stops before a message too large
+/// for the ring.
+///
+/// Every block of the batch is named (length, pid, sequence) before any payload is
+/// written, so a writer that dies mid-batch leaves blocks the reader skips at once as a
+/// dead writer's, not after the timeout. The reader is woken, if it sleeps, once, after
+/// the last publish.
+pub(crate) fn send_batch(
+    seg: &Segment,
+    cached_read: &AtomicU64,
+    pid: u32,
+    messages: &[&[u8]],
+) -> Result<usize> {
+    let Some(first) = messages.first() else {
+        return Ok(0);
+    };
+    check_len(seg, first.len())?;
+    let geo = seg.geometry();
+    let max = max_payload(seg);
+    // The prefix one claim may take: no more nodes than the largest block has.
+    let limit = geo.nodes_for(max);
+    let nodes_of = |batch: &[&[u8]]| batch.iter().map(|m| geo.nodes_for(m.len())).sum::<u64>();
+    let mut count = messages
+        .iter()
+        .scan(0u64, |nodes, m| {
+            *nodes += geo.nodes_for(m.len());
+            (m.len() <= max && *nodes <= limit).then_some(())
+        })
+        .count();
+    let counters = slots::for_thread(seg.header());
+    let pos = loop {
+        match claim_nodes(seg, &counters, cached_read, nodes_of(&messages[..count])) {
+            Ok(pos) => break pos,
+            Err(Error::Full) if count > 1 => count /= 2,
+            Err(e) => return Err(e),
+        }
+    };
+    fault_point!(AfterClaim);
+    let batch = &messages[..count];
+    let blocks = || {
+        batch.iter().scan(pos, |p, m| {
+            let block = Claimed {
+                index: geo.index(*p),
+                seq: *p,
+                len: m.len(),
+            };
+            *p += geo.nodes_for(m.len());
+            Some((block, *m))
+        })
+    };
+    for (block, _) in blocks() {
+        // `Abandoned` here: the reader timed us out before any block was published,
+        // and skips the rest of the claim as torn too.
+        name_block(seg, &counters, &block, pid)?;
+    }
+    fault_point!(AfterHeader);
+    let (mut sent, mut failed) = (0usize, None);
+    for (block, data) in blocks() {
+        if failed.is_some() {
+            // The rest are dropped as a reservation is: the reader skips them at once.
+            let _ = publish_head(seg, &counters, &block, 0, true);
+            continue;
+        }
+        let published = write_payload(seg, &counters, &block, data)
+            .and_then(|crc| publish_head(seg, &counters, &block, crc, false));
+        match published {
+            Ok(()) => {
+                // Counted as published (a plain store to this thread's slot), so that a
+                // writer killed mid-batch leaves counts that match what was delivered.
+                count_sent(&counters, data.len());
+                sent += 1;
+            }
+            Err(e @ Error::Abandoned { .. }) => failed = Some(e),
+            // A writer stopped for good by the model checker: nothing more.
+            Err(e) => return Err(e),
+        }
+    }
+    wake_reader(seg, &counters);
+    match failed {
+        Some(e) if sent == 0 => Err(e),
+        _ => Ok(sent),
+    }
 }
 
 /// `TooLarge` unless a payload of `len` bytes fits in this ring.
@@ -255,16 +358,34 @@ pub(crate) fn claim_block(
     len: usize,
 ) -> Result<Claimed> {
     let geo = seg.geometry();
-    let nodes = geo.nodes_for(len);
-
     // Claim. The block's position is its sequence.
+    let pos = claim_nodes(seg, counters, cached_read, geo.nodes_for(len))?;
+    fault_point!(AfterClaim);
+    let block = Claimed {
+        index: geo.index(pos),
+        seq: pos,
+        len,
+    };
+    name_block(seg, counters, &block, pid)?;
+    fault_point!(AfterHeader);
+    Ok(block)
+}
+
+/// Claims `nodes` nodes (see [`claim`]) and publishes the padding block the claim may
+/// start with. Returns the position of the first claimed node after the padding.
+#[inline]
+fn claim_nodes(
+    seg: &Segment,
+    counters: &Counters<'_>,
+    cached_read: &AtomicU64,
+    nodes: u64,
+) -> Result<u64> {
     let (pad_at, pos) = claim(seg, counters, cached_read, nodes)?;
-    let seq = pos;
     if let Some(pad) = pad_at {
         // The padding block carries no data, so publishing it is one CAS; relaxed is
         // enough. It fails only if the reader already skipped these nodes as torn, in
-        // which case our block is gone too.
-        let head = seg.head(geo.index(pad));
+        // which case our blocks are gone too.
+        let head = seg.head(seg.geometry().index(pad));
         let padding = NodeState::block(FLAG_PADDING | FLAG_WRITTEN, pad);
         if head
             .compare_exchange(
@@ -275,13 +396,18 @@ pub(crate) fn claim_block(
             )
             .is_err()
         {
-            return Err(abandoned(counters, seq));
+            return Err(abandoned(counters, pos));
         }
         counters.add(&counters.padding_blocks, 1);
     }
-    fault_point!(AfterClaim);
+    Ok(pos)
+}
 
-    let index = geo.index(pos);
+/// Writes the block header of a claimed block (length, pid, sequence): what the reader
+/// needs to skip it at once should we die.
+#[inline]
+fn name_block(seg: &Segment, counters: &Counters<'_>, block: &Claimed, pid: u32) -> Result<()> {
+    let nodes = seg.geometry().nodes_for(block.len);
     // Ask for the block's other nodes now, so their lines (last written by the reader's
     // free heads or another lap's writer) are here by the time the copy stores into
     // them, instead of one store-miss at a time, with the publish CAS waiting for them
@@ -291,20 +417,18 @@ pub(crate) fn claim_block(
     // `prfchw`; a PREFETCHW written out measured level with it: 1->1 16 KiB 1.08x,
     // 3->1 8 B-2 KiB 1.04x, both inside the run's spread.)
     if nodes > 1 {
-        seg.prefetch_nodes_for_write(index + 1, nodes - 1);
+        seg.prefetch_nodes_for_write(block.index + 1, nodes - 1);
     }
-    let block = Claimed { index, seq, len };
     // Still ours? A writer stalled past the timeout between its claim and here stops
     // rather than writing a header into nodes the reader has handed to someone else.
     block.check_still_ours(seg, counters)?;
-    let bh = seg.block_header(index);
-    bh.len.store(len as u32, Ordering::Relaxed);
+    let bh = seg.block_header(block.index);
+    bh.len.store(block.len as u32, Ordering::Relaxed);
     bh.writer_pid.store(pid, Ordering::Relaxed);
     // Release: a reader that reads this seq (acquire) also sees len and writer_pid, and
     // can skip the block at once if we die. (A plain store on x86: no fence.)
-    bh.seq.store(seq, Ordering::Release);
-    fault_point!(AfterHeader);
-    Ok(block)
+    bh.seq.store(block.seq, Ordering::Release);
+    Ok(())
 }
 
 /// Publishes a claimed block (or, with `aborted`, marks it for the reader to skip), and
@@ -316,7 +440,24 @@ pub(crate) fn publish(
     crc: u32,
     aborted: bool,
 ) -> Result<()> {
-    let h = seg.header();
+    publish_head(seg, counters, block, crc, aborted)?;
+    wake_reader(seg, counters);
+    if !aborted {
+        count_sent(counters, block.len);
+    }
+    Ok(())
+}
+
+/// Seals the crc and publishes the block's head (WRITTEN, or ABORTED). `Abandoned` if
+/// the reader gave up on us meanwhile.
+#[inline]
+fn publish_head(
+    seg: &Segment,
+    counters: &Counters<'_>,
+    block: &Claimed,
+    crc: u32,
+    aborted: bool,
+) -> Result<()> {
     let bh = seg.block_header(block.index);
     bh.crc
         .store(layout::sealed_crc(crc, block.seq), Ordering::Relaxed);
@@ -325,8 +466,8 @@ pub(crate) fn publish(
         flags |= FLAG_ABORTED;
     }
     // Release: every byte written above is the reader's once it acquires this head.
-    // (A plain `lock cmpxchg` on x86, whatever the ordering; `notify_reader` below relies
-    // on it being a full barrier there.) Fails only if the reader skipped us as torn.
+    // (A plain `lock cmpxchg` on x86, whatever the ordering; `notify_reader` relies on it
+    // being a full barrier there.) Fails only if the reader skipped us as torn.
     if seg
         .head(block.index)
         .compare_exchange(
@@ -339,17 +480,24 @@ pub(crate) fn publish(
     {
         return Err(abandoned(counters, block.seq));
     }
-    // Wake the reader if it announced a sleep (wake.rs): the writer's whole cost for
-    // blocking readers is a fence (free on x86 after the CAS) and one load of a line the
-    // reader writes only when it goes to sleep or wakes.
-    if crate::wake::notify_reader(&h.wake, |epoch| seg.ring_doorbell(epoch)) {
+    Ok(())
+}
+
+/// After one or more publish CASes: wakes the reader if it announced a sleep (wake.rs).
+/// The writer's whole cost for blocking readers is a fence (free on x86 after the CAS)
+/// and one load of a line the reader writes only when it goes to sleep or wakes.
+#[inline]
+fn wake_reader(seg: &Segment, counters: &Counters<'_>) {
+    if crate::wake::notify_reader(&seg.header().wake, |epoch| seg.ring_doorbell(epoch)) {
         counters.add(&counters.wakeups, 1);
     }
-    if !aborted {
-        counters.add(&counters.messages_sent, 1);
-        counters.add(&counters.bytes_sent, block.len as u64);
-    }
-    Ok(())
+}
+
+/// Counts one message of `len` bytes sent.
+#[inline]
+fn count_sent(counters: &Counters<'_>, len: usize) {
+    counters.add(&counters.messages_sent, 1);
+    counters.add(&counters.bytes_sent, len as u64);
 }
 
 fn abandoned(counters: &Counters<'_>, seq: u64) -> Error {

@@ -95,6 +95,51 @@ impl Writer {
         ring::send(&self.seg, &self.cached_read, self.pid, message)
     }
 
+    /// Sends several messages with one claim of space: a prefix of `messages`, as many
+    /// as fit now in one claim (at most the largest message the channel takes, in
+    /// nodes). Returns how many were sent, at least one; call again with the rest. Fails,
+    /// with nothing sent, as [`try_send`](Writer::try_send) fails for the first message
+    /// (`Full`, `TooLarge`, `Abandoned`); a later message too large for the channel ends
+    /// the prefix before it. An empty slice sends nothing and returns 0.
+    ///
+    /// The reader receives ordinary messages, each checked by its own crc32, in order; a
+    /// writer that dies mid-batch loses the messages it had not published, which the
+    /// reader skips (and counts) as it skips any torn block. Where one `try_send` costs
+    /// a compare-exchange to claim and one to publish, a batch of `n` costs `n + 1`, and
+    /// one look for a sleeping reader.
+    ///
+    /// ```
+    /// # let name = format!("/atbus-doc-batch-send-{}", std::process::id());
+    /// let channel = atbus::Channel::create(&name, 1 << 20, &atbus::Config::default())?;
+    /// let writer = channel.writer();
+    /// let batch: Vec<&[u8]> = vec![b"one", b"two", b"three"];
+    /// assert_eq!(writer.try_send_batch(&batch)?, 3);
+    /// let mut reader = channel.reader()?;
+    /// assert_eq!(reader.try_recv_vec()?, b"one");
+    /// assert_eq!(reader.try_recv_vec()?, b"two");
+    /// assert_eq!(reader.try_recv_vec()?, b"three");
+    /// # drop(reader);
+    /// # atbus::Channel::unlink(&name)?;
+    /// # Ok::<(), atbus::Error>(())
+    /// ```
+    pub fn try_send_batch(&self, messages: &[&[u8]]) -> Result<usize> {
+        ring::send_batch(&self.seg, &self.cached_read, self.pid, messages)
+    }
+
+    /// Sends every message of `messages`, in order, in as few claims as the room in the
+    /// ring allows ([`try_send_batch`](Writer::try_send_batch)), waiting for the reader
+    /// to free space as [`send`](Writer::send) does. Fails as `send` does; on an error,
+    /// the messages before the one that failed were sent (the error says nothing about
+    /// how many: use `try_send_batch` to know).
+    pub fn send_batch(&self, messages: &[&[u8]]) -> Result<()> {
+        let mut rest = messages;
+        while !rest.is_empty() {
+            let sent = self.wait_for_space(None, || self.try_send_batch(rest))?;
+            rest = &rest[sent..];
+        }
+        Ok(())
+    }
+
     /// Sends one message, waiting up to `timeout` for the reader to free space when the
     /// ring is full, like [`send`](Writer::send). `Timeout` if it stays full. A timeout
     /// too long to add to the clock (e.g. `Duration::MAX`) waits as long as it takes.
@@ -106,9 +151,19 @@ impl Writer {
     /// `try_send` until it is not `Full`, sleeping on the segment's space futex between
     /// tries; `Timeout` after `deadline`.
     fn send_waiting(&self, message: &[u8], deadline: Option<Instant>) -> Result<()> {
+        self.wait_for_space(deadline, || self.try_send(message))
+    }
+
+    /// Runs `attempt` until it is not `Full`, sleeping on the segment's space futex
+    /// between tries; `Timeout` after `deadline`.
+    fn wait_for_space<R>(
+        &self,
+        deadline: Option<Instant>,
+        attempt: impl Fn() -> Result<R>,
+    ) -> Result<R> {
         let mut spins = 0;
         loop {
-            match self.try_send(message) {
+            match attempt() {
                 Err(Error::Full) => {}
                 other => return other,
             }
@@ -128,9 +183,9 @@ impl Writer {
             // The handshake (wake.rs): announce, try once more, sleep only if still full;
             // the reader wakes us when it frees space.
             let space = &self.seg.header().space;
-            let retry = || self.try_send(message);
-            if let Some(sent) = wake::wait_for_space_unless(space, retry, left.min(SPACE_SLICE)) {
-                return sent;
+            if let Some(done) = wake::wait_for_space_unless(space, &attempt, left.min(SPACE_SLICE))
+            {
+                return done;
             }
             spins = 0;
         }

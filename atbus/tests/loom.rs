@@ -437,6 +437,96 @@ fn uncommitted_messages_survive_their_reader_while_writers_fill_the_ring() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Writer-side batches: one claim for several blocks, each published on its own.
+
+/// A batch of two messages races a single send: every message is delivered whole, the
+/// batch's in order.
+#[test]
+fn a_batch_and_a_single_send_deliver_every_message_whole_and_in_order() {
+    builder().check(|| {
+        let ch = ModelChannel::new(64, 8, LONG, true);
+        let done = Arc::new(LoomUsize::new(0));
+        let (w0, d0) = (ch.writer(), done.clone());
+        let batcher = loom::thread::spawn(move || {
+            let (a, b) = (msg(0, 0, 20), msg(0, 1, 40));
+            let sent = w0.send_batch(&[&a, &b]).map_err(|e| e.to_string());
+            d0.fetch_add(1, Ordering::Release);
+            let n = *sent.as_ref().unwrap_or(&0);
+            vec![(0u8, 20, Ok(())), (1, 40, Ok(()))]
+                .into_iter()
+                .take(n)
+                .collect::<Sent>()
+        });
+        let (w1, d1) = (ch.writer(), done.clone());
+        let single = loom::thread::spawn(move || {
+            let sent = send_all(&w1, 1, &[30]);
+            d1.fetch_add(1, Ordering::Release);
+            sent
+        });
+        let mut r = ch.reader();
+        let got = drain(&mut r, &done, 2, ch.max_message_len());
+        let sent = vec![batcher.join().unwrap(), single.join().unwrap()];
+        assert_eq!(sent[0].len(), 2, "the batch fits an empty ring whole");
+        verify(&got, &sent, 0);
+        assert_eq!(got.len(), 3);
+        let s = ch.stats();
+        assert_eq!((s.messages_sent, s.bad_nodes), (3, 0), "{s:?}");
+    });
+}
+
+/// A batch writer dies at `step` (right after its claim, after naming its blocks, or in
+/// its first payload) while another writer sends; with the timeout expiring at once the
+/// reader skips every block of the batch and delivers the other message.
+fn batch_writer_dies_at(step: Step) {
+    builder().check(move || {
+        let ch = ModelChannel::new(64, 8, Duration::ZERO, true);
+        let done = Arc::new(LoomUsize::new(0));
+        let (w0, d0) = (ch.writer(), done.clone());
+        let dead = loom::thread::spawn(move || {
+            let (a, b) = (msg(0, 0, 20), msg(0, 1, 20));
+            let r = w0.send_batch_and_die_at(&[&a, &b], step);
+            d0.fetch_add(1, Ordering::Release);
+            r
+        });
+        let (w1, d1) = (ch.writer(), done.clone());
+        let live = loom::thread::spawn(move || {
+            let sent = send_all(&w1, 1, &[20]);
+            d1.fetch_add(1, Ordering::Release);
+            sent
+        });
+        let mut r = ch.reader();
+        let got = drain(&mut r, &done, 2, ch.max_message_len());
+        let died = dead.join().unwrap();
+        let live_sent = live.join().unwrap();
+        let sent = vec![
+            vec![
+                (0, 20, Err(format!("{died:?}"))),
+                (1, 20, Err(format!("{died:?}"))),
+            ],
+            live_sent,
+        ];
+        verify(&got, &sent, 0);
+        assert!(got.iter().all(|m| m[0] == 1), "nothing of the dead batch");
+        assert!(ch.stats().timeout_blocks >= 1);
+    });
+}
+
+#[test]
+fn a_batch_writer_dying_after_its_claim_leaves_its_blocks_skipped() {
+    batch_writer_dies_at(Step::AfterClaim);
+}
+
+#[test]
+fn a_batch_writer_dying_after_naming_its_blocks_leaves_them_skipped() {
+    batch_writer_dies_at(Step::AfterHeader);
+}
+
+#[test]
+fn a_batch_writer_dying_in_its_first_payload_leaves_its_blocks_skipped() {
+    batch_writer_dies_at(Step::MidPayload);
+}
+
+// ---------------------------------------------------------------------------------------
 // The wake-up handshakes (atbus/src/wake.rs). The model's futex and doorbell waits have
 // no timeout: a lost wake-up leaves a thread asleep for ever, which loom reports as a
 // deadlock. Each handshake is also run with one of its fences or its second look taken

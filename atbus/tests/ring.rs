@@ -449,3 +449,150 @@ fn sending_from_a_thread_local_destructor_works() {
     assert_eq!(s.aborted_blocks, 1);
     assert!(s.wakeups >= 1, "the armed reader was rung: {s:?}");
 }
+
+/// Messages `0..n` of lengths cycling through `lens`.
+fn batch_of(n: usize, lens: &[usize]) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| payload(i as u64, lens[i % lens.len()]))
+        .collect()
+}
+
+fn refs(v: &[Vec<u8>]) -> Vec<&[u8]> {
+    v.iter().map(|m| &m[..]).collect()
+}
+
+#[test]
+fn a_batch_arrives_as_ordinary_messages_in_order_byte_for_byte() {
+    let name = Named::new("batch");
+    let ch = Channel::create(&name.0, 1 << 20, &Config::default()).unwrap();
+    let w = ch.writer();
+    let msgs = batch_of(40, &[0, 1, 64, 95, 96, 97, 300, 1500, 4096]);
+    assert_eq!(w.try_send_batch(&refs(&msgs)).unwrap(), msgs.len());
+    assert_eq!(w.try_send_batch(&[]).unwrap(), 0);
+    let mut r = ch.reader().unwrap();
+    for (i, m) in msgs.iter().enumerate() {
+        let meta_buf = &mut vec![0u8; 8192];
+        let meta = r.try_recv_meta(meta_buf).unwrap();
+        assert_eq!(&meta_buf[..meta.len], &m[..], "message {i}");
+        assert_eq!(meta.writer_pid, std::process::id());
+    }
+    assert!(matches!(r.try_recv_vec(), Err(Error::Empty)));
+    let s = ch.stats();
+    assert_eq!(s.messages_sent, 40);
+    assert_eq!(s.messages_received, 40);
+    assert_eq!(
+        s.bytes_sent,
+        msgs.iter().map(|m| m.len() as u64).sum::<u64>()
+    );
+    assert_eq!(s.bad_nodes + s.bad_blocks + s.timeout_blocks, 0);
+}
+
+#[test]
+fn a_batch_that_does_not_fit_sends_the_prefix_that_does() {
+    let name = Named::new("batch-full");
+    let ch = Channel::create(&name.0, tiny(16), &Config::default()).unwrap();
+    let w = ch.writer();
+    // 1-node messages: the ring holds node_count - 1 of them.
+    let msgs = batch_of(40, &[50]);
+    let mut sent = 0;
+    while sent < msgs.len() {
+        match w.try_send_batch(&refs(&msgs[sent..])) {
+            Ok(n) => {
+                assert!(n >= 1);
+                sent += n;
+            }
+            Err(Error::Full) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        sent as u64,
+        ch.node_count() - 1,
+        "the ring filled up exactly"
+    );
+    let mut r = ch.reader().unwrap();
+    for (i, m) in msgs[..sent].iter().enumerate() {
+        assert_eq!(&r.try_recv_vec().unwrap(), m, "message {i}");
+    }
+    // Room again: the rest goes, still in order, across the end of the ring.
+    let rest = refs(&msgs[sent..]);
+    let mut more = 0;
+    while more < rest.len() {
+        more += w.try_send_batch(&rest[more..]).unwrap();
+        while let Ok(m) = r.try_recv_vec() {
+            assert_eq!(m, msgs[sent], "message {sent}");
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, msgs.len());
+    assert_eq!(ch.stats().bad_nodes, 0);
+}
+
+#[test]
+fn a_batch_stops_before_a_message_too_large_and_fails_when_the_first_is() {
+    let name = Named::new("batch-large");
+    let ch = Channel::create(&name.0, tiny(16), &Config::default()).unwrap();
+    let w = ch.writer();
+    let max = w.max_message_len();
+    let big = vec![7u8; max + 1];
+    let ok = payload(1, 10);
+    let batch: Vec<&[u8]> = vec![&ok, &big, &ok];
+    assert_eq!(w.try_send_batch(&batch).unwrap(), 1);
+    assert!(matches!(
+        w.try_send_batch(&batch[1..]),
+        Err(Error::TooLarge { .. })
+    ));
+    let mut r = ch.reader().unwrap();
+    assert_eq!(r.try_recv_vec().unwrap(), ok);
+    assert!(matches!(r.try_recv_vec(), Err(Error::Empty)));
+}
+
+#[test]
+fn a_batch_across_the_end_of_the_ring_is_padded_once() {
+    let name = Named::new("batch-wrap");
+    let ch = Channel::create(&name.0, tiny(16), &Config::default()).unwrap();
+    let w = ch.writer();
+    let mut r = ch.reader().unwrap();
+    let count = ch.node_count() as usize;
+    // Move the cursors near the end of the ring.
+    for i in 0..count - 3 {
+        w.try_send(&payload(i as u64, 10)).unwrap();
+        r.try_recv_vec().unwrap();
+    }
+    r.release();
+    let msgs = batch_of(5, &[10, 200, 10]);
+    assert_eq!(w.try_send_batch(&refs(&msgs)).unwrap(), 5);
+    for (i, m) in msgs.iter().enumerate() {
+        assert_eq!(&r.try_recv_vec().unwrap(), m, "message {i}");
+    }
+    let s = ch.stats();
+    assert_eq!(s.padding_blocks, 1, "{s:?}");
+    assert_eq!(s.bad_nodes, 0, "{s:?}");
+}
+
+#[test]
+fn send_batch_waits_for_the_reader_and_sends_everything_in_order() {
+    let name = Named::new("batch-wait");
+    let ch = Channel::create(&name.0, tiny(32), &Config::default()).unwrap();
+    let msgs = batch_of(5000, &[8, 64, 100, 200]);
+    let w = ch.writer();
+    let mut r = ch.reader().unwrap();
+    std::thread::scope(|s| {
+        let msgs = &msgs;
+        s.spawn(move || {
+            for chunk in msgs.chunks(16) {
+                w.send_batch(&refs(chunk)).unwrap();
+            }
+        });
+        let mut buf = vec![0u8; 4096];
+        for (i, m) in msgs.iter().enumerate() {
+            let n = r
+                .recv_timeout(&mut buf, std::time::Duration::from_secs(20))
+                .unwrap();
+            assert_eq!(&buf[..n], &m[..], "message {i}");
+        }
+    });
+    let s = ch.stats();
+    assert_eq!((s.messages_sent, s.messages_received), (5000, 5000));
+    assert_eq!(s.bad_nodes, 0);
+}
