@@ -1,0 +1,319 @@
+//! The bus in one process: names, leave, request/reply failure paths, the lock and
+//! record repair after a dead holder, and the directory's security checks.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::time::{Duration, Instant};
+
+use atbus_bus::directory::{offsets, state, HEADER_SIZE, RECORD_SIZE};
+use atbus_bus::{Bus, Error, Kind};
+use common::{shm_path, TempBus};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn poke(bus: &str, offset: usize, bytes: &[u8]) {
+    let file = OpenOptions::new().write(true).open(shm_path(bus)).unwrap();
+    file.write_all_at(bytes, offset as u64).unwrap();
+}
+
+fn record(i: usize) -> usize {
+    HEADER_SIZE + RECORD_SIZE * i
+}
+
+/// A pid no process has: above the kernel's pid_max.
+fn dead_pid() -> u32 {
+    let max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4_194_304);
+    max + 1
+}
+
+#[test]
+fn leaving_frees_the_record_and_unlinks_the_inbox_and_generations_never_repeat() {
+    let tb = TempBus::new("leave");
+    let bus = Bus::create(&tb.name).unwrap();
+    let epoch = bus.epoch();
+    let a = bus.join("a").unwrap();
+    assert!(bus.epoch() > epoch);
+    let (first, inbox) = (a.generation(), a.inbox().to_string());
+    assert_eq!(inbox, format!("{}.a.g{first}", tb.name));
+    assert!(shm_path(&inbox).exists());
+    let meta = std::fs::metadata(shm_path(&tb.name)).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    drop(a);
+    assert!(!shm_path(&inbox).exists());
+    assert!(bus.members().unwrap().is_empty());
+    assert!(bus.lookup("a").unwrap().is_none());
+    let again = bus.join("a").unwrap();
+    assert!(again.generation() > first);
+    assert_ne!(again.inbox(), inbox);
+}
+
+#[test]
+fn a_name_is_refused_while_this_process_holds_it_and_bad_names_are_refused() {
+    let tb = TempBus::new("names");
+    let bus = Bus::create(&tb.name).unwrap();
+    let _a = bus.join("a").unwrap();
+    match bus.join("a") {
+        Err(Error::NameTaken { pid, .. }) => assert_eq!(pid, std::process::id()),
+        other => panic!("expected NameTaken, got {other:?}"),
+    }
+    for bad in ["", "a/b", "with space", &"x".repeat(64)] {
+        assert!(
+            matches!(bus.join(bad), Err(Error::InvalidName { .. })),
+            "{bad:?}"
+        );
+    }
+    for bad in ["prod", "/a/b", "/"] {
+        assert!(
+            matches!(Bus::create(bad), Err(Error::InvalidName { .. })),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        Bus::create(&tb.name),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        Bus::open("/atbus-bus-test-no-such-bus"),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[test]
+fn a_full_directory_refuses_a_join_until_a_member_leaves() {
+    let tb = TempBus::new("full");
+    let bus = Bus::create_with_capacity(&tb.name, 2).unwrap();
+    let a = bus.join("a").unwrap();
+    let _b = bus.join("b").unwrap();
+    assert!(matches!(
+        bus.join("c"),
+        Err(Error::DirectoryFull { capacity: 2 })
+    ));
+    drop(a);
+    bus.join("c").unwrap();
+}
+
+#[test]
+fn a_request_to_a_missing_endpoint_fails_at_once() {
+    let tb = TempBus::new("missing");
+    let bus = Bus::create(&tb.name).unwrap();
+    let mut client = bus.join("client").unwrap();
+    let start = Instant::now();
+    match client.request("nobody", b"?", Duration::from_secs(30)) {
+        Err(Error::NoSuchEndpoint { name }) => assert_eq!(name, "nobody"),
+        other => panic!("expected NoSuchEndpoint, got {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(matches!(
+        client.send_to("nobody", b"x"),
+        Err(Error::NoSuchEndpoint { .. })
+    ));
+}
+
+#[test]
+fn a_reply_after_its_request_timed_out_is_dropped_and_counted_never_delivered() {
+    let tb = TempBus::new("late");
+    let bus = Bus::create(&tb.name).unwrap();
+    let mut client = bus.join("client").unwrap();
+    let mut server = bus.join("server").unwrap();
+    assert!(matches!(
+        client.request("server", b"first", Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
+    let first = server.recv_timeout(WAIT).unwrap();
+    assert_eq!(
+        (first.envelope.kind, first.envelope.from()),
+        (Kind::Request, "client")
+    );
+    server.reply(&first.envelope, b"late").unwrap();
+    // A reply is not a request: it cannot be answered.
+    client.send_to("server", b"data").unwrap();
+    let data = server.recv_timeout(WAIT).unwrap();
+    assert!(matches!(
+        server.reply(&data.envelope, b"x"),
+        Err(Error::NotARequest)
+    ));
+
+    // The late reply does not answer the next request, whose own reply does.
+    let handle = std::thread::spawn(move || {
+        let second = server.recv_timeout(WAIT).unwrap();
+        assert_eq!(second.payload, b"second");
+        assert!(second.envelope.correlation > first.envelope.correlation);
+        server.reply(&second.envelope, b"on time").unwrap();
+        server
+    });
+    assert_eq!(
+        client.request("server", b"second", WAIT).unwrap(),
+        b"on time"
+    );
+    assert_eq!(client.stats().dropped_replies, 1);
+    assert!(matches!(client.try_recv(), Err(Error::Empty)));
+    drop(handle.join().unwrap());
+}
+
+#[test]
+fn a_reply_to_a_requester_that_restarted_is_refused_and_never_reaches_the_new_one() {
+    let tb = TempBus::new("restart");
+    let bus = Bus::create(&tb.name).unwrap();
+    let mut server = bus.join("server").unwrap();
+    let mut client = bus.join("client").unwrap();
+    assert!(matches!(
+        client.request("server", b"q", Duration::from_millis(10)),
+        Err(Error::Timeout)
+    ));
+    drop(client);
+    let mut client = bus.join("client").unwrap();
+    let request = server.recv_timeout(WAIT).unwrap();
+    assert!(matches!(
+        server.reply(&request.envelope, b"a"),
+        Err(Error::PeerGone { .. })
+    ));
+    assert!(matches!(client.try_recv(), Err(Error::Empty)));
+}
+
+#[test]
+fn try_send_to_a_full_inbox_is_full_and_send_to_timeout_times_out() {
+    let tb = TempBus::new("fullbox");
+    let bus = Bus::create(&tb.name).unwrap();
+    let mut sink = bus.join_with("sink", 64 << 10).unwrap();
+    let mut src = bus.join("src").unwrap();
+    let msg = [9u8; 1000];
+    let mut sent = 0;
+    loop {
+        match src.try_send_to("sink", &msg) {
+            Ok(()) => sent += 1,
+            Err(Error::Full) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(sent > 10);
+    assert!(matches!(
+        src.send_to_timeout("sink", &msg, Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    for _ in 0..sent {
+        let m = sink.try_recv().unwrap();
+        assert_eq!(m.payload, msg);
+    }
+    assert!(matches!(sink.try_recv(), Err(Error::Empty)));
+}
+
+#[test]
+fn mutual_requests_between_full_inboxes_end_in_timeouts_not_a_hang() {
+    let tb = TempBus::new("mutual");
+    let bus = Bus::create(&tb.name).unwrap();
+    let mut a = bus.join_with("a", 64 << 10).unwrap();
+    let mut b = bus.join_with("b", 64 << 10).unwrap();
+    let filler = [0u8; 1000];
+    while a.try_send_to("b", &filler).is_ok() {}
+    while b.try_send_to("a", &filler).is_ok() {}
+    let other = std::thread::spawn(move || {
+        let r = b.request("a", b"?", Duration::from_millis(300));
+        (r, b)
+    });
+    let start = Instant::now();
+    let mine = a.request("b", b"?", Duration::from_millis(300));
+    let (theirs, _b) = other.join().unwrap();
+    assert!(matches!(mine, Err(Error::Timeout)), "{mine:?}");
+    assert!(matches!(theirs, Err(Error::Timeout)), "{theirs:?}");
+    assert!(start.elapsed() < WAIT);
+}
+
+#[test]
+fn the_lock_of_a_dead_holder_is_taken_over_and_a_record_left_mid_claim_is_freed() {
+    let tb = TempBus::new("takeover");
+    let bus = Bus::create(&tb.name).unwrap();
+    // A holder that died holding the lock, in the middle of claiming record 0.
+    poke(
+        &tb.name,
+        offsets::LOCK,
+        &u64::from(dead_pid()).to_le_bytes(),
+    );
+    poke(&tb.name, record(0) + offsets::R_SEQ, &7u64.to_le_bytes());
+    poke(
+        &tb.name,
+        record(0) + offsets::R_STATE,
+        &state::CLAIMED.to_le_bytes(),
+    );
+    poke(
+        &tb.name,
+        record(0) + offsets::R_NAME_LEN,
+        &200u32.to_le_bytes(),
+    );
+    let joined = bus.join("x").unwrap();
+    assert_eq!(bus.lock_takeovers(), 1);
+    let members = bus.members().unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].name, "x");
+    drop(joined);
+    assert!(bus.members().unwrap().is_empty());
+}
+
+#[test]
+fn a_lock_held_by_a_live_process_makes_join_fail_with_lock_busy_not_hang() {
+    let tb = TempBus::new("busy");
+    let bus = Bus::create(&tb.name).unwrap();
+    // PID 1 is alive; no start time recorded beside it matches, but the word is checked
+    // against /proc as the lock's owner: use its real start time.
+    let start = atbus::process::stat(1).map_or(0, |s| s.start_time);
+    let word = 1u64 | (u64::from(start as u32) << 32);
+    poke(&tb.name, offsets::LOCK, &word.to_le_bytes());
+    let t = Instant::now();
+    match bus.join("x") {
+        Err(Error::LockBusy { pid }) => assert_eq!(pid, 1),
+        other => panic!("expected LockBusy, got {other:?}"),
+    }
+    assert!(t.elapsed() < WAIT);
+    // Readers take no lock.
+    assert!(bus.members().unwrap().is_empty());
+}
+
+#[test]
+fn a_scribbled_record_is_reported_corrupt_and_cannot_name_a_foreign_object() {
+    let tb = TempBus::new("corrupt");
+    let bus = Bus::create(&tb.name).unwrap();
+    let _a = bus.join("a").unwrap();
+    // Point record 0's inbox at some other object: refused, never opened or unlinked.
+    let victim = format!("/atbus-bus-test-victim-{}", std::process::id());
+    let victim_path = shm_path(&victim);
+    std::fs::write(&victim_path, b"keep me").unwrap();
+    poke(&tb.name, record(0) + offsets::R_INBOX, victim.as_bytes());
+    poke(
+        &tb.name,
+        record(0) + offsets::R_INBOX_LEN,
+        &(victim.len() as u32).to_le_bytes(),
+    );
+    assert!(matches!(bus.members(), Err(Error::Corrupt { .. })));
+    assert!(matches!(bus.lookup("a"), Err(Error::Corrupt { .. })));
+    assert!(matches!(bus.join("b"), Err(Error::Corrupt { .. })));
+    Bus::unlink(&tb.name).unwrap();
+    assert_eq!(std::fs::read(&victim_path).unwrap(), b"keep me");
+    std::fs::remove_file(&victim_path).unwrap();
+}
+
+#[test]
+fn a_directory_others_may_write_or_a_symlink_is_refused_unless_opted_in() {
+    let tb = TempBus::new("foreign");
+    let _bus = Bus::create(&tb.name).unwrap();
+    let path = shm_path(&tb.name);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
+    match Bus::open(&tb.name) {
+        Err(e @ Error::ForeignDirectory { .. }) => {
+            assert!(e.to_string().contains("allow_foreign_owner"), "{e}")
+        }
+        other => panic!("expected ForeignDirectory, got {other:?}"),
+    }
+    atbus_bus::OpenOptions::new()
+        .allow_foreign_owner(true)
+        .open(&tb.name)
+        .unwrap();
+
+    let link = TempBus::new("link");
+    std::os::unix::fs::symlink(&path, shm_path(&link.name)).unwrap();
+    assert!(matches!(Bus::open(&link.name), Err(Error::Symlink { .. })));
+    std::fs::remove_file(shm_path(&link.name)).unwrap();
+}
