@@ -8,6 +8,7 @@ use atbus::{Channel, Config};
 use crate::directory::{self, state, Directory, LockGuard, Snapshot};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
+use crate::fault::{self, CrashPoint};
 use crate::name::{self, Name};
 
 /// Inbox size unless [`Bus::join_with`] says otherwise: 1 MiB.
@@ -159,11 +160,13 @@ impl Bus {
     pub fn join_with(&self, name: &str, inbox_bytes: usize) -> Result<Endpoint> {
         name::check_endpoint(name)?;
         let guard = self.dir.lock()?;
+        fault::point(CrashPoint::JoinLocked);
         let index = self.pick_record(&guard, name)?;
         let generation = guard.next_generation()?;
         let inbox = name::inbox_name(self.dir.bus(), name, generation);
         let seq = guard.claim(index, name, generation, &inbox);
         guard.bump_epoch();
+        fault::point(CrashPoint::JoinClaimed);
         let made = create_inbox(&inbox, inbox_bytes).and_then(|channel| {
             let reader = channel.reader();
             if reader.is_err() {
@@ -179,8 +182,10 @@ impl Bus {
                 return Err(e);
             }
         };
+        fault::point(CrashPoint::JoinInboxCreated);
         guard.set_state(index, state::LIVE);
         guard.bump_epoch();
+        fault::point(CrashPoint::JoinLive);
         drop(guard);
         Ok(Endpoint::new(
             self.clone(),
@@ -302,7 +307,9 @@ impl std::fmt::Debug for Bus {
 pub(crate) fn reclaim(guard: &LockGuard<'_>, s: &Snapshot) {
     guard.set_state(s.index, state::LEAVING);
     guard.bump_epoch();
+    fault::point(CrashPoint::ReclaimMarked);
     let _ = Channel::unlink(&s.inbox);
+    fault::point(CrashPoint::ReclaimUnlinked);
     guard.set_state(s.index, state::FREE);
     guard.bump_epoch();
 }

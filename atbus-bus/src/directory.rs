@@ -730,6 +730,7 @@ impl LockGuard<'_> {
         let r = Ordering::Relaxed;
         rec.name_len.store(name.len() as u32, r);
         store_bytes(&rec.name, name.as_bytes());
+        crate::fault::point(crate::fault::CrashPoint::JoinMidClaim);
         rec.owner_pid.store(pid, r);
         rec.owner_start.store(start, r);
         rec.generation.store(generation, r);

@@ -11,6 +11,7 @@ use crate::bus::Bus;
 use crate::directory::state;
 use crate::envelope::{self, Envelope, Kind};
 use crate::error::{Error, Result};
+use crate::fault::{self, CrashPoint};
 use crate::name::{self, Name};
 
 /// How often a waiting call looks at its peer's record and process: a peer that dies or
@@ -534,11 +535,13 @@ impl Drop for Endpoint {
         if let (Some(g), true) = (&guard, ours) {
             g.set_state(self.index, state::LEAVING);
             g.bump_epoch();
+            fault::point(CrashPoint::LeaveMarked);
         }
         drop(self.reader.take());
         // The inbox's name carries our generation: it is ours to unlink in every case
         // (if the record was reclaimed, it is gone already and this does nothing).
         let _ = Channel::unlink(&self.inbox);
+        fault::point(CrashPoint::LeaveUnlinked);
         if let (Some(g), true) = (&guard, ours) {
             g.set_state(self.index, state::FREE);
             g.bump_epoch();

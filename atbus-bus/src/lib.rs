@@ -95,6 +95,8 @@ pub mod directory;
 pub mod endpoint;
 pub mod envelope;
 mod error;
+#[doc(hidden)]
+pub mod fault;
 mod name;
 
 pub use atbus::Arm;

@@ -12,11 +12,15 @@
 //! * `serve BUS NAME`: joins NAME, prints `ready GEN`; for each request sends the
 //!   requester a data message `note CORR` and then replies with the payload reversed;
 //!   a data message `stop` makes it print `stopped` and leave.
+//! * `crash BUS NAME POINT`: makes itself die by SIGKILL at step POINT (see
+//!   `atbus_bus::fault::CrashPoint::ALL`, e.g. `join-claimed`), joins NAME and leaves;
+//!   prints `survived` and exits 3 if it got through.
 //! * `silent BUS NAME`: joins NAME, prints `ready GEN`; for each request prints
 //!   `got CORR` and never replies (a test kills it).
 
 use std::io::{BufRead, Write};
 
+use atbus_bus::fault::{self, CrashPoint};
 use atbus_bus::{Bus, Error, Kind};
 
 #[path = "../../tests/common/payload.rs"]
@@ -70,6 +74,16 @@ fn main() {
                     .unwrap_or_else(|e| fail(&format!("send {seq}: {e}")));
             }
             say("done");
+        }
+        "crash" => {
+            let Some((point, _)) = CrashPoint::ALL.iter().find(|(_, n)| *n == arg(3)) else {
+                fail(&format!("unknown crash point {}", arg(3)));
+            };
+            fault::crash_at(*point);
+            let endpoint = bus.join(arg(2)).unwrap_or_else(|e| fail(&e.to_string()));
+            drop(endpoint);
+            say("survived");
+            std::process::exit(3);
         }
         "serve" | "silent" => {
             let silent = arg(0) == "silent";
