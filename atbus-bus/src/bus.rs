@@ -258,13 +258,34 @@ impl Bus {
     /// A snapshot of the endpoints on the bus, in record order, read without the lock.
     /// Includes endpoints of dead processes not reclaimed yet (`alive: false`).
     pub fn members(&self) -> Result<Vec<Member>> {
-        Ok(self.dir.snapshot()?.into_iter().map(member).collect())
+        // Judge each process once, however many endpoints it has (a look at /proc costs
+        // microseconds; a process with many endpoints is common).
+        let mut verdicts: Vec<(u32, u64, bool)> = Vec::new();
+        let mut members = Vec::new();
+        for s in self.dir.snapshot()? {
+            let alive = match verdicts
+                .iter()
+                .find(|(pid, start, _)| (*pid, *start) == (s.owner_pid, s.owner_start))
+            {
+                Some(&(_, _, alive)) => alive,
+                None => {
+                    let alive = s.owner_alive();
+                    verdicts.push((s.owner_pid, s.owner_start, alive));
+                    alive
+                }
+            };
+            members.push(member(s, alive));
+        }
+        Ok(members)
     }
 
     /// The endpoint named `name`, if one is on the bus and ready.
     pub fn lookup(&self, name: &str) -> Result<Option<Member>> {
         name::check_endpoint(name)?;
-        Ok(self.dir.resolve(name)?.map(member))
+        Ok(self.dir.resolve(name)?.map(|s| {
+            let alive = s.owner_alive();
+            member(s, alive)
+        }))
     }
 
     /// The bus name.
@@ -327,9 +348,9 @@ fn create_inbox(inbox: &str, bytes: usize) -> Result<Channel> {
     }
 }
 
-fn member(s: Snapshot) -> Member {
+fn member(s: Snapshot, alive: bool) -> Member {
     Member {
-        alive: s.owner_alive(),
+        alive,
         name: s.name.as_str().into(),
         generation: s.generation,
         pid: s.owner_pid,

@@ -81,6 +81,11 @@ impl Name {
         Some(name)
     }
 
+    /// The name's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len).min(MAX_ENDPOINT_NAME)]
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
         let bytes = &self.bytes[..usize::from(self.len).min(MAX_ENDPOINT_NAME)];

@@ -317,3 +317,105 @@ fn a_directory_others_may_write_or_a_symlink_is_refused_unless_opted_in() {
     assert!(matches!(Bus::open(&link.name), Err(Error::Symlink { .. })));
     std::fs::remove_file(shm_path(&link.name)).unwrap();
 }
+
+#[test]
+fn lock_free_readers_never_see_a_torn_record_while_endpoints_churn() {
+    // Every record a reader returns is checked (its inbox name must be the one its name
+    // and generation give), so a torn copy — a name from one claim, an inbox from
+    // another — would surface as `Corrupt`. Names of different lengths make tears likely.
+    let tb = TempBus::new("churn");
+    let bus = Bus::create_with_capacity(&tb.name, 1).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (bus, stop) = (bus.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut seen = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let members = bus.members().unwrap();
+                assert!(members.len() <= 1);
+                for m in &members {
+                    assert!(m.name == "a" || m.name == "a-much-longer-name-than-the-other");
+                    seen += 1;
+                }
+                if let Some(m) = bus.lookup("a").unwrap() {
+                    assert_eq!(m.name, "a");
+                }
+            }
+            seen
+        })
+    };
+    for i in 0..3000 {
+        let name = if i % 2 == 0 {
+            "a"
+        } else {
+            "a-much-longer-name-than-the-other"
+        };
+        drop(bus.join_with(name, 16 << 10).unwrap());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = reader.join().unwrap();
+    assert!(seen > 0, "the reader never saw a member");
+}
+
+/// The bytes of a reply envelope, as `envelope.rs` lays it out (LEB128 varints).
+fn forged_reply(from: &str, from_generation: u64, correlation: u64, to_generation: u64) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let mut out = vec![2, from.len() as u8];
+    out.extend_from_slice(from.as_bytes());
+    varint(&mut out, from_generation);
+    varint(&mut out, correlation);
+    varint(&mut out, to_generation);
+    out.extend_from_slice(b"forged");
+    out
+}
+
+#[test]
+fn replies_for_another_generation_and_malformed_messages_are_dropped_and_counted() {
+    let tb = TempBus::new("forged");
+    let bus = Bus::create(&tb.name).unwrap();
+    let mut server = bus.join("server").unwrap();
+    let client = bus.join("client").unwrap();
+    let client_inbox = atbus::Channel::open(client.inbox()).unwrap().writer();
+    let client_generation = client.generation();
+    let waiting = std::thread::spawn(move || {
+        let mut client = client;
+        let reply = client.request("server", b"q", WAIT);
+        (reply, client)
+    });
+    let request = server.recv_timeout(WAIT).unwrap();
+    let (corr, server_generation) = (request.envelope.correlation, server.generation());
+    // Garbage, then a reply with the right id for the requester's previous generation,
+    // then one from the right sender name but another generation; then the real reply.
+    client_inbox.send(b"\xffnot an envelope").unwrap();
+    client_inbox
+        .send(&forged_reply(
+            "server",
+            server_generation,
+            corr,
+            client_generation - 1,
+        ))
+        .unwrap();
+    client_inbox
+        .send(&forged_reply(
+            "server",
+            server_generation + 7,
+            corr,
+            client_generation,
+        ))
+        .unwrap();
+    server.reply(&request.envelope, b"real").unwrap();
+    let (reply, mut client) = waiting.join().unwrap();
+    assert_eq!(reply.unwrap(), b"real");
+    let stats = client.stats();
+    assert_eq!(
+        (stats.malformed, stats.dropped_replies, stats.held),
+        (1, 2, 0)
+    );
+    assert!(matches!(client.try_recv(), Err(Error::Empty)));
+}
