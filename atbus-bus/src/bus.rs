@@ -111,6 +111,19 @@ impl Bus {
         OpenOptions::new().open(name)
     }
 
+    /// Opens bus `name` read-only (`PROT_READ`), whoever owns it: for tools that only
+    /// look (`members`, `lookup`). `join` and `sweep` fail with `ReadOnly`.
+    pub fn open_read_only(name: &str) -> Result<Bus> {
+        Ok(Bus {
+            dir: Arc::new(Directory::open_read_only(name)?),
+        })
+    }
+
+    /// The directory object's owner uid and permission bits (from `fstat` at open).
+    pub fn owner(&self) -> (u32, u32) {
+        self.dir.owner()
+    }
+
     /// Opens bus `name`, creating it if there is none.
     pub fn open_or_create(name: &str) -> Result<Bus> {
         loop {
@@ -301,6 +314,14 @@ impl Bus {
     /// The directory's change counter: bumped by every join, leave and reclaim.
     pub fn epoch(&self) -> u64 {
         self.dir.epoch()
+    }
+
+    /// The pid of the process holding the directory lock now, if any.
+    pub fn lock_holder(&self) -> Option<u32> {
+        match self.dir.lock_word() {
+            0 => None,
+            word => Some(directory::split_owner(word).0),
+        }
     }
 
     /// How many times the directory lock was taken over from a dead holder.

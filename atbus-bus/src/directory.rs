@@ -270,6 +270,10 @@ pub struct Directory {
     /// This process's pid and full start time (0 = unknown), stored in claimed records.
     pid: u32,
     start: u64,
+    /// Mapped `PROT_READ` (tools): the lock is never taken, nothing is ever written.
+    read_only: bool,
+    /// Owner uid and permission bits of the object, from `fstat` at open.
+    owner: (u32, u32),
 }
 
 // SAFETY: the mapping is shared memory that other processes mutate anyway; every access
@@ -279,7 +283,7 @@ unsafe impl Send for Directory {}
 unsafe impl Sync for Directory {}
 
 /// Refusal of an object this process should not trust, unless opted in.
-fn check_owner(bus: &str, file: &File, allow_foreign: bool) -> Result<u64> {
+fn check_owner(bus: &str, file: &File, allow_foreign: bool) -> Result<(u64, u32, u32)> {
     use std::os::unix::fs::MetadataExt;
     let m = file.metadata().map_err(|e| Error::io("stat", bus, e))?;
     if !m.file_type().is_file() {
@@ -295,7 +299,7 @@ fn check_owner(bus: &str, file: &File, allow_foreign: bool) -> Result<u64> {
             euid,
         });
     }
-    Ok(m.size())
+    Ok((m.size(), m.uid(), mode))
 }
 
 fn shm_open(bus: &str, flags: OFlag, mode: Mode) -> Result<File> {
@@ -370,6 +374,8 @@ impl Directory {
             me: owner_word(pid, start),
             pid,
             start,
+            read_only: false,
+            owner: (nix::unistd::geteuid().as_raw(), 0o600),
         }
     }
 
@@ -377,18 +383,39 @@ impl Directory {
     /// object owned by another user or writable by group or others unless
     /// `allow_foreign`.
     pub fn open(bus: &str, allow_foreign: bool) -> Result<Directory> {
+        Self::open_with(bus, allow_foreign, false)
+    }
+
+    /// Opens directory `bus` read-only (`PROT_READ`), whoever owns it: for tools that
+    /// only look. Reads never fall back to the lock; `lock` fails with `ReadOnly`.
+    pub fn open_read_only(bus: &str) -> Result<Directory> {
+        Self::open_with(bus, true, true)
+    }
+
+    fn open_with(bus: &str, allow_foreign: bool, read_only: bool) -> Result<Directory> {
         name::check_bus(bus)?;
-        let file = shm_open(bus, OFlag::O_RDWR, Mode::empty())?;
-        let size = check_owner(bus, &file, allow_foreign)?;
+        let flags = if read_only {
+            OFlag::O_RDONLY
+        } else {
+            OFlag::O_RDWR
+        };
+        let file = shm_open(bus, flags, Mode::empty())?;
+        let (size, uid, mode) = check_owner(bus, &file, allow_foreign)?;
         if size < HEADER_SIZE as u64 || size > object_size(MAX_CAPACITY) as u64 {
             return Err(Error::NotABus { bus: bus.into() });
         }
-        let map = MmapOptions::new()
-            .len(size as usize)
-            .map_raw(&file)
-            .map_err(|e| Error::io("map", bus, e))?;
+        let mut opts = MmapOptions::new();
+        opts.len(size as usize);
+        let map = if read_only {
+            opts.map_raw_read_only(&file)
+        } else {
+            opts.map_raw(&file)
+        }
+        .map_err(|e| Error::io("map", bus, e))?;
         // Capacity 0 until validated: `header` needs none, `record` is never called.
         let mut dir = Directory::new(bus, map, 0);
+        dir.read_only = read_only;
+        dir.owner = (uid, mode);
         let h = dir.header();
         let deadline = Instant::now() + INIT_WAIT;
         let magic = loop {
@@ -451,6 +478,16 @@ impl Directory {
     /// This process's lock word.
     pub fn me(&self) -> u64 {
         self.me
+    }
+
+    /// The object's owner uid and permission bits, from `fstat` at open.
+    pub fn owner(&self) -> (u32, u32) {
+        self.owner
+    }
+
+    /// Whether this handle maps the directory read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     pub(crate) fn header(&self) -> &Header {
@@ -586,6 +623,15 @@ impl Directory {
             }
             backoff.snooze();
         }
+        if self.read_only {
+            return Err(Error::Corrupt {
+                bus: self.bus.clone(),
+                reason: format!(
+                    "record {index} stayed mid-update through {READ_TRIES} reads (a writer \
+                     descheduled or dead mid-claim; the next join repairs it)"
+                ),
+            });
+        }
         let guard = self.lock()?;
         guard.read(index)
     }
@@ -622,6 +668,11 @@ impl Directory {
     /// [`LOCK_WAIT`], then `LockBusy`), takes it over from a dead holder, then repairs
     /// records left mid-claim.
     pub fn lock(&self) -> Result<LockGuard<'_>> {
+        if self.read_only {
+            return Err(Error::ReadOnly {
+                bus: self.bus.clone(),
+            });
+        }
         let lock = &self.header().lock;
         let deadline = Instant::now() + LOCK_WAIT;
         let mut backoff = Backoff::new();

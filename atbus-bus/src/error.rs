@@ -100,6 +100,11 @@ pub enum Error {
         /// The pid of the process that held it.
         pid: u32,
     },
+    /// The bus was opened read-only (`Bus::open_read_only`): it cannot be changed.
+    ReadOnly {
+        /// The bus name.
+        bus: String,
+    },
     /// `reply` was given the envelope of a message that is not a request.
     NotARequest,
     /// No message is ready now.
@@ -224,6 +229,10 @@ impl fmt::Display for Error {
                 f,
                 "endpoint {name:?} (process {pid}) left the bus or died: retry once it has \
                  joined again"
+            ),
+            Error::ReadOnly { bus } => write!(
+                f,
+                "bus {bus} was opened read-only: open it with Bus::open to join or sweep"
             ),
             Error::NotARequest => write!(
                 f,

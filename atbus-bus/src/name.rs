@@ -81,6 +81,11 @@ impl Name {
         Some(name)
     }
 
+    /// `name` as a `Name`, if it is a valid endpoint name.
+    pub fn parse(name: &str) -> Option<Name> {
+        Name::new(name.as_bytes())
+    }
+
     /// The name's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len).min(MAX_ENDPOINT_NAME)]
