@@ -110,6 +110,8 @@ pub struct Endpoint {
     targets: Vec<Target>,
     /// The outgoing message being built: envelope, then payload.
     out: Vec<u8>,
+    /// The envelope of every data message this endpoint sends (it never changes).
+    data_header: Vec<u8>,
     /// The incoming message being received.
     buf: Vec<u8>,
     /// Messages that arrived while a request waited, in arrival order.
@@ -130,7 +132,17 @@ impl Endpoint {
         channel: Channel,
         reader: Reader,
     ) -> Endpoint {
+        let mut data_header = Vec::new();
+        envelope::encode(
+            &mut data_header,
+            Kind::Data,
+            name.as_str(),
+            generation,
+            0,
+            0,
+        );
         Endpoint {
+            data_header,
             bus,
             name,
             index,
@@ -212,14 +224,8 @@ impl Endpoint {
     }
 
     fn encode_data(&mut self, message: &[u8]) {
-        envelope::encode(
-            &mut self.out,
-            Kind::Data,
-            self.name.as_str(),
-            self.generation,
-            0,
-            0,
-        );
+        self.out.clear();
+        self.out.extend_from_slice(&self.data_header);
         self.out.extend_from_slice(message);
     }
 
