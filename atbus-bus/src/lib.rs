@@ -80,7 +80,8 @@
 //!
 //! ## Not built yet
 //! A membership watch (joined / left / restarted events), a periodic sweep in waiting
-//! processes, async (tokio) endpoints, the C ABI, `atbus-dump bus`, and the rpc bench.
+//! processes, async (tokio) endpoints, the C ABI, and the rpc bench. Operators inspect
+//! and clean a bus with `atbus-dump bus` (see docs/bus.md).
 //! Buses live in /dev/shm only (no file paths) and are created with mode 0600.
 
 #![deny(unsafe_op_in_unsafe_fn)]

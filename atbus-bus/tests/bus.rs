@@ -5,6 +5,7 @@ mod common;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use atbus_bus::directory::{offsets, state, HEADER_SIZE, RECORD_SIZE};
@@ -418,4 +419,58 @@ fn replies_for_another_generation_and_malformed_messages_are_dropped_and_counted
         (1, 2, 0)
     );
     assert!(matches!(client.try_recv(), Err(Error::Empty)));
+}
+
+/// Overwrites record `index`'s owner with `pid` started at `start` (clock ticks).
+fn forge_owner(bus: &str, index: usize, pid: u32, start: u64) {
+    poke(
+        bus,
+        record(index) + offsets::R_OWNER_PID,
+        &pid.to_le_bytes(),
+    );
+    poke(
+        bus,
+        record(index) + offsets::R_OWNER_START,
+        &start.to_le_bytes(),
+    );
+}
+
+#[test]
+fn a_record_of_a_reused_pid_is_dead_and_one_of_another_users_live_process_is_alive() {
+    let tb = TempBus::new("liveness");
+    let bus = Bus::create(&tb.name).unwrap();
+    // Record 0 names this process's pid with another start time: the pid was reused.
+    let x = bus.join("x").unwrap();
+    let (pid, start) = atbus::process::current();
+    forge_owner(&tb.name, 0, pid, start + 1);
+    let members = bus.members().unwrap();
+    assert_eq!((members[0].pid, members[0].alive), (pid, false));
+    let again = bus.join("x").unwrap();
+    assert!(again.generation() > x.generation());
+    drop(again);
+    std::mem::forget(x); // its record is gone; dropping it would only unlink its inbox
+
+    // Record 0 now names a live process of another user (uid nobody; the tests run as
+    // root): alive, so its name is refused.
+    let mut other = std::process::Command::new("cat")
+        .uid(65534)
+        .gid(65534)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn cat as uid 65534");
+    let other_start = atbus::process::stat(other.id()).unwrap().start_time;
+    let y = bus.join("y").unwrap();
+    forge_owner(&tb.name, 0, other.id(), other_start);
+    let members = bus.members().unwrap();
+    assert_eq!((members[0].pid, members[0].alive), (other.id(), true));
+    match bus.join("y") {
+        Err(Error::NameTaken { pid, .. }) => assert_eq!(pid, other.id()),
+        r => panic!("expected NameTaken, got {r:?}"),
+    }
+    drop(other.stdin.take());
+    other.wait().unwrap();
+    assert!(!bus.members().unwrap()[0].alive);
+    bus.join("y").unwrap();
+    std::mem::forget(y);
 }

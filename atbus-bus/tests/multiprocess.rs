@@ -14,10 +14,15 @@ const WAIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn of_many_processes_joining_one_name_at_once_exactly_one_wins() {
-    const N: usize = 8;
+    for n in [2, 8, 16] {
+        race(n);
+    }
+}
+
+fn race(n: usize) {
     let tb = TempBus::new("race");
     let bus = Bus::create(&tb.name).unwrap();
-    let mut peers: Vec<Peer> = (0..N)
+    let mut peers: Vec<Peer> = (0..n)
         .map(|_| Peer::spawn(&["join", &tb.name, "svc"]))
         .collect();
     for p in &peers {
@@ -41,7 +46,7 @@ fn of_many_processes_joining_one_name_at_once_exactly_one_wins() {
     }
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
     let (winner, generation) = winners[0];
-    assert_eq!(taken_by, vec![winner; N - 1]);
+    assert_eq!(taken_by, vec![winner; n - 1]);
     let members = bus.members().unwrap();
     assert_eq!(members.len(), 1);
     assert_eq!(
