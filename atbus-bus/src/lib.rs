@@ -72,7 +72,7 @@
 //! ## Request / reply
 //! [`Endpoint::request`] sends a request with a fresh correlation id and waits for the
 //! matching reply, looking at the peer's record and process every
-//! [`PEER_POLL`](endpoint::PEER_POLL) (100 ms): a peer that leaves, dies or restarts gives
+//! [`PEER_POLL`] (100 ms): a peer that leaves, dies or restarts gives
 //! [`Error::PeerGone`]; a missing peer [`Error::NoSuchEndpoint`] at once. Replies that
 //! come late, for another generation or from another endpoint are dropped and counted.
 //! Data and requests that arrive while a request waits are held and returned by later
