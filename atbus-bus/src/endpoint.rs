@@ -368,6 +368,15 @@ impl Endpoint {
 
     /// One message from the inbox: `None` if it was malformed (counted).
     fn receive(&mut self, wait: Wait) -> Result<Option<Message>> {
+        Ok(self.receive_raw(wait)?.map(|(envelope, at, len)| Message {
+            envelope,
+            payload: self.buf[at..len].to_vec(),
+        }))
+    }
+
+    /// One message from the inbox into `self.buf`: its envelope and where its payload
+    /// lies (`self.buf[at..len]`); `None` if it was malformed (counted).
+    fn receive_raw(&mut self, wait: Wait) -> Result<Option<(Envelope, usize, usize)>> {
         loop {
             let mut buf = std::mem::take(&mut self.buf);
             let got = match wait {
@@ -381,18 +390,51 @@ impl Endpoint {
             self.buf = buf;
             match got {
                 Ok(meta) => {
-                    let bytes = &self.buf[..meta.len];
-                    let Some((envelope, at)) = envelope::decode(bytes, meta.writer_pid) else {
+                    let Some((envelope, at)) =
+                        envelope::decode(&self.buf[..meta.len], meta.writer_pid)
+                    else {
                         self.stats.malformed += 1;
                         return Ok(None);
                     };
-                    return Ok(Some(Message {
-                        envelope,
-                        payload: bytes[at..].to_vec(),
-                    }));
+                    return Ok(Some((envelope, at, meta.len)));
                 }
                 Err(atbus::Error::BufferTooSmall { needed }) => self.buf.resize(needed, 0),
                 Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Like [`try_recv`](Endpoint::try_recv), but puts the payload into `payload`
+    /// (cleared first, its capacity reused) and returns the envelope: no allocation once
+    /// `payload` has grown to the largest message.
+    pub fn try_recv_into(&mut self, payload: &mut Vec<u8>) -> Result<Envelope> {
+        self.next_into(Wait::Now, payload)
+    }
+
+    /// Like [`recv_timeout`](Endpoint::recv_timeout), into `payload` as
+    /// [`try_recv_into`](Endpoint::try_recv_into) does.
+    pub fn recv_into_timeout(
+        &mut self,
+        payload: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Envelope> {
+        self.next_into(Wait::after(timeout), payload)
+    }
+
+    fn next_into(&mut self, wait: Wait, payload: &mut Vec<u8>) -> Result<Envelope> {
+        if let Some(m) = self.held.pop_front() {
+            *payload = m.payload;
+            return Ok(m.envelope);
+        }
+        loop {
+            match self.receive_raw(wait)? {
+                Some((e, _, _)) if e.kind == Kind::Reply => self.stats.dropped_replies += 1,
+                Some((envelope, at, len)) => {
+                    payload.clear();
+                    payload.extend_from_slice(&self.buf[at..len]);
+                    return Ok(envelope);
+                }
+                None => {}
             }
         }
     }

@@ -196,11 +196,21 @@ fn try_send_to_a_full_inbox_is_full_and_send_to_timeout_times_out() {
         src.send_to_timeout("sink", &msg, Duration::from_millis(20)),
         Err(Error::Timeout)
     ));
-    for _ in 0..sent {
-        let m = sink.try_recv().unwrap();
-        assert_eq!(m.payload, msg);
+    let mut payload = Vec::new();
+    for i in 0..sent {
+        if i % 2 == 0 {
+            assert_eq!(sink.try_recv().unwrap().payload, msg);
+        } else {
+            let envelope = sink.try_recv_into(&mut payload).unwrap();
+            assert_eq!((envelope.kind, envelope.from()), (Kind::Data, "src"));
+            assert_eq!(payload, msg);
+        }
     }
     assert!(matches!(sink.try_recv(), Err(Error::Empty)));
+    assert!(matches!(
+        sink.try_recv_into(&mut payload),
+        Err(Error::Empty)
+    ));
 }
 
 #[test]
