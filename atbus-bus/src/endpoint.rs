@@ -73,6 +73,9 @@ struct Target {
 /// A joined endpoint: owns its inbox's reader. Dropping it leaves the bus (inbox
 /// unlinked, record freed). Made by [`Bus::join`].
 ///
+/// Use it in the process that joined: the record names that process (pid and start
+/// time), so do not carry an endpoint, or a [`Bus`], across `fork`.
+///
 /// ```
 /// # let bus_name = format!("/atbus-doc-endpoint-{}", std::process::id());
 /// use std::time::Duration;
