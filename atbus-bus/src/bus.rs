@@ -166,20 +166,25 @@ impl Bus {
     /// * a name held by a dead process is reclaimed (its inbox unlinked) and taken;
     /// * `DirectoryFull`: every record is held by a live endpoint.
     ///
-    /// Of many processes joining one name at once exactly one wins: joins serialise on
+    /// Of many processes joining one name at once exactly one wins: claims serialise on
     /// the directory lock. Steps (each one leaves a state the next process finishes;
-    /// see docs/bus.md): lock; reclaim the name's dead record (unlink its inbox, free
-    /// it); claim a free record (seqlock write); create the inbox; mark it live; unlock.
+    /// see docs/bus.md): under the lock, reclaim the name's dead record (unlink its
+    /// inbox, free it) and claim a record (seqlock write, state claimed); without the
+    /// lock, create the inbox (its size costs time: the lock is not held meanwhile);
+    /// under the lock again, mark the record live.
     pub fn join_with(&self, name: &str, inbox_bytes: usize) -> Result<Endpoint> {
         name::check_endpoint(name)?;
-        let guard = self.dir.lock()?;
-        fault::point(CrashPoint::JoinLocked);
-        let index = self.pick_record(&guard, name)?;
-        let generation = guard.next_generation()?;
-        let inbox = name::inbox_name(self.dir.bus(), name, generation);
-        let seq = guard.claim(index, name, generation, &inbox);
-        guard.bump_epoch();
-        fault::point(CrashPoint::JoinClaimed);
+        let (index, seq, generation, inbox) = {
+            let guard = self.dir.lock()?;
+            fault::point(CrashPoint::JoinLocked);
+            let index = self.pick_record(&guard, name)?;
+            let generation = guard.next_generation()?;
+            let inbox = name::inbox_name(self.dir.bus(), name, generation);
+            let seq = guard.claim(index, name, generation, &inbox);
+            guard.bump_epoch();
+            fault::point(CrashPoint::JoinClaimed);
+            (index, seq, generation, inbox)
+        };
         let made = create_inbox(&inbox, inbox_bytes).and_then(|channel| {
             let reader = channel.reader();
             if reader.is_err() {
@@ -187,19 +192,43 @@ impl Bus {
             }
             Ok((channel, reader?))
         });
+        fault::point(CrashPoint::JoinInboxCreated);
+        // Under the lock again, and only if the record still holds our claim: it does
+        // unless someone judged this process dead (or scribbled on the directory).
+        let finish = |to: u32| -> Result<()> {
+            let guard = self.dir.lock()?;
+            match guard.read(index)? {
+                Some(s)
+                    if s.seq == seq && s.generation == generation && s.state == state::CLAIMED =>
+                {
+                    guard.set_state(index, to);
+                    guard.bump_epoch();
+                    if to == state::LIVE {
+                        fault::point(CrashPoint::JoinLive);
+                    }
+                    Ok(())
+                }
+                _ => Err(Error::Corrupt {
+                    bus: self.name().into(),
+                    reason: format!(
+                        "record {index}, claimed by this process for {name:?}, was taken \
+                         while its inbox was created"
+                    ),
+                }),
+            }
+        };
         let (channel, reader) = match made {
             Ok(made) => made,
             Err(e) => {
-                guard.set_state(index, state::FREE);
-                guard.bump_epoch();
+                let _ = finish(state::FREE);
                 return Err(e);
             }
         };
-        fault::point(CrashPoint::JoinInboxCreated);
-        guard.set_state(index, state::LIVE);
-        guard.bump_epoch();
-        fault::point(CrashPoint::JoinLive);
-        drop(guard);
+        if let Err(e) = finish(state::LIVE) {
+            drop(reader);
+            let _ = Channel::unlink(&inbox);
+            return Err(e);
+        }
         Ok(Endpoint::new(
             self.clone(),
             Name::new(name.as_bytes()).expect("checked above"),

@@ -12,11 +12,11 @@ pub enum CrashPoint {
     JoinLocked = 1,
     /// Join: in the middle of the record's seqlock write (`seq` odd).
     JoinMidClaim,
-    /// Join: the record is claimed; no inbox yet.
+    /// Join: the record is claimed; no inbox yet; the lock is still held.
     JoinClaimed,
-    /// Join: the inbox exists; the record is not live yet.
+    /// Join: the inbox exists; the record is not live yet; the lock is not held.
     JoinInboxCreated,
-    /// Join: the record is live; the lock is still held.
+    /// Join: the record is live; the lock (taken again) is still held.
     JoinLive,
     /// Leave: the record is marked leaving; the inbox still exists.
     LeaveMarked,
@@ -29,6 +29,11 @@ pub enum CrashPoint {
 }
 
 impl CrashPoint {
+    /// Whether the process holds the directory lock at this point.
+    pub fn holds_lock(self) -> bool {
+        self != CrashPoint::JoinInboxCreated
+    }
+
     /// Every point, with the name the peer binary takes for it.
     pub const ALL: [(CrashPoint, &'static str); 9] = [
         (CrashPoint::JoinLocked, "join-locked"),

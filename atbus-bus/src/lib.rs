@@ -36,13 +36,15 @@
 //! [`Error::Corrupt`], never a panic, an out-of-bounds access or a hang.
 //!
 //! ## Join, leave, reclaim, and crashes at each step
-//! **Join** (all under the lock): (1) take the lock (from a dead holder too; then repair:
-//! a record left mid-claim, `seq` odd, is marked free: it has no inbox yet); (2) find the
-//! name: held by a live process → `NameTaken`; held by a dead one → reclaim it (below);
-//! else take a free record; (3) next generation from the header counter; (4) claim the
-//! record: seqlock write of name, owner, generation, inbox name, state `CLAIMED`;
-//! (5) create the inbox channel and take its reader role; (6) state `LIVE`, bump the
-//! epoch; (7) unlock.
+//! **Join**: (1) take the lock (from a dead holder too; then repair: a record left
+//! mid-claim, `seq` odd, is marked free: it has no inbox yet); (2) find the name: held by
+//! a live process → `NameTaken`; held by a dead one → reclaim it (below); else take a
+//! free record; (3) next generation from the header counter; (4) claim the record:
+//! seqlock write of name, owner, generation, inbox name, state `CLAIMED`; bump the epoch;
+//! unlock; (5) without the lock, create the inbox channel and take its reader role;
+//! (6) lock again and, if the record still holds our claim, set it `LIVE`, bump the
+//! epoch, unlock. A concurrent joiner of the name meanwhile finds it claimed by a live
+//! process: `NameTaken`.
 //!
 //! **Leave** (dropping the [`Endpoint`]): lock; state `LEAVING`; give the reader role
 //! back; unlink the inbox; state `FREE`; unlock.
@@ -53,7 +55,8 @@
 //! Why the next process can always finish the job: a process that dies holding the lock
 //! leaves its word in it, and the next locker takes the lock over (one compare-exchange
 //! wins). Dying in step 4 leaves `seq` odd: repaired to free; no inbox existed. Dying
-//! after step 4 (inbox made or not, live or not) or in the middle of a leave or reclaim
+//! after step 4 (inbox made or not, live or not, lock held or not) or in the middle of
+//! a leave or reclaim
 //! leaves a record naming a dead owner and an inbox name derived from its generation:
 //! the next join of that name (or [`Bus::sweep`]) unlinks that inbox, absent or not,
 //! and frees the record. Inbox names carry a generation unique to the bus, so a

@@ -25,7 +25,7 @@ fn leftovers(bus: &str) -> Vec<String> {
 
 #[test]
 fn a_crash_at_any_step_of_join_leave_or_reclaim_is_finished_by_the_next_joiner() {
-    for (_, point) in CrashPoint::ALL {
+    for (step, point) in CrashPoint::ALL {
         let tb = TempBus::new(point);
         let bus = Bus::create(&tb.name).unwrap();
         if point.starts_with("reclaim") {
@@ -38,11 +38,14 @@ fn a_crash_at_any_step_of_join_leave_or_reclaim_is_finished_by_the_next_joiner()
         let mut crasher = Peer::spawn(&["crash", &tb.name, "svc", point]);
         let status = crasher.wait();
         assert_eq!(status.signal(), Some(9), "{point}: {status:?}");
-        // Every step runs under the directory lock: the crasher died holding it.
+        // All steps but the inbox's creation run under the directory lock: the crasher
+        // died holding it, and the next joiner takes it over.
+        assert_eq!(bus.lock_holder().is_some(), step.holds_lock(), "{point}");
         let takeovers = bus.lock_takeovers();
 
         let endpoint = bus.join("svc").unwrap();
-        assert_eq!(bus.lock_takeovers(), takeovers + 1, "{point}");
+        let expected = takeovers + u64::from(step.holds_lock());
+        assert_eq!(bus.lock_takeovers(), expected, "{point}");
         let inbox = endpoint.inbox().trim_start_matches('/').to_string();
         assert_eq!(leftovers(&tb.name), vec![inbox], "{point}");
         let members = bus.members().unwrap();
