@@ -10,7 +10,10 @@
 //! or others, unless given `--allow-foreign`; the read-only commands open anyone's and
 //! show its owner and mode.
 //!
-//! Exit codes: 0 success; 1 `check` found anomalies; 2 an error (missing channel, not an
+//! `bus` lists the endpoints of an atbus-bus directory (read-only); `bus --check`
+//! reports what crashes left behind and `bus --reclaim` cleans it up (read-write).
+//!
+//! Exit codes: 0 success; 1 `check` or `bus --check` found anomalies; 2 an error (missing channel, not an
 //! atbus segment, bad arguments).
 
 #![forbid(unsafe_code)]
@@ -22,6 +25,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+mod bus;
 mod check;
 mod list;
 mod nodes;
@@ -109,6 +113,24 @@ enum Command {
         /// Directory to scan (channels found elsewhere are listed by file path).
         #[arg(long, value_name = "DIR", default_value = "/dev/shm")]
         dir: PathBuf,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// The endpoints of an atbus-bus bus: name, generation, pid, liveness, inbox traffic.
+    ///
+    /// Maps the directory read-only and takes no lock. --check also reports duplicate
+    /// names, records held by dead processes and orphan inboxes (exit 1 if any);
+    /// --reclaim opens it read-write, reclaims dead records (unlinking their inboxes),
+    /// removes orphan inboxes, and reports what is left.
+    Bus {
+        /// Bus name (`/NAME`).
+        name: String,
+        /// Report what needs cleaning; exit 1 if anything does.
+        #[arg(long)]
+        check: bool,
+        /// Clean up: reclaim records of dead processes and remove orphan inboxes.
+        #[arg(long)]
+        reclaim: bool,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -234,6 +256,12 @@ fn run(cli: Cli) -> Outcome {
         } => watch::run(&mut out, &name, interval, count)?,
         Command::Check { name, settle, json } => check::run(&mut out, &name, settle, json.json)?,
         Command::List { dir, json } => list::run(&mut out, &dir, json.json)?,
+        Command::Bus {
+            name,
+            check,
+            reclaim,
+            json,
+        } => bus::run(&mut out, &name, check, reclaim, json.json)?,
         Command::Create {
             name,
             size,

@@ -1,0 +1,612 @@
+//! An endpoint: a name on the bus with its own inbox. Sends to other endpoints by name,
+//! receives with an envelope, makes requests and answers them.
+
+use std::collections::VecDeque;
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+use atbus::{Arm, Channel, Reader, Writer};
+
+use crate::bus::Bus;
+use crate::directory::state;
+use crate::envelope::{self, Envelope, Kind};
+use crate::error::{Error, Result};
+use crate::fault::{self, CrashPoint};
+use crate::name::{self, Name};
+
+/// How often a waiting call looks at its peer's record and process: a peer that dies or
+/// leaves is reported (`PeerGone`) this long after at most, plus the look itself.
+pub const PEER_POLL: Duration = Duration::from_millis(100);
+/// Destinations whose resolved writer an endpoint keeps; beyond, the oldest is dropped.
+const MAX_TARGETS: usize = 64;
+
+/// A received message: its envelope and its payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Kind, sender, correlation id.
+    pub envelope: Envelope,
+    /// The payload, exactly as sent.
+    pub payload: Vec<u8>,
+}
+
+/// Counters of what an endpoint dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Replies that matched no waiting request: late (after their request timed out),
+    /// addressed to another generation, or from another endpoint than the one asked.
+    pub dropped_replies: u64,
+    /// Messages whose envelope did not decode.
+    pub malformed: u64,
+    /// Messages received while a request waited, held for `recv`.
+    pub held: usize,
+}
+
+/// How long a call may wait.
+#[derive(Clone, Copy)]
+enum Wait {
+    Now,
+    Until(Instant),
+    Forever,
+}
+
+impl Wait {
+    fn after(timeout: Duration) -> Wait {
+        Instant::now()
+            .checked_add(timeout)
+            .map_or(Wait::Forever, Wait::Until)
+    }
+}
+
+/// A destination as last resolved.
+struct Target {
+    name: Name,
+    writer: Writer,
+    index: usize,
+    /// The record's seq at resolution: identifies the claim.
+    seq: u64,
+    generation: u64,
+    pid: u32,
+    /// The directory epoch the resolution is good for.
+    epoch: u64,
+}
+
+/// A joined endpoint: owns its inbox's reader. Dropping it leaves the bus (inbox
+/// unlinked, record freed). Made by [`Bus::join`].
+///
+/// Use it in the process that joined: the record names that process (pid and start
+/// time), so do not carry an endpoint, or a [`Bus`], across `fork`.
+///
+/// ```
+/// # let bus_name = format!("/atbus-doc-endpoint-{}", std::process::id());
+/// use std::time::Duration;
+/// use atbus_bus::{Bus, Kind};
+///
+/// let bus = Bus::create(&bus_name)?;
+/// let mut server = bus.join("echo")?;
+/// let mut client = bus.join("client")?;
+///
+/// // A request waits for its reply; a server answers from its receive loop.
+/// let handle = std::thread::spawn(move || -> atbus_bus::Result<()> {
+///     let msg = server.recv_timeout(Duration::from_secs(5))?;
+///     assert_eq!(msg.envelope.kind, Kind::Request);
+///     let mut answer = msg.payload.clone();
+///     answer.reverse();
+///     server.reply(&msg.envelope, &answer)
+/// });
+/// let answer = client.request("echo", b"ping", Duration::from_secs(5))?;
+/// assert_eq!(answer, b"gnip");
+/// handle.join().unwrap()?;
+/// # drop(client);
+/// # atbus_bus::Bus::unlink(&bus_name)?;
+/// # Ok::<(), atbus_bus::Error>(())
+/// ```
+pub struct Endpoint {
+    bus: Bus,
+    name: Name,
+    index: usize,
+    seq: u64,
+    generation: u64,
+    inbox: String,
+    channel: Channel,
+    /// Always `Some` until drop, which gives the reader role back before unlinking.
+    reader: Option<Reader>,
+    targets: Vec<Target>,
+    /// The outgoing message being built: envelope, then payload.
+    out: Vec<u8>,
+    /// The envelope of every data message this endpoint sends (it never changes).
+    data_header: Vec<u8>,
+    /// The incoming message being received.
+    buf: Vec<u8>,
+    /// Messages that arrived while a request waited, in arrival order.
+    held: VecDeque<Message>,
+    next_correlation: u64,
+    stats: EndpointStats,
+}
+
+impl Endpoint {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        bus: Bus,
+        name: Name,
+        index: usize,
+        seq: u64,
+        generation: u64,
+        inbox: String,
+        channel: Channel,
+        reader: Reader,
+    ) -> Endpoint {
+        let mut data_header = Vec::new();
+        envelope::encode(
+            &mut data_header,
+            Kind::Data,
+            name.as_str(),
+            generation,
+            0,
+            0,
+        );
+        Endpoint {
+            data_header,
+            bus,
+            name,
+            index,
+            seq,
+            generation,
+            inbox,
+            channel,
+            reader: Some(reader),
+            targets: Vec::new(),
+            out: Vec::with_capacity(256),
+            buf: vec![0; 4096],
+            held: VecDeque::new(),
+            next_correlation: 1,
+            stats: EndpointStats::default(),
+        }
+    }
+
+    /// The endpoint's name.
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// The endpoint's generation: unique on this bus, new at every join.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The name of the endpoint's inbox channel.
+    pub fn inbox(&self) -> &str {
+        &self.inbox
+    }
+
+    /// The bus the endpoint is on.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// What the endpoint dropped, and what it holds for `recv`.
+    pub fn stats(&self) -> EndpointStats {
+        EndpointStats {
+            held: self.held.len(),
+            ..self.stats
+        }
+    }
+
+    /// The largest payload this endpoint's inbox accepts from a sender whose name has
+    /// 63 bytes (other inboxes may differ).
+    pub fn max_payload_len(&self) -> usize {
+        self.channel.max_message_len().saturating_sub(2 + 63 + 30)
+    }
+
+    fn reader(&mut self) -> &mut Reader {
+        self.reader.as_mut().expect("the reader lives until drop")
+    }
+
+    // ------------------------------------------------------------------ sending
+
+    /// Sends `message` to endpoint `to`, waiting for room in its inbox as long as it
+    /// takes while the peer lives. `NoSuchEndpoint` if no endpoint of that name is
+    /// ready; `PeerGone` if it leaves or dies meanwhile (noticed within [`PEER_POLL`]).
+    /// Messages one endpoint sends to one destination arrive in the order sent.
+    pub fn send_to(&mut self, to: &str, message: &[u8]) -> Result<()> {
+        self.encode_data(message);
+        self.deliver(to, None, Wait::Forever).map(drop)
+    }
+
+    /// Sends `message` to `to`, or fails at once: `Full` when its inbox has no room now
+    /// (nothing was sent). No system call when the destination is cached.
+    pub fn try_send_to(&mut self, to: &str, message: &[u8]) -> Result<()> {
+        self.encode_data(message);
+        self.deliver(to, None, Wait::Now).map(drop)
+    }
+
+    /// Sends `message` to `to`, waiting up to `timeout` for room: `Timeout` if the inbox
+    /// stays full.
+    pub fn send_to_timeout(&mut self, to: &str, message: &[u8], timeout: Duration) -> Result<()> {
+        self.encode_data(message);
+        self.deliver(to, None, Wait::after(timeout)).map(drop)
+    }
+
+    fn encode_data(&mut self, message: &[u8]) {
+        self.out.clear();
+        self.out.extend_from_slice(&self.data_header);
+        self.out.extend_from_slice(message);
+    }
+
+    /// Sends `self.out` to `to` (of generation `expect`, if given); returns the target.
+    fn deliver(&mut self, to: &str, expect: Option<u64>, wait: Wait) -> Result<usize> {
+        let i = self.target(to)?;
+        let t = &self.targets[i];
+        if expect.is_some_and(|g| g != t.generation) {
+            return Err(Error::PeerGone {
+                name: to.into(),
+                pid: t.pid,
+            });
+        }
+        match t.writer.try_send(&self.out) {
+            Err(atbus::Error::Full) => {}
+            other => return other.map(|()| i).map_err(Error::from),
+        }
+        loop {
+            let slice = match wait {
+                Wait::Now => return Err(Error::Full),
+                Wait::Forever => PEER_POLL,
+                Wait::Until(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(Error::Timeout);
+                    }
+                    (deadline - now).min(PEER_POLL)
+                }
+            };
+            match t.writer.send_timeout(&self.out, slice) {
+                Err(atbus::Error::Timeout) => {}
+                other => return other.map(|()| i).map_err(Error::from),
+            }
+            self.check_peer(t)?;
+        }
+    }
+
+    /// The cached target for `to`, resolved again when the directory's epoch moved (one
+    /// load per send otherwise).
+    fn target(&mut self, to: &str) -> Result<usize> {
+        let dir = self.bus.dir();
+        let epoch = dir.epoch();
+        if let Some(i) = self.targets.iter().position(|t| t.name.as_str() == to) {
+            if self.targets[i].epoch == epoch {
+                return Ok(i);
+            }
+            let t = &self.targets[i];
+            match dir.resolve(to)? {
+                Some(s) if s.seq == t.seq && s.generation == t.generation => {
+                    self.targets[i].epoch = epoch;
+                    return Ok(i);
+                }
+                _ => {
+                    self.targets.remove(i);
+                }
+            }
+        }
+        name::check_endpoint(to)?;
+        let Some(s) = dir.resolve(to)? else {
+            return Err(Error::NoSuchEndpoint { name: to.into() });
+        };
+        let gone = || Error::PeerGone {
+            name: to.into(),
+            pid: s.owner_pid,
+        };
+        if !s.owner_alive() {
+            return Err(gone());
+        }
+        let channel = match Channel::open(&s.inbox) {
+            Ok(channel) => channel,
+            // Unlinked between our look at the record and now: it left.
+            Err(atbus::Error::NotFound { .. }) => return Err(gone()),
+            Err(e) => return Err(e.into()),
+        };
+        if self.targets.len() >= MAX_TARGETS {
+            self.targets.remove(0);
+        }
+        self.targets.push(Target {
+            name: s.name,
+            writer: channel.writer(),
+            index: s.index,
+            seq: s.seq,
+            generation: s.generation,
+            pid: s.owner_pid,
+            epoch,
+        });
+        Ok(self.targets.len() - 1)
+    }
+
+    /// `PeerGone` unless the target's record still holds the same live claim and its
+    /// process is alive.
+    fn check_peer(&self, t: &Target) -> Result<()> {
+        match self.bus.dir().read(t.index)? {
+            Some(s)
+                if s.seq == t.seq
+                    && s.generation == t.generation
+                    && s.state == state::LIVE
+                    && s.owner_alive() =>
+            {
+                Ok(())
+            }
+            _ => Err(Error::PeerGone {
+                name: t.name.as_str().into(),
+                pid: t.pid,
+            }),
+        }
+    }
+
+    // ---------------------------------------------------------------- receiving
+
+    /// Receives the next message, waiting as long as it takes. Messages that arrived
+    /// while a [`request`](Endpoint::request) waited come first, in arrival order.
+    /// Replies that match no waiting request are dropped and counted.
+    pub fn recv(&mut self) -> Result<Message> {
+        self.next(Wait::Forever)
+    }
+
+    /// Receives the next message, or `Empty` if none is ready now.
+    pub fn try_recv(&mut self) -> Result<Message> {
+        self.next(Wait::Now)
+    }
+
+    /// Receives the next message, waiting up to `timeout`: `Timeout` if none arrives.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message> {
+        self.next(Wait::after(timeout))
+    }
+
+    fn next(&mut self, wait: Wait) -> Result<Message> {
+        if let Some(m) = self.held.pop_front() {
+            return Ok(m);
+        }
+        loop {
+            match self.receive(wait)? {
+                Some(m) if m.envelope.kind == Kind::Reply => self.stats.dropped_replies += 1,
+                Some(m) => return Ok(m),
+                None => {}
+            }
+        }
+    }
+
+    /// One message from the inbox: `None` if it was malformed (counted).
+    fn receive(&mut self, wait: Wait) -> Result<Option<Message>> {
+        Ok(self.receive_raw(wait)?.map(|(envelope, at, len)| Message {
+            envelope,
+            payload: self.buf[at..len].to_vec(),
+        }))
+    }
+
+    /// One message from the inbox into `self.buf`: its envelope and where its payload
+    /// lies (`self.buf[at..len]`); `None` if it was malformed (counted).
+    fn receive_raw(&mut self, wait: Wait) -> Result<Option<(Envelope, usize, usize)>> {
+        loop {
+            let mut buf = std::mem::take(&mut self.buf);
+            let got = match wait {
+                Wait::Now => self.reader().try_recv_meta(&mut buf),
+                Wait::Until(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    self.reader().recv_meta_timeout(&mut buf, left)
+                }
+                Wait::Forever => self.reader().recv_meta_timeout(&mut buf, Duration::MAX),
+            };
+            self.buf = buf;
+            match got {
+                Ok(meta) => {
+                    let Some((envelope, at)) =
+                        envelope::decode(&self.buf[..meta.len], meta.writer_pid)
+                    else {
+                        self.stats.malformed += 1;
+                        return Ok(None);
+                    };
+                    return Ok(Some((envelope, at, meta.len)));
+                }
+                Err(atbus::Error::BufferTooSmall { needed }) => self.buf.resize(needed, 0),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Like [`try_recv`](Endpoint::try_recv), but puts the payload into `payload`
+    /// (cleared first, its capacity reused) and returns the envelope: no allocation once
+    /// `payload` has grown to the largest message.
+    pub fn try_recv_into(&mut self, payload: &mut Vec<u8>) -> Result<Envelope> {
+        self.next_into(Wait::Now, payload)
+    }
+
+    /// Like [`recv_timeout`](Endpoint::recv_timeout), into `payload` as
+    /// [`try_recv_into`](Endpoint::try_recv_into) does.
+    pub fn recv_into_timeout(
+        &mut self,
+        payload: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Envelope> {
+        self.next_into(Wait::after(timeout), payload)
+    }
+
+    fn next_into(&mut self, wait: Wait, payload: &mut Vec<u8>) -> Result<Envelope> {
+        if let Some(m) = self.held.pop_front() {
+            *payload = m.payload;
+            return Ok(m.envelope);
+        }
+        loop {
+            match self.receive_raw(wait)? {
+                Some((e, _, _)) if e.kind == Kind::Reply => self.stats.dropped_replies += 1,
+                Some((envelope, at, len)) => {
+                    payload.clear();
+                    payload.extend_from_slice(&self.buf[at..len]);
+                    return Ok(envelope);
+                }
+                None => {}
+            }
+        }
+    }
+
+    // ----------------------------------------------------------- request/reply
+
+    /// Sends `request` to `to` and waits up to `timeout` for its reply.
+    ///
+    /// * `NoSuchEndpoint` at once if `to` is not on the bus;
+    /// * `PeerGone` within about [`PEER_POLL`] of the peer leaving or dying (or
+    ///   restarting as a new generation) while the request waits;
+    /// * `Timeout` if no reply came in time (also when `to`'s inbox stayed full); a
+    ///   reply that comes later is dropped and counted, never returned to a later
+    ///   request: correlation ids are never reused by an endpoint.
+    ///
+    /// Data and requests that arrive meanwhile are held and returned by later `recv`
+    /// calls in arrival order. One request waits at a time per endpoint (`&mut self`).
+    pub fn request(&mut self, to: &str, request: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        let wait = Wait::after(timeout);
+        let correlation = self.next_correlation;
+        self.next_correlation += 1;
+        envelope::encode(
+            &mut self.out,
+            Kind::Request,
+            self.name.as_str(),
+            self.generation,
+            correlation,
+            0,
+        );
+        self.out.extend_from_slice(request);
+        let i = self.deliver(to, None, wait)?;
+        let (peer_name, peer_generation) = (self.targets[i].name, self.targets[i].generation);
+        let mut next_look = Instant::now() + PEER_POLL;
+        loop {
+            let slice = match wait {
+                Wait::Until(deadline) => Wait::Until(deadline.min(next_look)),
+                _ => Wait::Until(next_look),
+            };
+            match self.receive(slice) {
+                Ok(Some(m)) => {
+                    let e = &m.envelope;
+                    if e.kind != Kind::Reply {
+                        self.held.push_back(m);
+                    } else if e.correlation == correlation
+                        && e.to_generation == self.generation
+                        && e.from == peer_name
+                        && e.from_generation == peer_generation
+                    {
+                        return Ok(m.payload);
+                    } else {
+                        self.stats.dropped_replies += 1;
+                    }
+                }
+                Ok(None) | Err(Error::Timeout) => {}
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            if matches!(wait, Wait::Until(deadline) if now >= deadline) {
+                return Err(Error::Timeout);
+            }
+            if now >= next_look {
+                // The target may have been dropped from the cache meanwhile (by a send
+                // to another destination): look at the record directly.
+                let peer = self.targets.iter().find(|t| t.name == peer_name);
+                match peer {
+                    Some(t) if t.generation == peer_generation => self.check_peer(t)?,
+                    _ => self.check_by_name(peer_name, peer_generation)?,
+                }
+                next_look = now + PEER_POLL;
+            }
+        }
+    }
+
+    fn check_by_name(&self, name: Name, generation: u64) -> Result<()> {
+        match self.bus.dir().resolve(name.as_str())? {
+            Some(s) if s.generation == generation && s.owner_alive() => Ok(()),
+            other => Err(Error::PeerGone {
+                name: name.as_str().into(),
+                pid: other.map_or(0, |s| s.owner_pid),
+            }),
+        }
+    }
+
+    /// Answers a request received by `recv`: sends `message` to the requester's
+    /// generation, waiting for room while it lives. `PeerGone` if the requester left,
+    /// died or restarted (its new generation never gets the old one's reply);
+    /// `NotARequest` if `request` is not a request's envelope.
+    pub fn reply(&mut self, request: &Envelope, message: &[u8]) -> Result<()> {
+        if request.kind != Kind::Request {
+            return Err(Error::NotARequest);
+        }
+        envelope::encode(
+            &mut self.out,
+            Kind::Reply,
+            self.name.as_str(),
+            self.generation,
+            request.correlation,
+            request.from_generation,
+        );
+        self.out.extend_from_slice(message);
+        match self.deliver(request.from(), Some(request.from_generation), Wait::Forever) {
+            Ok(_) => Ok(()),
+            Err(Error::NoSuchEndpoint { name }) => Err(Error::PeerGone {
+                name,
+                pid: request.from_pid,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    // ---------------------------------------------------------------- event loop
+
+    /// The inbox reader's readiness fd (see `atbus::Reader::readiness_fd`): readable
+    /// after [`arm`](Endpoint::arm) returned `Armed` and a message arrived.
+    pub fn readiness_fd(&mut self) -> Result<BorrowedFd<'_>> {
+        Ok(self.reader().readiness_fd()?)
+    }
+
+    /// Prepares to wait on the readiness fd: `Ready` if a message (or a held one) is
+    /// ready now, `Armed` if it is safe to wait. Receive with `try_recv` until `Empty`.
+    pub fn arm(&mut self) -> Result<Arm> {
+        if !self.held.is_empty() {
+            return Ok(Arm::Ready);
+        }
+        Ok(self.reader().arm()?)
+    }
+}
+
+impl Drop for Endpoint {
+    /// Leaves the bus: under the directory lock, marks the record leaving, gives the
+    /// reader role back, unlinks the inbox and frees the record. If the lock cannot be
+    /// had (`LockBusy`) or the record is unreadable, unlinks the inbox only; the record
+    /// is then reclaimed after this process exits.
+    fn drop(&mut self) {
+        let bus = self.bus.clone();
+        let dir = bus.dir();
+        let guard = dir.lock().ok();
+        // Ours unless someone judged this process dead and reclaimed the record (or the
+        // record was scribbled): then leave the record alone.
+        let ours = guard.as_ref().is_some_and(|g| {
+            matches!(g.read(self.index), Ok(Some(s))
+                if s.seq == self.seq
+                    && s.generation == self.generation
+                    && s.owner_word() == dir.me())
+        });
+        if let (Some(g), true) = (&guard, ours) {
+            g.set_state(self.index, state::LEAVING);
+            g.bump_epoch();
+            fault::point(CrashPoint::LeaveMarked);
+        }
+        drop(self.reader.take());
+        // The inbox's name carries our generation: it is ours to unlink in every case
+        // (if the record was reclaimed, it is gone already and this does nothing).
+        let _ = Channel::unlink(&self.inbox);
+        fault::point(CrashPoint::LeaveUnlinked);
+        if let (Some(g), true) = (&guard, ours) {
+            g.set_state(self.index, state::FREE);
+            g.bump_epoch();
+        }
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("bus", &self.bus.name())
+            .field("name", &self.name.as_str())
+            .field("generation", &self.generation)
+            .field("inbox", &self.inbox)
+            .finish()
+    }
+}

@@ -1,0 +1,160 @@
+//! Bus and endpoint names, and the inbox name derived from them.
+
+use crate::error::{Error, Result};
+
+/// Longest endpoint name, in bytes.
+pub const MAX_ENDPOINT_NAME: usize = 63;
+/// Longest bus name after its leading slash, in bytes: leaves room in a shared-memory
+/// name (255 bytes) for the inbox names `BUS.NAME.gGENERATION` and their `.bell` FIFOs.
+pub const MAX_BUS_NAME: usize = 150;
+
+/// The bytes names may hold: ASCII letters, digits, `-`, `_` and `.`. Nothing that a
+/// path or a shell would read specially.
+fn allowed(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+/// Checks a bus name: `/` and then 1 to [`MAX_BUS_NAME`] allowed bytes (a POSIX
+/// shared-memory name; the directory lives in /dev/shm).
+pub fn check_bus(bus: &str) -> Result<()> {
+    let invalid = |reason| {
+        Err(Error::InvalidName {
+            name: bus.into(),
+            reason,
+        })
+    };
+    let Some(rest) = bus.strip_prefix('/') else {
+        return invalid("a bus name is a shared-memory name: one leading slash, as \"/prod\"");
+    };
+    if rest.is_empty() || rest.len() > MAX_BUS_NAME {
+        return invalid("a bus name has 1 to 150 bytes after its slash");
+    }
+    if rest == "." || rest == ".." || !rest.bytes().all(allowed) {
+        return invalid("a bus name holds only ASCII letters, digits, '-', '_' and '.'");
+    }
+    Ok(())
+}
+
+/// Checks an endpoint name: 1 to 63 bytes of ASCII letters, digits, `-`, `_` and `.`.
+pub fn check_endpoint(name: &str) -> Result<()> {
+    if is_endpoint_name(name.as_bytes()) {
+        return Ok(());
+    }
+    Err(Error::InvalidName {
+        name: name.into(),
+        reason: "an endpoint name has 1 to 63 bytes: ASCII letters, digits, '-', '_' and '.'",
+    })
+}
+
+/// Whether `bytes` is a valid endpoint name.
+pub(crate) fn is_endpoint_name(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes.len() <= MAX_ENDPOINT_NAME && bytes.iter().all(|&b| allowed(b))
+}
+
+/// The name of an endpoint's inbox channel: `BUS.NAME.gGENERATION`, e.g. `/prod.orders.g7`.
+/// The generation makes it unique for the life of the directory, so an endpoint that
+/// restarts never inherits its predecessor's messages. At most 1 + 150 + 1 + 63 + 2 + 20
+/// = 237 bytes.
+pub fn inbox_name(bus: &str, name: &str, generation: u64) -> String {
+    format!("{bus}.{name}.g{generation}")
+}
+
+/// An endpoint name held inline (no allocation): what an [`Envelope`](crate::Envelope)
+/// carries. Always a valid endpoint name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Name {
+    len: u8,
+    bytes: [u8; MAX_ENDPOINT_NAME],
+}
+
+impl Name {
+    /// `bytes` as a name, if it is a valid endpoint name.
+    pub(crate) fn new(bytes: &[u8]) -> Option<Name> {
+        if !is_endpoint_name(bytes) {
+            return None;
+        }
+        let mut name = Name {
+            len: bytes.len() as u8,
+            bytes: [0; MAX_ENDPOINT_NAME],
+        };
+        name.bytes[..bytes.len()].copy_from_slice(bytes);
+        Some(name)
+    }
+
+    /// `name` as a `Name`, if it is a valid endpoint name.
+    pub fn parse(name: &str) -> Option<Name> {
+        Name::new(name.as_bytes())
+    }
+
+    /// The name's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len).min(MAX_ENDPOINT_NAME)]
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        let bytes = &self.bytes[..usize::from(self.len).min(MAX_ENDPOINT_NAME)];
+        // Only ASCII is ever stored (checked in `new`), so this never fails.
+        std::str::from_utf8(bytes).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_names_are_checked() {
+        for good in ["/prod", "/a", "/x-y_z.1", &format!("/{}", "b".repeat(150))] {
+            assert!(check_bus(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            "/",
+            "prod",
+            "/a/b",
+            "/..",
+            "/.",
+            "/sp ace",
+            "/nul\0",
+            &format!("/{}", "b".repeat(151)),
+        ] {
+            assert!(
+                matches!(check_bus(bad), Err(Error::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn endpoint_names_are_checked_and_held_inline() {
+        for good in ["orders", "a", "svc-1.v2_x", &"n".repeat(63)] {
+            assert!(check_endpoint(good).is_ok(), "{good:?}");
+            assert_eq!(Name::new(good.as_bytes()).unwrap().as_str(), good);
+        }
+        for bad in ["", "a/b", "sp ace", "é", &"n".repeat(64)] {
+            assert!(check_endpoint(bad).is_err(), "{bad:?}");
+            assert!(Name::new(bad.as_bytes()).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_longest_inbox_name_fits_a_shared_memory_name_with_its_doorbell() {
+        let bus = format!("/{}", "b".repeat(MAX_BUS_NAME));
+        let inbox = inbox_name(&bus, &"n".repeat(MAX_ENDPOINT_NAME), u64::MAX);
+        assert!(inbox.len() + ".bell".len() <= 255, "{}", inbox.len());
+        assert_eq!(inbox_name("/prod", "orders", 7), "/prod.orders.g7");
+    }
+}
