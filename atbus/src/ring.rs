@@ -215,7 +215,7 @@ pub(crate) fn send(seg: &Segment, cached_read: &AtomicU64, pid: u32, data: &[u8]
 /// since reused by another writer, alone instead of destroying that writer's message. A
 /// shorter copy is over within nanoseconds of the first look. The crc is computed as the
 /// bytes are copied: one pass over them, not two.
-#[inline]
+#[inline(always)]
 fn write_payload(
     seg: &Segment,
     counters: &Counters<'_>,
@@ -373,7 +373,7 @@ pub(crate) fn claim_block(
 
 /// Claims `nodes` nodes (see [`claim`]) and publishes the padding block the claim may
 /// start with. Returns the position of the first claimed node after the padding.
-#[inline]
+#[inline(always)]
 fn claim_nodes(
     seg: &Segment,
     counters: &Counters<'_>,
@@ -405,7 +405,7 @@ fn claim_nodes(
 
 /// Writes the block header of a claimed block (length, pid, sequence): what the reader
 /// needs to skip it at once should we die.
-#[inline]
+#[inline(always)]
 fn name_block(seg: &Segment, counters: &Counters<'_>, block: &Claimed, pid: u32) -> Result<()> {
     let nodes = seg.geometry().nodes_for(block.len);
     // Ask for the block's other nodes now, so their lines (last written by the reader's
@@ -450,7 +450,7 @@ pub(crate) fn publish(
 
 /// Seals the crc and publishes the block's head (WRITTEN, or ABORTED). `Abandoned` if
 /// the reader gave up on us meanwhile.
-#[inline]
+#[inline(always)]
 fn publish_head(
     seg: &Segment,
     counters: &Counters<'_>,
@@ -486,7 +486,7 @@ fn publish_head(
 /// After one or more publish CASes: wakes the reader if it announced a sleep (wake.rs).
 /// The writer's whole cost for blocking readers is a fence (free on x86 after the CAS)
 /// and one load of a line the reader writes only when it goes to sleep or wakes.
-#[inline]
+#[inline(always)]
 fn wake_reader(seg: &Segment, counters: &Counters<'_>) {
     if crate::wake::notify_reader(&seg.header().wake, |epoch| seg.ring_doorbell(epoch)) {
         counters.add(&counters.wakeups, 1);
@@ -494,7 +494,7 @@ fn wake_reader(seg: &Segment, counters: &Counters<'_>) {
 }
 
 /// Counts one message of `len` bytes sent.
-#[inline]
+#[inline(always)]
 fn count_sent(counters: &Counters<'_>, len: usize) {
     counters.add(&counters.messages_sent, 1);
     counters.add(&counters.bytes_sent, len as u64);
