@@ -41,6 +41,15 @@ pub struct EndpointStats {
     pub held: usize,
 }
 
+/// Which envelope goes in front of a message's body.
+#[derive(Clone, Copy)]
+enum Head {
+    /// The endpoint's data envelope, built once.
+    Data,
+    /// The one just built into `out` (a request's or a reply's).
+    Built,
+}
+
 /// How long a call may wait.
 #[derive(Clone, Copy)]
 enum Wait {
@@ -208,32 +217,35 @@ impl Endpoint {
     /// ready; `PeerGone` if it leaves or dies meanwhile (noticed within [`PEER_POLL`]).
     /// Messages one endpoint sends to one destination arrive in the order sent.
     pub fn send_to(&mut self, to: &str, message: &[u8]) -> Result<()> {
-        self.encode_data(message);
-        self.deliver(to, None, Wait::Forever).map(drop)
+        self.deliver(to, None, Wait::Forever, Head::Data, message)
+            .map(drop)
     }
 
     /// Sends `message` to `to`, or fails at once: `Full` when its inbox has no room now
     /// (nothing was sent). No system call when the destination is cached.
     pub fn try_send_to(&mut self, to: &str, message: &[u8]) -> Result<()> {
-        self.encode_data(message);
-        self.deliver(to, None, Wait::Now).map(drop)
+        self.deliver(to, None, Wait::Now, Head::Data, message)
+            .map(drop)
     }
 
     /// Sends `message` to `to`, waiting up to `timeout` for room: `Timeout` if the inbox
     /// stays full.
     pub fn send_to_timeout(&mut self, to: &str, message: &[u8], timeout: Duration) -> Result<()> {
-        self.encode_data(message);
-        self.deliver(to, None, Wait::after(timeout)).map(drop)
+        self.deliver(to, None, Wait::after(timeout), Head::Data, message)
+            .map(drop)
     }
 
-    fn encode_data(&mut self, message: &[u8]) {
-        self.out.clear();
-        self.out.extend_from_slice(&self.data_header);
-        self.out.extend_from_slice(message);
-    }
-
-    /// Sends `self.out` to `to` (of generation `expect`, if given); returns the target.
-    fn deliver(&mut self, to: &str, expect: Option<u64>, wait: Wait) -> Result<usize> {
+    /// Sends an envelope (`head`) followed by `body` as one message to `to` (of
+    /// generation `expect`, if given), the two written into the ring in place
+    /// (`Writer::try_send_parts`: no copy into a buffer first); returns the target.
+    fn deliver(
+        &mut self,
+        to: &str,
+        expect: Option<u64>,
+        wait: Wait,
+        head: Head,
+        body: &[u8],
+    ) -> Result<usize> {
         let i = self.target(to)?;
         let t = &self.targets[i];
         if expect.is_some_and(|g| g != t.generation) {
@@ -242,7 +254,12 @@ impl Endpoint {
                 pid: t.pid,
             });
         }
-        match t.writer.try_send(&self.out) {
+        let envelope = match head {
+            Head::Data => &self.data_header,
+            Head::Built => &self.out,
+        };
+        let parts = [&envelope[..], body];
+        match t.writer.try_send_parts(&parts) {
             Err(atbus::Error::Full) => {}
             other => return other.map(|()| i).map_err(Error::from),
         }
@@ -258,7 +275,7 @@ impl Endpoint {
                     (deadline - now).min(PEER_POLL)
                 }
             };
-            match t.writer.send_timeout(&self.out, slice) {
+            match t.writer.send_parts_timeout(&parts, slice) {
                 Err(atbus::Error::Timeout) => {}
                 other => return other.map(|()| i).map_err(Error::from),
             }
@@ -467,8 +484,7 @@ impl Endpoint {
             correlation,
             0,
         );
-        self.out.extend_from_slice(request);
-        let i = self.deliver(to, None, wait)?;
+        let i = self.deliver(to, None, wait, Head::Built, request)?;
         let (peer_name, peer_generation) = (self.targets[i].name, self.targets[i].generation);
         let mut next_look = Instant::now() + PEER_POLL;
         loop {
@@ -537,8 +553,14 @@ impl Endpoint {
             request.correlation,
             request.from_generation,
         );
-        self.out.extend_from_slice(message);
-        match self.deliver(request.from(), Some(request.from_generation), Wait::Forever) {
+        let from_generation = Some(request.from_generation);
+        match self.deliver(
+            request.from(),
+            from_generation,
+            Wait::Forever,
+            Head::Built,
+            message,
+        ) {
             Ok(_) => Ok(()),
             Err(Error::NoSuchEndpoint { name }) => Err(Error::PeerGone {
                 name,

@@ -205,6 +205,46 @@ pub(crate) fn send(seg: &Segment, cached_read: &AtomicU64, pid: u32, data: &[u8]
     publish(seg, &counters, &block, crc, false)
 }
 
+/// Sends one message made of `parts` laid end to end (a header and a body, say), without
+/// gathering them into one buffer first.
+pub(crate) fn send_parts(
+    seg: &Segment,
+    cached_read: &AtomicU64,
+    pid: u32,
+    parts: &[&[u8]],
+) -> Result<()> {
+    let len = parts
+        .iter()
+        .map(|p| p.len())
+        .fold(0usize, usize::saturating_add);
+    check_len(seg, len)?;
+    let counters = slots::for_thread(seg.header());
+    let block = claim_block(seg, &counters, cached_read, pid, len)?;
+    let checksums = seg.settings().checksums;
+    // As `write_payload`, part after part, the crc carried across them; from SPLIT_FROM
+    // bytes on, one more look at the head once half the bytes are in.
+    let half = if len >= SPLIT_FROM {
+        len / 2
+    } else {
+        usize::MAX
+    };
+    let (mut crc, mut offset, mut looked) = (0, 0, false);
+    for part in parts {
+        if checksums {
+            crc = seg.write_payload_crc(block.index, offset, part, crc);
+        } else {
+            seg.write_payload(block.index, offset, part);
+        }
+        offset += part.len();
+        if !looked && offset >= half {
+            looked = true;
+            block.check_still_ours(seg, &counters)?;
+        }
+    }
+    fault_point!(BeforePublish);
+    publish(seg, &counters, &block, crc, false)
+}
+
 /// Copies `data` into the claimed `block` and returns its crc32 (0 without checksums).
 ///
 /// We own the block's bytes: our claim CAS succeeded, so no other writer of this lap

@@ -95,6 +95,31 @@ impl Writer {
         ring::send(&self.seg, &self.cached_read, self.pid, message)
     }
 
+    /// Sends one message made of `parts` laid end to end, as if they were one slice (the
+    /// reader receives one message of their total length), without gathering them into
+    /// a buffer first: a header in front of a payload costs no extra copy. Fails as
+    /// [`try_send`](Writer::try_send).
+    ///
+    /// ```
+    /// # let name = format!("/atbus-doc-send-parts-{}", std::process::id());
+    /// let channel = atbus::Channel::create(&name, 1 << 20, &atbus::Config::default())?;
+    /// let writer = channel.writer();
+    /// writer.try_send_parts(&[b"header:", b"body"])?;
+    /// assert_eq!(channel.reader()?.try_recv_vec()?, b"header:body");
+    /// # atbus::Channel::unlink(&name)?;
+    /// # Ok::<(), atbus::Error>(())
+    /// ```
+    pub fn try_send_parts(&self, parts: &[&[u8]]) -> Result<()> {
+        ring::send_parts(&self.seg, &self.cached_read, self.pid, parts)
+    }
+
+    /// [`try_send_parts`](Writer::try_send_parts), waiting up to `timeout` for the reader
+    /// to free space as [`send_timeout`](Writer::send_timeout) does.
+    pub fn send_parts_timeout(&self, parts: &[&[u8]], timeout: Duration) -> Result<()> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.wait_for_space(deadline, || self.try_send_parts(parts))
+    }
+
     /// Sends several messages with one claim of space: a prefix of `messages`, as many
     /// as fit now in one claim (at most the largest message the channel takes, in
     /// nodes). Returns how many were sent, at least one; call again with the rest. Fails,

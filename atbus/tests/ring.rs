@@ -596,3 +596,45 @@ fn send_batch_waits_for_the_reader_and_sends_everything_in_order() {
     assert_eq!((s.messages_sent, s.messages_received), (5000, 5000));
     assert_eq!(s.bad_nodes, 0);
 }
+
+#[test]
+fn a_message_sent_in_parts_arrives_as_one_byte_for_byte() {
+    let name = Named::new("parts");
+    let ch = Channel::create(&name.0, 1 << 20, &Config::default()).unwrap();
+    let w = ch.writer();
+    let mut r = ch.reader().unwrap();
+    // Part sizes around the node size and the 1 KiB split, and empty parts.
+    for (i, sizes) in [
+        &[0usize][..],
+        &[9, 64],
+        &[0, 95, 0, 1],
+        &[9, 1500],
+        &[700, 700, 700],
+        &[4096, 1, 4096],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let parts: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(j, &n)| payload((i * 10 + j) as u64, n))
+            .collect();
+        let refs: Vec<&[u8]> = parts.iter().map(|p| &p[..]).collect();
+        if i % 2 == 0 {
+            w.try_send_parts(&refs).unwrap();
+        } else {
+            w.send_parts_timeout(&refs, std::time::Duration::from_secs(5))
+                .unwrap();
+        }
+        assert_eq!(r.try_recv_vec().unwrap(), parts.concat(), "parts {sizes:?}");
+    }
+    let too_big = vec![0u8; w.max_message_len()];
+    assert!(matches!(
+        w.try_send_parts(&[&too_big, b"x"]),
+        Err(Error::TooLarge { .. })
+    ));
+    assert!(matches!(r.try_recv_vec(), Err(Error::Empty)));
+    let s = ch.stats();
+    assert_eq!((s.messages_sent, s.crc_failures), (6, 0));
+}
