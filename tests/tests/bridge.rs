@@ -5,11 +5,12 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::process::{Child, ExitStatus};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use atbus::{Channel, Config, Error};
+use atbus_tests::child::ChildGuard;
 use atbus_tests::nats::NatsServer;
 use atbus_tests::{check_payload, TestChannel};
 use futures_util::StreamExt;
@@ -41,7 +42,7 @@ fn bridge(
     stream: &str,
     window: usize,
     extra: &[&str],
-) -> Child {
+) -> ChildGuard {
     let (window, subject) = (window.to_string(), format!("{stream}.msgs"));
     let mut args = vec![
         "bridge",
@@ -62,16 +63,22 @@ fn bridge(
     peer(&args)
 }
 
-fn bridge_out(ch: &TestChannel, url: &str, stream: &str, window: usize) -> Child {
+fn bridge_out(ch: &TestChannel, url: &str, stream: &str, window: usize) -> ChildGuard {
     bridge("out", ch, url, stream, window, &[])
 }
 
-fn bridge_in(ch: &TestChannel, url: &str, stream: &str, durable: &str, window: usize) -> Child {
+fn bridge_in(
+    ch: &TestChannel,
+    url: &str,
+    stream: &str,
+    durable: &str,
+    window: usize,
+) -> ChildGuard {
     bridge("in", ch, url, stream, window, &["--durable", durable])
 }
 
 /// Starts `writers` writer processes, each sending `count` messages of 16..=`max` bytes.
-fn writers(ch: &TestChannel, writers: u64, count: u64, max: usize) -> Vec<Child> {
+fn writers(ch: &TestChannel, writers: u64, count: u64, max: usize) -> Vec<ChildGuard> {
     (0..writers)
         .map(|id| {
             peer(&[
@@ -86,7 +93,7 @@ fn writers(ch: &TestChannel, writers: u64, count: u64, max: usize) -> Vec<Child>
         .collect()
 }
 
-fn wait_ok(children: Vec<Child>) {
+fn wait_ok(children: Vec<ChildGuard>) {
     for mut c in children {
         let status = c.wait().unwrap();
         assert!(status.success(), "a peer failed: {status:?}");
@@ -94,7 +101,7 @@ fn wait_ok(children: Vec<Child>) {
 }
 
 /// Stops a bridge with SIGTERM; returns its exit status and its `--json` counters.
-fn stop_bridge(mut bridge: Child) -> (ExitStatus, serde_json::Value) {
+fn stop_bridge(mut bridge: ChildGuard) -> (ExitStatus, serde_json::Value) {
     signal(&bridge, Signal::SIGTERM);
     let status = bridge.wait().unwrap();
     let mut out = String::new();
@@ -108,7 +115,7 @@ fn stop_bridge(mut bridge: Child) -> (ExitStatus, serde_json::Value) {
     (status, json)
 }
 
-fn kill(mut child: Child) {
+fn kill(mut child: ChildGuard) {
     signal(&child, Signal::SIGKILL);
     child.wait().unwrap();
 }
@@ -410,18 +417,19 @@ fn bridge_out_with_stderr(
     url: &str,
     stream: &str,
 ) -> (
-    Child,
+    ChildGuard,
     std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
 ) {
     use std::io::BufRead;
     let subject = format!("{}.msgs", stream.to_lowercase());
-    let mut out = std::process::Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
-        .args(["bridge", "out", "--channel", &ch.name, "--nats", url])
-        .args(["--stream", stream, "--subject", &subject])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut out = ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
+            .args(["bridge", "out", "--channel", &ch.name, "--nats", url])
+            .args(["--stream", stream, "--subject", &subject])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
     let lines = std::io::BufReader::new(out.stderr.take().unwrap()).lines();
     (out, lines)
 }
@@ -485,12 +493,13 @@ fn a_bridge_prints_its_counters_on_sigusr1_and_at_exit() {
 fn bridge_fails(args: &[&str]) -> (i32, String) {
     let mut all = vec!["bridge"];
     all.extend_from_slice(args);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
-        .args(&all)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
+            .args(&all)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
     let mut err = String::new();
     child
         .stderr

@@ -15,6 +15,7 @@ use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
 use atbus::{Backoff, Channel, Config, Error, Step};
+use atbus_tests::child::{die_with_parent, ChildGuard};
 use atbus_tests::{check_payload, length, payload, TestChannel};
 use ffi::*;
 
@@ -66,7 +67,7 @@ fn lib_dir() -> PathBuf {
 
 /// Runs a tool the tests need, failing with how to install it when it is missing.
 fn installed_tool(cmd: &mut Command, package: &str) -> Output {
-    match cmd.stdin(Stdio::null()).output() {
+    match die_with_parent(cmd).stdin(Stdio::null()).output() {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
             "{:?} is not installed; the C API tests need it: apt-get install {package}",
@@ -83,6 +84,7 @@ fn installed_tool(cmd: &mut Command, package: &str) -> Output {
 fn c_program(path: &Path) -> Command {
     let mut cmd = Command::new(path);
     cmd.env_remove("LD_LIBRARY_PATH");
+    die_with_parent(&mut cmd);
     cmd
 }
 
@@ -116,7 +118,7 @@ impl Drop for Scratch {
 /// Runs a command to completion and returns its output, failing the test with the
 /// command line, stdout and stderr if it does not exit 0.
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd
+    let out = die_with_parent(cmd)
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -370,19 +372,20 @@ fn c_writer_threads_feed_a_rust_reader_every_byte_checked() {
     // A small ring: the writers wait for the reader and the ring wraps many times.
     let channel = Channel::create(&ch.name, 256 << 10, &Config::default()).unwrap();
     let mut reader = channel.reader().unwrap();
-    let mut child = c_program(&program)
-        .args([
-            &ch.name,
-            "100",
-            &THREADS.to_string(),
-            &PER_THREAD.to_string(),
-            "16",
-            "2000",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ChildGuard::spawn(
+        c_program(&program)
+            .args([
+                &ch.name,
+                "100",
+                &THREADS.to_string(),
+                &PER_THREAD.to_string(),
+                "16",
+                "2000",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
     let mut tally = Tally::new(100, THREADS);
     let mut buf = vec![0u8; 4096];
     let mut last = Instant::now();
@@ -423,17 +426,18 @@ fn rust_writers_feed_a_c_reader_every_byte_checked() {
     let program = compile(&scratch, "reader", Link::Dynamic);
     let ch = TestChannel::new("c-reader");
     let channel = Channel::create(&ch.name, 256 << 10, &Config::default()).unwrap();
-    let child = c_program(&program)
-        .args([
-            &ch.name,
-            "200",
-            &WRITERS.to_string(),
-            &PER_WRITER.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ChildGuard::spawn(
+        c_program(&program)
+            .args([
+                &ch.name,
+                "200",
+                &WRITERS.to_string(),
+                &PER_WRITER.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
     let bytes: u64 = std::thread::scope(|s| {
         let handles: Vec<_> = (0..WRITERS)
             .map(|w| {
@@ -481,18 +485,19 @@ fn c_event_loop_waits_on_two_channels_and_a_timer_with_epoll() {
     let b = TestChannel::new("c-evloop-b");
     let channels =
         [&a, &b].map(|t| Channel::create(&t.name, 256 << 10, &Config::default()).unwrap());
-    let child = Command::new(&program)
-        .args([
-            &a.name,
-            &b.name,
-            "400",
-            &WRITERS.to_string(),
-            &PER_WRITER.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ChildGuard::spawn(
+        c_program(&program)
+            .args([
+                &a.name,
+                &b.name,
+                "400",
+                &WRITERS.to_string(),
+                &PER_WRITER.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
     // The writers start once the C reader holds both roles (its fd calls take them).
     for ch in &channels {
         let view = atbus::Inspector::open(ch.name()).unwrap();
@@ -506,7 +511,7 @@ fn c_event_loop_waits_on_two_channels_and_a_timer_with_epoll() {
             backoff.snooze();
         }
     }
-    let writers: Vec<Child> = (0..2u64)
+    let writers: Vec<ChildGuard> = (0..2u64)
         .flat_map(|c| (0..WRITERS).map(move |w| (c, 400 + c * WRITERS + w)))
         .map(|(c, id)| {
             let name = if c == 0 { &a.name } else { &b.name };
