@@ -212,6 +212,10 @@ fn header_compiles_as_cpp11_and_matches_the_rust_layout() {
             offset_of!(atbus_config, allow_shared_mode),
         ),
         ("RUST_STATS_SIZE", size_of::<atbus_stats>()),
+        (
+            "RUST_STATS_MESSAGES_SENT",
+            offset_of!(atbus_stats, messages_sent),
+        ),
     ];
     let mut cmd = Command::new(tool("CXX", "c++"));
     cmd.args(["-std=c++11", "-Wall", "-Wextra", "-Werror", "-c"])
@@ -224,8 +228,8 @@ fn header_compiles_as_cpp11_and_matches_the_rust_layout() {
         cmd.arg(format!("-D{name}={value}"));
     }
     run(&mut cmd);
-    // Every counter is a u64, so the size pins the count: 22 counters.
-    assert_eq!(size_of::<atbus_stats>(), 22 * 8);
+    // `size`, then u64 counters only, so the size pins the count: 22 counters.
+    assert_eq!(size_of::<atbus_stats>(), 8 + 22 * 8);
 }
 
 #[test]
@@ -615,8 +619,11 @@ impl Handle {
     }
 
     fn stats(&self) -> atbus_stats {
-        let mut s = atbus_stats::default();
-        // SAFETY: a live handle and a valid out-pointer.
+        let mut s = atbus_stats {
+            size: std::mem::size_of::<atbus_stats>(),
+            ..Default::default()
+        };
+        // SAFETY: a live handle and a valid out-pointer with its size set.
         assert_eq!(unsafe { atbus_get_stats(self.0, &mut s) }, ATBUS_OK);
         s
     }
@@ -846,7 +853,8 @@ fn stats_carry_every_counter_of_channel_stats() {
         (c.read_cursor, r.read_cursor),
         (c.write_cursor, r.write_cursor),
     ];
-    assert_eq!(pairs.len() * 8, std::mem::size_of::<atbus_stats>());
+    assert_eq!(8 + pairs.len() * 8, std::mem::size_of::<atbus_stats>());
+    assert_eq!(c.size, std::mem::size_of::<atbus_stats>());
     for (i, (from_c, from_rust)) in pairs.into_iter().enumerate() {
         assert_eq!(from_c, from_rust, "counter {i} of atbus_stats");
     }
