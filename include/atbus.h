@@ -4,6 +4,7 @@
  * Link statically:  cc app.c -Iinclude target/release/libatbus.a -lpthread -ldl -lm
  * Link dynamically: cc app.c -Iinclude -Ltarget/release -latbus -Wl,-rpath,<dir of libatbus.so>
  * With pkg-config:  cc app.c $(PKG_CONFIG_PATH=target/release pkg-config --cflags --libs atbus)
+ *                   (pkg-config --static ... links libatbus.a instead)
  * (build the libraries with `cargo build --release -p atbus-capi`; see docs/c-api.md)
  *
  * Every function returns ATBUS_OK (0) or a negative ATBUS_ERR_* code, unless it says

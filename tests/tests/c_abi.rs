@@ -896,6 +896,53 @@ fn pkg_config_flags_build_the_example() {
     let ch = TestChannel::new("c-pkg-config");
     let out = run(c_program(&program).arg(&ch.name));
     assert_eq!(stdout(&out), "received hello\nsent 1, received 1\n");
+    assert!(
+        needed_libraries(&program).contains("libatbus.so"),
+        "linked with `pkg-config --libs atbus`, the program should load libatbus.so"
+    );
+}
+
+/// The `NEEDED` entries of an ELF program's dynamic section (`readelf -d`), one a line.
+fn needed_libraries(program: &Path) -> String {
+    let out = installed_tool(Command::new("readelf").arg("-d").arg(program), "binutils");
+    assert!(out.status.success(), "readelf failed: {out:?}");
+    stdout(&out)
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `pkg-config --static --cflags --libs atbus` links the static library: the program
+/// runs and does not depend on `libatbus.so` (a plain `-latbus` there would pick the
+/// shared library, which the linker prefers).
+#[test]
+fn pkg_config_static_flags_link_the_static_library() {
+    let lib = lib_dir();
+    let out = installed_tool(
+        Command::new("pkg-config")
+            .args(["--static", "--cflags", "--libs", "atbus"])
+            .env("PKG_CONFIG_PATH", &lib),
+        "pkg-config",
+    );
+    assert!(out.status.success(), "pkg-config failed: {out:?}");
+    let flags = stdout(&out);
+    let scratch = Scratch::new("pkg-config-static");
+    let program = scratch.path("example");
+    run(Command::new(tool("CC", "cc"))
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror"])
+        .arg(root().join("tests/c/example.c"))
+        .args(flags.split_whitespace())
+        .arg("-o")
+        .arg(&program));
+    let needed = needed_libraries(&program);
+    assert!(
+        !needed.contains("libatbus"),
+        "`pkg-config --static --libs atbus` gave {flags:?}, and the program still needs:\n{needed}"
+    );
+    let ch = TestChannel::new("c-pkg-config-static");
+    let out = run(c_program(&program).arg(&ch.name));
+    assert_eq!(stdout(&out), "received hello\nsent 1, received 1\n");
 }
 
 /// `libatbus.so` exports exactly the functions `include/atbus.h` declares.
