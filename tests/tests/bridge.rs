@@ -104,6 +104,11 @@ fn wait_ok(children: Vec<ChildGuard>) {
 fn stop_bridge(mut bridge: ChildGuard) -> (ExitStatus, serde_json::Value) {
     signal(&bridge, Signal::SIGTERM);
     let status = bridge.wait().unwrap();
+    (status, counters(bridge))
+}
+
+/// The `--json` counters an exited bridge printed.
+fn counters(mut bridge: ChildGuard) -> serde_json::Value {
     let mut out = String::new();
     bridge
         .stdout
@@ -111,8 +116,7 @@ fn stop_bridge(mut bridge: ChildGuard) -> (ExitStatus, serde_json::Value) {
         .unwrap()
         .read_to_string(&mut out)
         .unwrap();
-    let json = serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null);
-    (status, json)
+    serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null)
 }
 
 fn kill(mut child: ChildGuard) {
@@ -311,6 +315,54 @@ fn out_bridge_killed_mid_stream_loses_nothing_and_stores_nothing_twice() {
         json["duplicates_dropped"].as_u64().unwrap() <= bound,
         "{json}"
     );
+    let s = a.stats();
+    assert_eq!((s.crc_failures, s.bad_blocks), (0, 0), "{s:?}");
+}
+
+/// Waits up to `limit` for `child` to exit; `None` if it still runs.
+fn exits_within(child: &mut ChildGuard, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    let mut backoff = atbus::Backoff::new();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        backoff.snooze();
+    }
+}
+
+#[test]
+fn out_bridge_stops_on_sigterm_while_nats_is_down_and_its_successor_stores_everything_once() {
+    let mut nats = NatsServer::start("downstop");
+    let src = TestChannel::new("br-downstop");
+    let a = channel(&src);
+    let w = writers(&src, 3, 20_000, 1000);
+    let mut out = bridge_out(&src, &nats.url(), "DOWNSTOP", 256);
+    wait_stream_len(&nats.url(), "DOWNSTOP", 5_000);
+    // The writers go on; the bridge's publishes now fail and it retries for ever.
+    nats.stop();
+    signal(&out, Signal::SIGTERM);
+    let asked = Instant::now();
+    // STOP_GRACE (500 ms) plus a descheduled process's slack; before the fix: never.
+    let status = exits_within(&mut out, Duration::from_secs(10))
+        .expect("the bridge ignored SIGTERM while the NATS server was down");
+    eprintln!("stopped {:?} after SIGTERM", asked.elapsed());
+    assert!(status.success(), "a stop exits 0: {status:?}");
+    let json = counters(out);
+    assert!(json["acked"].as_u64().unwrap() < 60_000, "{json}");
+    // The server comes back; a successor resumes at the last commit and every message
+    // the first one did not get acknowledged is still in the ring.
+    nats.restart();
+    let out = bridge_out(&src, &nats.url(), "DOWNSTOP", 256);
+    wait_ok(w);
+    wait_stream_len(&nats.url(), "DOWNSTOP", 60_000);
+    let (status, json) = stop_bridge(out);
+    assert!(status.success(), "{status:?}");
+    assert_stream_exact(&nats.url(), "DOWNSTOP", 3, 20_000);
+    assert_eq!(json["forwarded"], json["acked"], "{json}");
     let s = a.stats();
     assert_eq!((s.crc_failures, s.bad_blocks), (0, 0), "{s:?}");
 }
