@@ -79,6 +79,17 @@ fn bridge_in(
 
 /// Starts `writers` writer processes, each sending `count` messages of 16..=`max` bytes.
 fn writers(ch: &TestChannel, writers: u64, count: u64, max: usize) -> Vec<ChildGuard> {
+    writers_from(ch, writers, 0, count, max)
+}
+
+/// As [`writers`], each writer's sequences starting at `first`.
+fn writers_from(
+    ch: &TestChannel,
+    writers: u64,
+    first: u64,
+    count: u64,
+    max: usize,
+) -> Vec<ChildGuard> {
     (0..writers)
         .map(|id| {
             peer(&[
@@ -88,6 +99,7 @@ fn writers(ch: &TestChannel, writers: u64, count: u64, max: usize) -> Vec<ChildG
                 &count.to_string(),
                 "16",
                 &max.to_string(),
+                &first.to_string(),
             ])
         })
         .collect()
@@ -404,6 +416,88 @@ fn in_bridge_killed_mid_stream_loses_nothing_and_counts_its_duplicates() {
         "duplicates {} must be counted (possible {possible}) and within the window {WINDOW}",
         order.duplicates
     );
+}
+
+/// Every consumer of `stream`: (name, description, creation time).
+fn consumers(url: &str, stream: &str) -> Vec<(String, Option<String>, String)> {
+    runtime().block_on(async {
+        let js = jetstream::new(async_nats::connect(url).await.unwrap());
+        let s = js.get_stream(stream).await.unwrap();
+        let mut list = s.consumers();
+        let mut out = Vec::new();
+        while let Some(info) = list.next().await {
+            let info = info.unwrap();
+            out.push((info.name, info.config.description, info.created.to_string()));
+        }
+        out.sort();
+        out
+    })
+}
+
+#[test]
+fn in_bridges_with_durables_orders_and_orders_r1_keep_to_their_own_consumers() {
+    // `orders-r1` is the name of durable `orders`' generation 1 and of durable
+    // `orders-r1`'s generation 0: names alone cannot tell whose a consumer is.
+    let nats = NatsServer::start("owners");
+    let url = nats.url();
+    let src = TestChannel::new("br-own-src");
+    let (dst_a, dst_b) = (TestChannel::new("br-own-a"), TestChannel::new("br-own-b"));
+    let (_s, a, b) = (channel(&src), channel(&dst_a), channel(&dst_b));
+    let (mut reader_a, mut reader_b) = (a.reader().unwrap(), b.reader().unwrap());
+    let (mut order_a, mut order_b) = (Order::new(2, false), Order::new(2, false));
+    let out = bridge_out(&src, &url, "OWNERS", 256);
+    wait_ok(writers(&src, 2, 2_000, 500));
+    wait_stream_len(&url, "OWNERS", 4_000);
+
+    // `orders-r1` first: it makes consumer orders-r1 and delivers everything.
+    let in_b = bridge_in(&dst_b, &url, "OWNERS", "orders-r1", 64);
+    read_all(&mut reader_b, &mut order_b, 2_000, |_| {});
+    let b_consumer = consumers(&url, "OWNERS");
+    assert_eq!(b_consumer.len(), 1, "{b_consumer:?}");
+    assert_eq!(b_consumer[0].0, "orders-r1");
+
+    // Then `orders`: it must not take orders-r1 for its own generation 1 (it would
+    // start where that one stands, at the end, and deliver nothing) nor delete it.
+    let in_a = bridge_in(&dst_a, &url, "OWNERS", "orders", 64);
+    read_all(&mut reader_a, &mut order_a, 2_000, |_| {});
+    let both = consumers(&url, "OWNERS");
+    assert!(both.contains(&b_consumer[0]), "{both:?}");
+    assert_eq!(both.len(), 2, "{both:?}");
+
+    // A clean stop moves `orders` to a new generation: not onto orders-r1.
+    let (status, json_a) = stop_bridge(in_a);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(json_a["forwarded"], 4_000, "{json_a}");
+    let after = consumers(&url, "OWNERS");
+    assert!(after.contains(&b_consumer[0]), "{after:?}");
+
+    // More messages: `orders-r1`, still running on its own consumer, gets them, and
+    // `orders`, started again, resumes after what it wrote (Order: nothing twice).
+    wait_ok(writers_from(&src, 2, 2_000, 1_000, 500));
+    read_all(&mut reader_b, &mut order_b, 3_000, |_| {});
+    let in_a = bridge_in(&dst_a, &url, "OWNERS", "orders", 64);
+    read_all(&mut reader_a, &mut order_a, 3_000, |_| {});
+    for bridge in [in_a, in_b] {
+        let (status, json) = stop_bridge(bridge);
+        assert!(status.success(), "{status:?}");
+        assert_eq!(json["possible_duplicates"], 0, "{json}");
+    }
+    stop_bridge(out);
+    assert!(matches!(reader_a.try_recv_vec(), Err(Error::Empty)));
+    assert!(matches!(reader_b.try_recv_vec(), Err(Error::Empty)));
+    // Each durable's consumers say whose they are.
+    for (name, description, _) in consumers(&url, "OWNERS") {
+        let owner = if name.starts_with("orders-r1") {
+            "orders-r1"
+        } else {
+            "orders"
+        };
+        let description = description.unwrap_or_default();
+        assert!(
+            description.starts_with(&format!("atbus-bridge in: durable {owner} ")),
+            "{name}: {description}"
+        );
+    }
 }
 
 #[test]
