@@ -4,6 +4,7 @@
  * Link statically:  cc app.c -Iinclude target/release/libatbus.a -lpthread -ldl -lm
  * Link dynamically: cc app.c -Iinclude -Ltarget/release -latbus -Wl,-rpath,<dir of libatbus.so>
  * With pkg-config:  cc app.c $(PKG_CONFIG_PATH=target/release pkg-config --cflags --libs atbus)
+ *                   (pkg-config --static ... links libatbus.a instead)
  * (build the libraries with `cargo build --release -p atbus-capi`; see docs/c-api.md)
  *
  * Every function returns ATBUS_OK (0) or a negative ATBUS_ERR_* code, unless it says
@@ -215,8 +216,21 @@ typedef struct atbus_config {
 /**
  * Every counter of a channel (see `atbus_get_stats`). Each counter is read atomically;
  * the set is not one atomic snapshot while the channel is in use.
+ *
+ * Set `size` before the call: `atbus_stats stats = { .size = sizeof stats };` (C) or
+ * `atbus_stats stats{}; stats.size = sizeof stats;` (C++). The struct can grow in later
+ * versions without breaking compiled programs: `atbus_get_stats` writes only the
+ * counters that fit in the caller's `size`, so a program built against an older,
+ * smaller struct gets no byte written past its end, and one built against a newer,
+ * larger struct gets the counters this library knows, the rest left untouched.
+ * Counters are only ever appended.
  */
 typedef struct atbus_stats {
+  /**
+   * `sizeof(atbus_stats)` as the caller compiled it; set it before calling
+   * `atbus_get_stats`, which never changes it.
+   */
+  size_t size;
   /**
    * Messages writers published.
    */
@@ -296,7 +310,9 @@ typedef struct atbus_stats {
   uint64_t reader_sleeps;
   /**
    * Wake-ups writers issued to a sleeping or armed reader (futex wakes and doorbell
-   * rings; one per sleep).
+   * rings). Usually one per sleep, but it can exceed `reader_sleeps`: a writer that
+   * finds the reader arming rings even when `atbus_reader_arm` then returns 1
+   * (a message ready), which counts no sleep.
    */
   uint64_t wakeups;
   /**
@@ -394,7 +410,8 @@ int32_t atbus_open_ex(const char *name, uint32_t flags, struct atbus_channel **o
 
 /**
  * Closes a handle: gives back the reader role if it holds it and unmaps the channel.
- * The channel itself stays (see `atbus_unlink`). NULL is a no-op.
+ * The channel itself stays (see `atbus_unlink`). NULL is a no-op. This closes the
+ * handle's readiness fd (`atbus_reader_fd`): remove it from your event loop first.
  *
  * # Safety
  * `channel` is NULL or a handle from `atbus_create`/`atbus_open` not closed before, and
@@ -494,7 +511,10 @@ int32_t atbus_recv_timeout(struct atbus_channel *channel,
  * needs another look. Takes the reader role if this handle does not hold it yet.
  *
  * The fd belongs to the handle: do not close it. It stays the same until
- * `atbus_release_reader` or `atbus_close` (after which remove it from your event loop).
+ * `atbus_release_reader` or `atbus_close`, which close it: remove it from your event
+ * loop *before* either call (`epoll_ctl(EPOLL_CTL_DEL)`, `uv_poll_stop` and
+ * `uv_close`; libuv forbids closing an fd it still watches, and a closed fd's number
+ * may be reused at once by the next `open`).
  * The first call creates the channel's doorbell FIFO next to the segment
  * (`/dev/shm/NAME.bell` for `/NAME`), with the segment's permissions.
  *
@@ -571,7 +591,8 @@ int32_t atbus_reader_commit(struct atbus_channel *channel, uint64_t position);
 
 /**
  * Gives back the reader role if this handle holds it (releasing every consumed node to
- * the writers), so another handle or process can read. The next `atbus_recv` on this
+ * the writers), so another handle or process can read. This closes the readiness fd
+ * (`atbus_reader_fd`): remove it from your event loop first. The next `atbus_recv` on this
  * handle takes the role again. Returns `ATBUS_OK`, also when the handle did not hold
  * the role, or `ATBUS_ERR_INVALID_ARGUMENT` for a NULL handle.
  *
@@ -582,13 +603,17 @@ int32_t atbus_release_reader(struct atbus_channel *channel);
 
 /**
  * Fills `*out` with a snapshot of the channel's shared counters (those of every process
- * using the channel, not just this handle).
+ * using the channel, not just this handle): the counters that fit in `out->size` bytes,
+ * which the caller sets to `sizeof(atbus_stats)` before the call. Nothing past
+ * `out->size` bytes is written, and nothing past the counters this library knows.
  *
- * Returns `ATBUS_OK` or `ATBUS_ERR_INVALID_ARGUMENT` (NULL `channel` or `out`).
+ * Returns `ATBUS_OK` or `ATBUS_ERR_INVALID_ARGUMENT`: NULL `channel` or `out`, or an
+ * `out->size` that no header gives (less than room for one counter, not a multiple of
+ * 8, or above 4096: usually a `size` left unset); nothing is written then.
  *
  * # Safety
- * `channel` is NULL or a live handle; `out` is NULL or points to writable memory for one
- * `atbus_stats`.
+ * `channel` is NULL or a live handle; `out` is NULL or points to writable memory of
+ * `out->size` bytes (an `atbus_stats` of the caller's header).
  */
 int32_t atbus_get_stats(const struct atbus_channel *channel, struct atbus_stats *out);
 

@@ -102,15 +102,40 @@ fn bad_arguments_get_one_line_and_exit_code_2() {
     );
 }
 
+/// A child process killed (SIGINT, so that it removes its channel and stops its own
+/// children, then SIGKILL) and reaped when dropped: a failed assertion leaves no run going
+/// on forever.
+struct Guard(std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // SAFETY: kill(2) on our own child, not yet reaped (try_wait said so).
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while matches!(self.0.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts a run that would go on forever, waits for its first line (printed once the
 /// channel exists), sends `sig`, and checks that the channel is gone afterwards.
 fn interrupt_removes_the_channel(sig: libc::c_int) {
-    let mut child = Command::new(BIN)
-        .args(["--forever", "--progress-every", "100ms", "--sizes", "64"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut child = Guard(
+        Command::new(BIN)
+            .args(["--forever", "--progress-every", "100ms", "--sizes", "64"])
+            .stdout(Stdio::piped())
+            // Not the harness's: the run's own children inherit it and could keep
+            // `cargo test`'s pipe open.
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
     let name = format!("/atbus-bench-{}", child.id());
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();

@@ -10,7 +10,13 @@
 //!
 //! Consumers are generations of one durable: `DURABLE`, then `DURABLE-r1`, `DURABLE-r2`,
 //! …; the bridge creates the next generation before it deletes the previous one, so a
-//! bridge killed in between finds both and takes the newest.
+//! bridge killed in between finds both and takes the newest. Each generation records
+//! its owner in its description ([`description`]: durable and generation), and the
+//! bridge touches only consumers that name its durable there: `--durable orders` and
+//! `--durable orders-r1` on one stream share names (`orders-r1` is both the first's
+//! generation 1 and the second's generation 0), so a name alone proves nothing. A
+//! generation whose name another durable's consumer holds is skipped. Consumers made
+//! before owners were recorded (no description at all) are still recognised by name.
 //!
 //! A bridge that dies after writing messages and before their acknowledgements reached
 //! the server writes them again when it comes back (at most `window` messages, the
@@ -198,6 +204,26 @@ fn consumer_name(durable: &str, generation: u64) -> String {
     }
 }
 
+/// The description recording that consumer generation `generation` belongs to
+/// `durable` (durable names hold no spaces).
+fn description(durable: &str, generation: u64) -> String {
+    format!("atbus-bridge in: durable {durable} generation {generation}")
+}
+
+/// The generation of `durable` that consumer `name`, described `described`, is; `None`
+/// if it is not `durable`'s. A description from [`description`] decides (and must match
+/// the name); a consumer with no description at all (made by a bridge that recorded no
+/// owner) is judged by its name.
+fn owned_generation(durable: &str, name: &str, described: Option<&str>) -> Option<u64> {
+    let Some(text) = described else {
+        return generation_of(durable, name);
+    };
+    let rest = text.strip_prefix("atbus-bridge in: durable ")?;
+    let (owner, generation) = rest.split_once(" generation ")?;
+    let generation: u64 = generation.parse().ok()?;
+    (owner == durable && name == consumer_name(durable, generation)).then_some(generation)
+}
+
 /// The generation a consumer name is, if it is one of `durable`'s.
 fn generation_of(durable: &str, name: &str) -> Option<u64> {
     if name == durable {
@@ -213,29 +239,29 @@ fn generation_of(durable: &str, name: &str) -> Option<u64> {
 /// that still has unacknowledged deliveries (the previous run died) is replaced by one
 /// starting after its acknowledgement floor.
 async fn attach(stream: &stream::Stream, opts: &InOptions) -> Result<Position, BridgeError> {
-    let mut names = stream.consumer_names();
+    let mut consumers = stream.consumers();
     let mut ours = Vec::new();
-    while let Some(name) = names.next().await {
-        let name = name.map_err(|e| {
+    while let Some(info) = consumers.next().await {
+        let info = info.map_err(|e| {
             BridgeError(format!(
                 "cannot list the consumers of stream {}: {e}",
                 opts.endpoint.stream
             ))
         })?;
-        if let Some(g) = generation_of(&opts.durable, &name) {
+        let described = info.config.description.as_deref();
+        if let Some(g) = owned_generation(&opts.durable, &info.name, described) {
             ours.push(g);
         }
     }
     ours.sort_unstable();
     let Some(&newest) = ours.last() else {
-        let pos = Position {
-            generation: 0,
+        let generation = create_generation(stream, opts, 0, DeliverPolicy::All).await?;
+        return Ok(Position {
+            generation,
             written_upto: 0,
             maybe_written_upto: 0,
             last_delivery: None,
-        };
-        create_consumer(stream, opts, 0, DeliverPolicy::All).await?;
-        return Ok(pos);
+        });
     };
     for &old in &ours[..ours.len() - 1] {
         let _ = stream
@@ -282,15 +308,38 @@ async fn new_generation(
     opts: &InOptions,
     pos: &Position,
 ) -> Result<u64, BridgeError> {
-    let next = pos.generation + 1;
     let start = DeliverPolicy::ByStartSequence {
         start_sequence: pos.written_upto + 1,
     };
-    create_consumer(stream, opts, next, start).await?;
+    let next = create_generation(stream, opts, pos.generation + 1, start).await?;
     let _ = stream
         .delete_consumer(&consumer_name(&opts.durable, pos.generation))
         .await;
     Ok(next)
+}
+
+/// Creates the first generation from `from` on whose name no consumer holds yet (one
+/// that does may be another durable's, see the module doc: never touched), recording
+/// this durable as its owner. Returns the generation.
+async fn create_generation(
+    stream: &stream::Stream,
+    opts: &InOptions,
+    from: u64,
+    deliver_policy: DeliverPolicy,
+) -> Result<u64, BridgeError> {
+    use async_nats::jetstream::context::ConsumerInfoErrorKind;
+    let mut generation = from;
+    loop {
+        let name = consumer_name(&opts.durable, generation);
+        match stream.consumer_info(&name).await {
+            Ok(_) => generation += 1,
+            Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {
+                create_consumer(stream, opts, generation, deliver_policy).await?;
+                return Ok(generation);
+            }
+            Err(e) => return Err(BridgeError(format!("cannot look up consumer {name}: {e}"))),
+        }
+    }
 }
 
 async fn create_consumer(
@@ -302,6 +351,7 @@ async fn create_consumer(
     let name = consumer_name(&opts.durable, generation);
     let config = pull::Config {
         durable_name: Some(name.clone()),
+        description: Some(description(&opts.durable, generation)),
         filter_subject: opts.endpoint.subject.clone(),
         deliver_policy,
         ack_policy: AckPolicy::Explicit,
@@ -383,5 +433,30 @@ mod tests {
         assert_eq!(generation_of("b", "b-r0"), None);
         assert_eq!(generation_of("b", "bb-r1"), None);
         assert_eq!(generation_of("b", "b-rx"), None);
+    }
+
+    #[test]
+    fn a_consumer_is_ours_only_if_its_description_names_our_durable() {
+        let ours = description("orders", 1);
+        assert_eq!(
+            owned_generation("orders", "orders-r1", Some(&ours)),
+            Some(1)
+        );
+        // The same name, made by `--durable orders-r1` (its generation 0).
+        let theirs = description("orders-r1", 0);
+        assert_eq!(owned_generation("orders", "orders-r1", Some(&theirs)), None);
+        assert_eq!(
+            owned_generation("orders-r1", "orders-r1", Some(&theirs)),
+            Some(0)
+        );
+        assert_eq!(
+            owned_generation("orders-r1", "orders-r1", Some(&ours)),
+            None
+        );
+        // A description that does not match the name, or is not ours at all.
+        assert_eq!(owned_generation("orders", "orders-r2", Some(&ours)), None);
+        assert_eq!(owned_generation("orders", "orders", Some("by hand")), None);
+        // Made before owners were recorded: by name, as then.
+        assert_eq!(owned_generation("orders", "orders-r3", None), Some(3));
     }
 }

@@ -15,7 +15,13 @@
 //! again one at a time, each after the previous was acknowledged, and resumes the
 //! pipeline. The messages of this channel in the stream are thus always a prefix of
 //! the channel's messages, in channel order (and so in each writer's order).
+//!
+//! Stopping (SIGINT/SIGTERM): the bridge reads nothing more and waits for the
+//! acknowledgements outstanding, for at most [`STOP_GRACE`]; then it commits what was
+//! acknowledged and leaves. Whatever JetStream has not acknowledged by then (all of
+//! it while the server is away) stays uncommitted in the ring for the next run.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -72,6 +78,61 @@ struct Out<'a> {
     uncommitted: Option<u64>,
     /// Messages settled since the last commit.
     since_commit: u32,
+    /// When to give up on the acknowledgements outstanding once told to stop.
+    stop: Stop,
+}
+
+/// How long a stopping bridge waits for the acknowledgements outstanding (and retries
+/// publishes) before it leaves the rest uncommitted in the ring.
+pub const STOP_GRACE: Duration = Duration::from_millis(500);
+
+/// Why the bridge's work ended early.
+enum Halt {
+    /// Told to stop, and [`STOP_GRACE`] has passed: leave, committing what was settled.
+    Stopped,
+    /// A failure that ends the bridge.
+    Failed(BridgeError),
+}
+
+impl From<BridgeError> for Halt {
+    fn from(e: BridgeError) -> Halt {
+        Halt::Failed(e)
+    }
+}
+
+impl From<atbus::Error> for Halt {
+    fn from(e: atbus::Error) -> Halt {
+        Halt::Failed(e.into())
+    }
+}
+
+/// The stop request and the deadline it sets for the work in flight.
+struct Stop {
+    requested: watch::Receiver<bool>,
+    /// [`STOP_GRACE`] after the stop was first seen.
+    deadline: Cell<Option<tokio::time::Instant>>,
+}
+
+impl Stop {
+    /// Completes once a stop was requested and [`STOP_GRACE`] has passed since: every
+    /// wait of the bridge that may last (an acknowledgement, a retry while the server is
+    /// away) races it.
+    async fn expired(&self) {
+        let mut requested = self.requested.clone();
+        if requested.wait_for(|stop| *stop).await.is_err() {
+            // Nobody can ask any more: never.
+            std::future::pending::<()>().await;
+        }
+        let deadline = match self.deadline.get() {
+            Some(d) => d,
+            None => {
+                let d = tokio::time::Instant::now() + STOP_GRACE;
+                self.deadline.set(Some(d));
+                d
+            }
+        };
+        tokio::time::sleep_until(deadline).await;
+    }
 }
 
 /// Settled messages are committed to the ring in batches of this many, and whenever
@@ -81,19 +142,29 @@ struct Out<'a> {
 /// (JetStream drops them).
 pub const COMMIT_EVERY: u32 = 64;
 
-/// Runs `atbus-bridge out` until `stop` turns true (then finishes the messages in flight)
-/// or a fatal error.
+/// Runs `atbus-bridge out` until `stop` turns true or a fatal error. Once stopped, it
+/// waits up to [`STOP_GRACE`] for the acknowledgements outstanding, commits what was
+/// acknowledged and returns `Ok`; the rest stays in the ring for the next run.
 pub async fn run(
     opts: &OutOptions,
     counters: &Counters,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), BridgeError> {
     let channel = atbus::Channel::open(&opts.channel)?;
-    let client = nats::connect(&opts.endpoint.url).await?;
-    let js = nats::jetstream(client, opts.window);
-    let stream = nats::ensure_stream(&js, &opts.endpoint, opts.duplicate_window).await?;
+    // Until the reader role is taken nothing is read: a stop simply ends the start-up
+    // (which may wait for a server that does not answer).
+    let setup = async {
+        let client = nats::connect(&opts.endpoint.url).await?;
+        let js = nats::jetstream(client, opts.window);
+        let stream = nats::ensure_stream(&js, &opts.endpoint, opts.duplicate_window).await?;
+        let stored_upto = last_stored_seq(&stream, &opts.endpoint.subject, channel.id()).await;
+        Ok::<_, BridgeError>((js, stored_upto))
+    };
+    let (js, stored_upto) = tokio::select! {
+        setup = setup => setup?,
+        _ = stop.wait_for(|stop| *stop) => return Ok(()),
+    };
     let channel_id = channel.id();
-    let stored_upto = last_stored_seq(&stream, &opts.endpoint.subject, channel_id).await;
 
     let mut reader = channel.reader()?;
     reader.set_manual_commit(true)?;
@@ -108,38 +179,75 @@ pub async fn run(
         stored_upto,
         uncommitted: None,
         since_commit: 0,
+        stop: Stop {
+            requested: stop.clone(),
+            deadline: Cell::new(None),
+        },
     };
-    let mut buf = vec![0u8; channel.max_message_len()];
-    let mut stopping = false;
-    loop {
-        if !stopping && *stop.borrow() {
-            stopping = true;
+    match out
+        .forward_until_stopped(opts, &mut stop, channel.max_message_len())
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(Halt::Stopped) => {
+            // Acknowledged and not yet committed: commit. Unacknowledged: left in the
+            // ring (the reader drops without committing them).
+            out.commit()?;
+            if !out.window.is_empty() {
+                eprintln!(
+                    "atbus-bridge out: stopped with {} messages not acknowledged by \
+                     JetStream; they stay in the channel for the next run",
+                    out.window.len()
+                );
+            }
+            Ok(())
         }
-        if !stopping && out.window.len() < opts.window.max(1) {
-            match out.reader.get_mut().try_recv_meta(&mut buf) {
-                Ok(meta) => {
-                    out.forward(meta, &buf[..meta.len]).await?;
-                    continue;
+        Err(Halt::Failed(e)) => Err(e),
+    }
+}
+
+impl Out<'_> {
+    /// Reads, publishes and commits until stopped (with nothing in flight, or
+    /// [`Halt::Stopped`] once the grace has passed) or a failure.
+    async fn forward_until_stopped(
+        &mut self,
+        opts: &OutOptions,
+        stop: &mut watch::Receiver<bool>,
+        max_message_len: usize,
+    ) -> Result<(), Halt> {
+        let out = self;
+        let mut buf = vec![0u8; max_message_len];
+        let mut stopping = false;
+        loop {
+            if !stopping && *stop.borrow() {
+                stopping = true;
+            }
+            if !stopping && out.window.len() < opts.window.max(1) {
+                match out.reader.get_mut().try_recv_meta(&mut buf) {
+                    Ok(meta) => {
+                        out.forward(meta, &buf[..meta.len]).await?;
+                        continue;
+                    }
+                    Err(atbus::Error::Empty) => {}
+                    Err(e) => return Err(e.into()),
                 }
-                Err(atbus::Error::Empty) => {}
-                Err(e) => return Err(e.into()),
             }
-        }
-        if !out.window.is_empty() {
-            out.settle_front().await?;
-            continue;
-        }
-        out.commit()?;
-        if stopping {
-            return Ok(());
-        }
-        // Nothing in flight and nothing to read: wait for a message or the stop.
-        tokio::select! {
-            got = out.reader.recv_meta(&mut buf) => {
-                let meta = got?;
-                out.forward(meta, &buf[..meta.len]).await?;
+            if !out.window.is_empty() {
+                out.settle_front().await?;
+                continue;
             }
-            _ = stop.changed() => stopping = true,
+            out.commit()?;
+            if stopping {
+                return Ok(());
+            }
+            // Nothing in flight and nothing to read: wait for a message or the stop.
+            tokio::select! {
+                got = out.reader.recv_meta(&mut buf) => {
+                    let meta = got?;
+                    out.forward(meta, &buf[..meta.len]).await?;
+                }
+                _ = stop.changed() => stopping = true,
+            }
         }
     }
 }
@@ -157,7 +265,7 @@ async fn last_stored_seq(stream: &stream::Stream, subject: &str, channel_id: u64
 impl Out<'_> {
     /// Publishes a message just received (pipelined when the chain is intact, alone and
     /// acknowledged at once otherwise), or queues its commit if it is stored already.
-    async fn forward(&mut self, meta: atbus::Meta, payload: &[u8]) -> Result<(), BridgeError> {
+    async fn forward(&mut self, meta: atbus::Meta, payload: &[u8]) -> Result<(), Halt> {
         let mut item = InFlight {
             id: nats::message_id(self.channel_id, meta.seq),
             seq: meta.seq,
@@ -175,7 +283,11 @@ impl Out<'_> {
             return Ok(());
         }
         match self.chained.take() {
-            Some(prev) => match self.publish(&item, Some(&prev)).await {
+            // A publish waits while `window` acknowledgements are outstanding.
+            Some(prev) => match self
+                .until_stop_expires(self.publish(&item, Some(&prev)))
+                .await?
+            {
                 Ok(ack) => {
                     item.ack = Some(ack);
                     self.chained = Some(item.id.clone());
@@ -197,10 +309,11 @@ impl Out<'_> {
     }
 
     /// Waits for the oldest publish's acknowledgement and commits it, or recovers.
-    async fn settle_front(&mut self) -> Result<(), BridgeError> {
+    async fn settle_front(&mut self) -> Result<(), Halt> {
         let front = self.window.front_mut().expect("caller checked");
-        let result = match front.ack.take() {
-            Some(ack) => ack.await.map(Some),
+        let ack = front.ack.take();
+        let result = match ack {
+            Some(ack) => self.until_stop_expires(ack).await?.map(Some),
             None => Ok(None),
         };
         match result {
@@ -214,7 +327,7 @@ impl Out<'_> {
 
     /// Counts an acknowledged (or found stored) message; commits it to the ring with
     /// the batch it completes.
-    fn settled(&mut self, item: &InFlight, duplicate: bool) -> Result<(), BridgeError> {
+    fn settled(&mut self, item: &InFlight, duplicate: bool) -> Result<(), Halt> {
         if duplicate {
             Counters::add(&self.counters.duplicates_dropped, 1);
         }
@@ -238,7 +351,7 @@ impl Out<'_> {
 
     /// After a failed publish: publishes everything not yet acknowledged again, in
     /// order, one at a time, then resumes the pipeline.
-    async fn recover(&mut self, why: &str) -> Result<(), BridgeError> {
+    async fn recover(&mut self, why: &str) -> Result<(), Halt> {
         Counters::add(&self.counters.recoveries, 1);
         eprintln!(
             "atbus-bridge out: publish failed ({why}); publishing the {} unacknowledged \
@@ -251,20 +364,24 @@ impl Out<'_> {
 
     /// Publishes every message in the window alone, each once the one before is
     /// acknowledged, retrying with backoff until JetStream takes it; commits each.
-    async fn republish_window(&mut self, again: bool) -> Result<(), BridgeError> {
+    async fn republish_window(&mut self, again: bool) -> Result<(), Halt> {
         // Dropping the outstanding futures: their publishes may still land, but each
         // names its predecessor, so only in order; what landed comes back as duplicate.
         for item in self.window.iter_mut() {
             item.ack = None;
         }
         let mut first = true;
-        while let Some(item) = self.window.pop_front() {
+        while let Some(item) = self.window.front() {
             if item.stored {
+                let item = self.window.pop_front().expect("front exists");
                 self.settled(&item, true)?;
                 continue;
             }
-            let duplicate = self.publish_alone(&item, again || !first).await?;
+            // Stays in the window until acknowledged: a stop meanwhile leaves it (and
+            // all after it) uncommitted.
+            let duplicate = self.publish_alone(item, again || !first).await?;
             first = false;
+            let item = self.window.pop_front().expect("front exists");
             self.settled(&item, duplicate)?;
             self.chained = Some(item.id);
         }
@@ -272,8 +389,9 @@ impl Out<'_> {
     }
 
     /// Publishes `item` with no predecessor named and waits for its acknowledgement,
-    /// retrying until it comes. Returns whether JetStream had it already.
-    async fn publish_alone(&mut self, item: &InFlight, again: bool) -> Result<bool, BridgeError> {
+    /// retrying until it comes (or until a stop's grace expires). Returns whether
+    /// JetStream had it already.
+    async fn publish_alone(&self, item: &InFlight, again: bool) -> Result<bool, Halt> {
         let mut retry = Retry::default();
         let mut resend = again;
         loop {
@@ -281,22 +399,37 @@ impl Out<'_> {
                 Counters::add(&self.counters.resent, 1);
             }
             resend = true;
-            let failure = match self.publish(item, None).await {
-                Ok(ack) => match ack.await {
-                    Ok(ack) => return Ok(ack.duplicate),
-                    Err(e) => e,
-                },
+            let attempt = async {
+                match self.publish(item, None).await {
+                    Ok(ack) => ack.await,
+                    Err(e) => Err(e),
+                }
+            };
+            let failure = match self.until_stop_expires(attempt).await? {
+                Ok(ack) => return Ok(ack.duplicate),
                 Err(e) => e,
             };
             if failure.kind() == PublishErrorKind::MaxPayloadExceeded {
-                return Err(BridgeError(format!(
+                return Err(Halt::Failed(BridgeError(format!(
                     "message {} of {} bytes is larger than the NATS server's max_payload: \
                      raise max_payload on the server (it is not forwarded)",
                     item.id,
                     item.payload.len()
-                )));
+                ))));
             }
-            retry.pause().await;
+            self.until_stop_expires(retry.pause()).await?;
+        }
+    }
+
+    /// Runs `work`, unless the bridge was told to stop and [`STOP_GRACE`] passes first.
+    async fn until_stop_expires<T>(
+        &self,
+        work: impl std::future::IntoFuture<Output = T>,
+    ) -> Result<T, Halt> {
+        let work = work.into_future();
+        tokio::select! {
+            done = work => Ok(done),
+            _ = self.stop.expired() => Err(Halt::Stopped),
         }
     }
 

@@ -140,9 +140,20 @@ pub struct atbus_config {
 
 /// Every counter of a channel (see `atbus_get_stats`). Each counter is read atomically;
 /// the set is not one atomic snapshot while the channel is in use.
+///
+/// Set `size` before the call: `atbus_stats stats = { .size = sizeof stats };` (C) or
+/// `atbus_stats stats{}; stats.size = sizeof stats;` (C++). The struct can grow in later
+/// versions without breaking compiled programs: `atbus_get_stats` writes only the
+/// counters that fit in the caller's `size`, so a program built against an older,
+/// smaller struct gets no byte written past its end, and one built against a newer,
+/// larger struct gets the counters this library knows, the rest left untouched.
+/// Counters are only ever appended.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct atbus_stats {
+    /// `sizeof(atbus_stats)` as the caller compiled it; set it before calling
+    /// `atbus_get_stats`, which never changes it.
+    pub size: usize,
     /// Messages writers published.
     pub messages_sent: u64,
     /// Payload bytes writers published.
@@ -183,7 +194,9 @@ pub struct atbus_stats {
     /// futex, or a reader armed with `atbus_reader_arm` found nothing ready.
     pub reader_sleeps: u64,
     /// Wake-ups writers issued to a sleeping or armed reader (futex wakes and doorbell
-    /// rings; one per sleep).
+    /// rings). Usually one per sleep, but it can exceed `reader_sleeps`: a writer that
+    /// finds the reader arming rings even when `atbus_reader_arm` then returns 1
+    /// (a message ready), which counts no sleep.
     pub wakeups: u64,
     /// The shared read cursor (released position, in nodes).
     pub read_cursor: u64,
@@ -193,7 +206,16 @@ pub struct atbus_stats {
 }
 
 // Every counter of both structs is a u64: equal sizes mean equal counter counts.
-const _: () = assert!(std::mem::size_of::<Stats>() == std::mem::size_of::<atbus_stats>());
+const _: () = assert!(
+    std::mem::size_of::<Stats>() == std::mem::size_of::<atbus_stats>() - STATS_FIRST_COUNTER
+);
+
+/// Where the counters of `atbus_stats` start: after `size`.
+const STATS_FIRST_COUNTER: usize = std::mem::offset_of!(atbus_stats, messages_sent);
+
+/// The largest `atbus_stats.size` accepted: room for thousands of counters, so anything
+/// larger is an uninitialised `size`, not a newer header.
+const STATS_MAX_SIZE: usize = 4096;
 
 impl From<Stats> for atbus_stats {
     fn from(s: Stats) -> atbus_stats {
@@ -226,6 +248,7 @@ impl From<Stats> for atbus_stats {
             ..
         } = s;
         atbus_stats {
+            size: std::mem::size_of::<atbus_stats>(),
             messages_sent,
             bytes_sent,
             full,
@@ -687,7 +710,8 @@ pub unsafe extern "C" fn atbus_open_ex(
 }
 
 /// Closes a handle: gives back the reader role if it holds it and unmaps the channel.
-/// The channel itself stays (see `atbus_unlink`). NULL is a no-op.
+/// The channel itself stays (see `atbus_unlink`). NULL is a no-op. This closes the
+/// handle's readiness fd (`atbus_reader_fd`): remove it from your event loop first.
 ///
 /// # Safety
 /// `channel` is NULL or a handle from `atbus_create`/`atbus_open` not closed before, and
@@ -914,7 +938,10 @@ unsafe fn recv(
 /// needs another look. Takes the reader role if this handle does not hold it yet.
 ///
 /// The fd belongs to the handle: do not close it. It stays the same until
-/// `atbus_release_reader` or `atbus_close` (after which remove it from your event loop).
+/// `atbus_release_reader` or `atbus_close`, which close it: remove it from your event
+/// loop *before* either call (`epoll_ctl(EPOLL_CTL_DEL)`, `uv_poll_stop` and
+/// `uv_close`; libuv forbids closing an fd it still watches, and a closed fd's number
+/// may be reused at once by the next `open`).
 /// The first call creates the channel's doorbell FIFO next to the segment
 /// (`/dev/shm/NAME.bell` for `/NAME`), with the segment's permissions.
 ///
@@ -1053,7 +1080,8 @@ pub unsafe extern "C" fn atbus_reader_commit(channel: *mut atbus_channel, positi
 }
 
 /// Gives back the reader role if this handle holds it (releasing every consumed node to
-/// the writers), so another handle or process can read. The next `atbus_recv` on this
+/// the writers), so another handle or process can read. This closes the readiness fd
+/// (`atbus_reader_fd`): remove it from your event loop first. The next `atbus_recv` on this
 /// handle takes the role again. Returns `ATBUS_OK`, also when the handle did not hold
 /// the role, or `ATBUS_ERR_INVALID_ARGUMENT` for a NULL handle.
 ///
@@ -1070,13 +1098,17 @@ pub unsafe extern "C" fn atbus_release_reader(channel: *mut atbus_channel) -> i3
 }
 
 /// Fills `*out` with a snapshot of the channel's shared counters (those of every process
-/// using the channel, not just this handle).
+/// using the channel, not just this handle): the counters that fit in `out->size` bytes,
+/// which the caller sets to `sizeof(atbus_stats)` before the call. Nothing past
+/// `out->size` bytes is written, and nothing past the counters this library knows.
 ///
-/// Returns `ATBUS_OK` or `ATBUS_ERR_INVALID_ARGUMENT` (NULL `channel` or `out`).
+/// Returns `ATBUS_OK` or `ATBUS_ERR_INVALID_ARGUMENT`: NULL `channel` or `out`, or an
+/// `out->size` that no header gives (less than room for one counter, not a multiple of
+/// 8, or above 4096: usually a `size` left unset); nothing is written then.
 ///
 /// # Safety
-/// `channel` is NULL or a live handle; `out` is NULL or points to writable memory for one
-/// `atbus_stats`.
+/// `channel` is NULL or a live handle; `out` is NULL or points to writable memory of
+/// `out->size` bytes (an `atbus_stats` of the caller's header).
 #[no_mangle]
 pub unsafe extern "C" fn atbus_get_stats(
     channel: *const atbus_channel,
@@ -1084,11 +1116,32 @@ pub unsafe extern "C" fn atbus_get_stats(
 ) -> i32 {
     entry(|| {
         check_out(out, "out")?;
+        // SAFETY: non-NULL and aligned (checked); every header's struct starts with
+        // `size`, which the caller promises to have set.
+        let size = unsafe { std::ptr::addr_of!((*out).size).read() };
+        let ours = std::mem::size_of::<atbus_stats>();
+        if size < STATS_FIRST_COUNTER + 8 || size % 8 != 0 || size > STATS_MAX_SIZE {
+            return Err(invalid(format!(
+                "atbus_stats.size is {size}: set it to sizeof(atbus_stats) ({ours} with \
+                 this library's header) before calling atbus_get_stats"
+            )));
+        }
         // SAFETY: the caller promises NULL or a live handle.
         let h = unsafe { handle(channel) }?;
         let stats = atbus_stats::from(h.channel.stats());
-        // SAFETY: checked non-NULL and aligned; the caller promises it is writable.
-        unsafe { out.write(stats) };
+        let end = size.min(ours);
+        // SAFETY: `out` is aligned and the caller promises `size` writable bytes there;
+        // bytes STATS_FIRST_COUNTER..end lie within both `size` and our struct, so the
+        // copy reads `stats` and writes `*out` in bounds, whole u64 counters only (both
+        // ends are multiples of 8), and the two never overlap (one is on our stack).
+        unsafe {
+            let from = std::ptr::addr_of!(stats).cast::<u8>();
+            std::ptr::copy_nonoverlapping(
+                from.add(STATS_FIRST_COUNTER),
+                out.cast::<u8>().add(STATS_FIRST_COUNTER),
+                end - STATS_FIRST_COUNTER,
+            );
+        }
         Ok(())
     })
 }

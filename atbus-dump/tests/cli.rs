@@ -866,12 +866,15 @@ fn inspection_works_while_writers_and_the_reader_run() {
 #[test]
 fn recv_follow_sleeps_until_messages_arrive_and_prints_each() {
     let ch = Chan::shm("follow").create("256KiB", &[]);
-    let child = Command::new(BIN)
-        .args(["recv", &ch.name, "--follow", "--count", "3"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed if the test fails before it has its three messages.
+    let mut child = Proc(
+        Command::new(BIN)
+            .args(["recv", &ch.name, "--follow", "--count", "3"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // Send only once the follower is asleep on the channel's futex: each message must
     // wake it.
     let view = atbus::Inspector::open(&ch.name).unwrap();
@@ -879,12 +882,10 @@ fn recv_follow_sleeps_until_messages_arrive_and_prints_each() {
         wait_for("recv --follow to fall asleep", || view.reader_sleeping());
         send(&ch.name, m);
     }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        "first\nsecond\nthird\n"
-    );
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut printed).unwrap();
+    assert!(child.0.wait().unwrap().success());
+    assert_eq!(printed, "first\nsecond\nthird\n");
     let s = view.stats();
     assert_eq!(s.messages_received, 3);
     assert!(s.wakeups >= 1, "{s:?}");

@@ -47,7 +47,7 @@ static void invalid_arguments(void) {
     atbus_channel *ch;
     atbus_channel *const dummy = (atbus_channel *)&ch;
     atbus_config config;
-    atbus_stats stats;
+    atbus_stats stats = { .size = sizeof stats };
     char longname[300];
     uint8_t buf[16];
     size_t len;
@@ -157,10 +157,46 @@ static void not_found_and_exists(void) {
     EXPECT(atbus_unlink(name), ATBUS_ERR_NOT_FOUND);
 }
 
+/* atbus_stats.size: a program built against an older, smaller struct gets the counters
+ * that fit and no byte past its struct; an unset or impossible size is refused with
+ * nothing written. `now` holds the counters just read with the full struct. */
+static void stats_sizes(atbus_channel *ch, const atbus_stats *now) {
+    /* The struct as an older header declared it (two counters), then bytes that are not
+     * the library's to write. */
+    struct older_stats {
+        size_t size;
+        uint64_t messages_sent;
+        uint64_t bytes_sent;
+    };
+    struct {
+        struct older_stats stats;
+        unsigned char after[64];
+    } older;
+    atbus_stats unset;
+    size_t i, bad_sizes[] = {0, 4, sizeof(size_t) + 4, sizeof(atbus_stats) + 3, 1 << 20};
+
+    memset(&older, 0xab, sizeof older);
+    older.stats.size = sizeof older.stats;
+    OK(atbus_get_stats(ch, (atbus_stats *)&older.stats));
+    CHECK(older.stats.size == sizeof older.stats);
+    CHECK(older.stats.messages_sent == now->messages_sent);
+    CHECK(older.stats.bytes_sent == now->bytes_sent);
+    for (i = 0; i < sizeof older.after; i++)
+        CHECK(older.after[i] == 0xab);
+
+    for (i = 0; i < sizeof bad_sizes / sizeof bad_sizes[0]; i++) {
+        memset(&unset, 0xcd, sizeof unset);
+        unset.size = bad_sizes[i];
+        EXPECT(atbus_get_stats(ch, &unset), ATBUS_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(atbus_last_error(), "sizeof(atbus_stats)") != NULL);
+        CHECK(unset.size == bad_sizes[i] && unset.messages_sent == 0xcdcdcdcdcdcdcdcdull);
+    }
+}
+
 /* FULL, TIMEOUT, TOO_LARGE, EMPTY, BUFFER_TOO_SMALL on one small channel. */
 static void ring_codes(void) {
     atbus_channel *ch = NULL;
-    atbus_stats stats;
+    atbus_stats stats = { .size = sizeof stats };
     uint8_t msg[1000], big[1000];
     size_t len, max;
     uint64_t n = 0, i, id, seq;
@@ -202,6 +238,7 @@ static void ring_codes(void) {
     OK(atbus_get_stats(ch, &stats));
     CHECK(stats.full >= 1);
     CHECK(stats.messages_sent == n);
+    stats_sizes(ch, &stats);
 
     /* A buffer too small: the size needed, and the message stays in the ring. */
     EXPECT(atbus_recv(ch, big, 10, &len), ATBUS_ERR_BUFFER_TOO_SMALL);

@@ -119,11 +119,13 @@ int main(int argc, char **argv) {
     }
     for (i = 0; i < CHANNELS; i++) {
         size_t len;
-        atbus_stats stats;
+        atbus_stats stats = { .size = sizeof stats };
         EXPECT(atbus_recv(src[i].ch, buf, cap, &len), ATBUS_ERR_EMPTY);
         OK(atbus_get_stats(src[i].ch, &stats));
         CHECK(stats.bad_nodes == 0 && stats.bad_blocks == 0);
         CHECK(stats.messages_received == src[i].received);
+        /* Out of the event loop before atbus_close closes the fd. */
+        CHECK(epoll_ctl(ep, EPOLL_CTL_DEL, src[i].fd, NULL) == 0);
         atbus_close(src[i].ch);
     }
     close(timer);

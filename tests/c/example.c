@@ -4,7 +4,7 @@
 int main(int argc, char **argv) {
     const char *name = argc > 1 ? argv[1] : "/atbus-example";
     atbus_channel *ch;
-    atbus_stats stats;
+    atbus_stats stats = { .size = sizeof stats };
     char buf[256];
     size_t len;
     /* 1 MiB channel, default configuration; other processes atbus_open() it by name. */

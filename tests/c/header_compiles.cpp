@@ -23,6 +23,9 @@ static_assert(offsetof(atbus_config, checksums) == RUST_CONFIG_CHECKSUMS, "check
 static_assert(offsetof(atbus_config, allow_shared_mode) == RUST_CONFIG_ALLOW_SHARED_MODE,
               "allow_shared_mode");
 static_assert(sizeof(atbus_stats) == RUST_STATS_SIZE, "atbus_stats size");
+static_assert(offsetof(atbus_stats, size) == 0, "size comes first, in every version");
+static_assert(offsetof(atbus_stats, messages_sent) == RUST_STATS_MESSAGES_SENT,
+              "the counters follow size");
 static_assert(ATBUS_OK == 0 && ATBUS_ERR_EMPTY < 0 && ATBUS_ERR_PANIC < 0, "codes");
 
 // Every function, taken by address with its exact C++ type.

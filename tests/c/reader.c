@@ -18,7 +18,7 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     atbus_channel *ch = NULL;
-    atbus_stats stats;
+    atbus_stats stats = { .size = sizeof stats };
     uint64_t id_base, writers, count, received = 0, bytes = 0, grown = 0, id, seq;
     uint64_t next[64] = {0};
     size_t cap = 64, len;

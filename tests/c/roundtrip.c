@@ -12,7 +12,7 @@ int main(int argc, char **argv) {
     atbus_config config;
     atbus_channel *ch = NULL;
     atbus_channel *again = NULL;
-    atbus_stats stats;
+    atbus_stats stats = { .size = sizeof stats };
     uint8_t *msg, *buf;
     size_t max, len, got;
     uint64_t id, seq, rseq, sent = 0, bytes = 0;

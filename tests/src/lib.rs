@@ -1,8 +1,9 @@
 //! Helpers shared by the multi-process tests: predictable payloads, unique channel
-//! names, and spawning the `atbus-peer` processes.
+//! names, child processes that die with their test, and a NATS server for the bridge tests.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub mod child;
 pub mod nats;
 
 /// Message `seq` of writer `id` with `len` bytes (len >= 16): writer id and sequence as

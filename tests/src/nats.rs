@@ -2,15 +2,18 @@
 //! with a temporary store directory, killed (and the directory removed) on drop.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::child::ChildGuard;
+
 /// A running `nats-server -js` (or, from [`NatsServer::start_without_jetstream`], one
 /// without JetStream).
 pub struct NatsServer {
-    child: Option<Child>,
+    /// The server process: killed with the test, pass or fail (see [`crate::child`]).
+    child: Option<ChildGuard>,
     port: u16,
     store: PathBuf,
     jetstream: bool,
@@ -135,15 +138,15 @@ impl NatsServer {
         if self.jetstream {
             cmd.arg("-js");
         }
-        let mut child = cmd
-            .args(["-a", "127.0.0.1", "-p", port, "-sd"])
+        cmd.args(["-a", "127.0.0.1", "-p", port, "-sd"])
             .arg(self.store.join("data"))
             .arg("--ports_file_dir")
             .arg(&ports_dir)
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server");
+            .stderr(Stdio::null());
+        // Guarded from here on: a failed start below kills it too.
+        let mut child = ChildGuard::spawn(&mut cmd).expect("start nats-server");
         let ports_file = ports_dir.join(format!("nats-server_{}.ports", child.id()));
         let deadline = Instant::now() + Duration::from_secs(20);
         let listening = loop {

@@ -5,11 +5,12 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::process::{Child, ExitStatus};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use atbus::{Channel, Config, Error};
+use atbus_tests::child::ChildGuard;
 use atbus_tests::nats::NatsServer;
 use atbus_tests::{check_payload, TestChannel};
 use futures_util::StreamExt;
@@ -41,7 +42,7 @@ fn bridge(
     stream: &str,
     window: usize,
     extra: &[&str],
-) -> Child {
+) -> ChildGuard {
     let (window, subject) = (window.to_string(), format!("{stream}.msgs"));
     let mut args = vec![
         "bridge",
@@ -62,16 +63,33 @@ fn bridge(
     peer(&args)
 }
 
-fn bridge_out(ch: &TestChannel, url: &str, stream: &str, window: usize) -> Child {
+fn bridge_out(ch: &TestChannel, url: &str, stream: &str, window: usize) -> ChildGuard {
     bridge("out", ch, url, stream, window, &[])
 }
 
-fn bridge_in(ch: &TestChannel, url: &str, stream: &str, durable: &str, window: usize) -> Child {
+fn bridge_in(
+    ch: &TestChannel,
+    url: &str,
+    stream: &str,
+    durable: &str,
+    window: usize,
+) -> ChildGuard {
     bridge("in", ch, url, stream, window, &["--durable", durable])
 }
 
 /// Starts `writers` writer processes, each sending `count` messages of 16..=`max` bytes.
-fn writers(ch: &TestChannel, writers: u64, count: u64, max: usize) -> Vec<Child> {
+fn writers(ch: &TestChannel, writers: u64, count: u64, max: usize) -> Vec<ChildGuard> {
+    writers_from(ch, writers, 0, count, max)
+}
+
+/// As [`writers`], each writer's sequences starting at `first`.
+fn writers_from(
+    ch: &TestChannel,
+    writers: u64,
+    first: u64,
+    count: u64,
+    max: usize,
+) -> Vec<ChildGuard> {
     (0..writers)
         .map(|id| {
             peer(&[
@@ -81,12 +99,13 @@ fn writers(ch: &TestChannel, writers: u64, count: u64, max: usize) -> Vec<Child>
                 &count.to_string(),
                 "16",
                 &max.to_string(),
+                &first.to_string(),
             ])
         })
         .collect()
 }
 
-fn wait_ok(children: Vec<Child>) {
+fn wait_ok(children: Vec<ChildGuard>) {
     for mut c in children {
         let status = c.wait().unwrap();
         assert!(status.success(), "a peer failed: {status:?}");
@@ -94,9 +113,14 @@ fn wait_ok(children: Vec<Child>) {
 }
 
 /// Stops a bridge with SIGTERM; returns its exit status and its `--json` counters.
-fn stop_bridge(mut bridge: Child) -> (ExitStatus, serde_json::Value) {
+fn stop_bridge(mut bridge: ChildGuard) -> (ExitStatus, serde_json::Value) {
     signal(&bridge, Signal::SIGTERM);
     let status = bridge.wait().unwrap();
+    (status, counters(bridge))
+}
+
+/// The `--json` counters an exited bridge printed.
+fn counters(mut bridge: ChildGuard) -> serde_json::Value {
     let mut out = String::new();
     bridge
         .stdout
@@ -104,11 +128,10 @@ fn stop_bridge(mut bridge: Child) -> (ExitStatus, serde_json::Value) {
         .unwrap()
         .read_to_string(&mut out)
         .unwrap();
-    let json = serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null);
-    (status, json)
+    serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null)
 }
 
-fn kill(mut child: Child) {
+fn kill(mut child: ChildGuard) {
     signal(&child, Signal::SIGKILL);
     child.wait().unwrap();
 }
@@ -308,6 +331,54 @@ fn out_bridge_killed_mid_stream_loses_nothing_and_stores_nothing_twice() {
     assert_eq!((s.crc_failures, s.bad_blocks), (0, 0), "{s:?}");
 }
 
+/// Waits up to `limit` for `child` to exit; `None` if it still runs.
+fn exits_within(child: &mut ChildGuard, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    let mut backoff = atbus::Backoff::new();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        backoff.snooze();
+    }
+}
+
+#[test]
+fn out_bridge_stops_on_sigterm_while_nats_is_down_and_its_successor_stores_everything_once() {
+    let mut nats = NatsServer::start("downstop");
+    let src = TestChannel::new("br-downstop");
+    let a = channel(&src);
+    let w = writers(&src, 3, 20_000, 1000);
+    let mut out = bridge_out(&src, &nats.url(), "DOWNSTOP", 256);
+    wait_stream_len(&nats.url(), "DOWNSTOP", 5_000);
+    // The writers go on; the bridge's publishes now fail and it retries for ever.
+    nats.stop();
+    signal(&out, Signal::SIGTERM);
+    let asked = Instant::now();
+    // STOP_GRACE (500 ms) plus a descheduled process's slack; before the fix: never.
+    let status = exits_within(&mut out, Duration::from_secs(10))
+        .expect("the bridge ignored SIGTERM while the NATS server was down");
+    eprintln!("stopped {:?} after SIGTERM", asked.elapsed());
+    assert!(status.success(), "a stop exits 0: {status:?}");
+    let json = counters(out);
+    assert!(json["acked"].as_u64().unwrap() < 60_000, "{json}");
+    // The server comes back; a successor resumes at the last commit and every message
+    // the first one did not get acknowledged is still in the ring.
+    nats.restart();
+    let out = bridge_out(&src, &nats.url(), "DOWNSTOP", 256);
+    wait_ok(w);
+    wait_stream_len(&nats.url(), "DOWNSTOP", 60_000);
+    let (status, json) = stop_bridge(out);
+    assert!(status.success(), "{status:?}");
+    assert_stream_exact(&nats.url(), "DOWNSTOP", 3, 20_000);
+    assert_eq!(json["forwarded"], json["acked"], "{json}");
+    let s = a.stats();
+    assert_eq!((s.crc_failures, s.bad_blocks), (0, 0), "{s:?}");
+}
+
 #[test]
 fn in_bridge_killed_mid_stream_loses_nothing_and_counts_its_duplicates() {
     const WINDOW: u64 = 64;
@@ -345,6 +416,88 @@ fn in_bridge_killed_mid_stream_loses_nothing_and_counts_its_duplicates() {
         "duplicates {} must be counted (possible {possible}) and within the window {WINDOW}",
         order.duplicates
     );
+}
+
+/// Every consumer of `stream`: (name, description, creation time).
+fn consumers(url: &str, stream: &str) -> Vec<(String, Option<String>, String)> {
+    runtime().block_on(async {
+        let js = jetstream::new(async_nats::connect(url).await.unwrap());
+        let s = js.get_stream(stream).await.unwrap();
+        let mut list = s.consumers();
+        let mut out = Vec::new();
+        while let Some(info) = list.next().await {
+            let info = info.unwrap();
+            out.push((info.name, info.config.description, info.created.to_string()));
+        }
+        out.sort();
+        out
+    })
+}
+
+#[test]
+fn in_bridges_with_durables_orders_and_orders_r1_keep_to_their_own_consumers() {
+    // `orders-r1` is the name of durable `orders`' generation 1 and of durable
+    // `orders-r1`'s generation 0: names alone cannot tell whose a consumer is.
+    let nats = NatsServer::start("owners");
+    let url = nats.url();
+    let src = TestChannel::new("br-own-src");
+    let (dst_a, dst_b) = (TestChannel::new("br-own-a"), TestChannel::new("br-own-b"));
+    let (_s, a, b) = (channel(&src), channel(&dst_a), channel(&dst_b));
+    let (mut reader_a, mut reader_b) = (a.reader().unwrap(), b.reader().unwrap());
+    let (mut order_a, mut order_b) = (Order::new(2, false), Order::new(2, false));
+    let out = bridge_out(&src, &url, "OWNERS", 256);
+    wait_ok(writers(&src, 2, 2_000, 500));
+    wait_stream_len(&url, "OWNERS", 4_000);
+
+    // `orders-r1` first: it makes consumer orders-r1 and delivers everything.
+    let in_b = bridge_in(&dst_b, &url, "OWNERS", "orders-r1", 64);
+    read_all(&mut reader_b, &mut order_b, 2_000, |_| {});
+    let b_consumer = consumers(&url, "OWNERS");
+    assert_eq!(b_consumer.len(), 1, "{b_consumer:?}");
+    assert_eq!(b_consumer[0].0, "orders-r1");
+
+    // Then `orders`: it must not take orders-r1 for its own generation 1 (it would
+    // start where that one stands, at the end, and deliver nothing) nor delete it.
+    let in_a = bridge_in(&dst_a, &url, "OWNERS", "orders", 64);
+    read_all(&mut reader_a, &mut order_a, 2_000, |_| {});
+    let both = consumers(&url, "OWNERS");
+    assert!(both.contains(&b_consumer[0]), "{both:?}");
+    assert_eq!(both.len(), 2, "{both:?}");
+
+    // A clean stop moves `orders` to a new generation: not onto orders-r1.
+    let (status, json_a) = stop_bridge(in_a);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(json_a["forwarded"], 4_000, "{json_a}");
+    let after = consumers(&url, "OWNERS");
+    assert!(after.contains(&b_consumer[0]), "{after:?}");
+
+    // More messages: `orders-r1`, still running on its own consumer, gets them, and
+    // `orders`, started again, resumes after what it wrote (Order: nothing twice).
+    wait_ok(writers_from(&src, 2, 2_000, 1_000, 500));
+    read_all(&mut reader_b, &mut order_b, 3_000, |_| {});
+    let in_a = bridge_in(&dst_a, &url, "OWNERS", "orders", 64);
+    read_all(&mut reader_a, &mut order_a, 3_000, |_| {});
+    for bridge in [in_a, in_b] {
+        let (status, json) = stop_bridge(bridge);
+        assert!(status.success(), "{status:?}");
+        assert_eq!(json["possible_duplicates"], 0, "{json}");
+    }
+    stop_bridge(out);
+    assert!(matches!(reader_a.try_recv_vec(), Err(Error::Empty)));
+    assert!(matches!(reader_b.try_recv_vec(), Err(Error::Empty)));
+    // Each durable's consumers say whose they are.
+    for (name, description, _) in consumers(&url, "OWNERS") {
+        let owner = if name.starts_with("orders-r1") {
+            "orders-r1"
+        } else {
+            "orders"
+        };
+        let description = description.unwrap_or_default();
+        assert!(
+            description.starts_with(&format!("atbus-bridge in: durable {owner} ")),
+            "{name}: {description}"
+        );
+    }
 }
 
 #[test]
@@ -410,18 +563,19 @@ fn bridge_out_with_stderr(
     url: &str,
     stream: &str,
 ) -> (
-    Child,
+    ChildGuard,
     std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
 ) {
     use std::io::BufRead;
     let subject = format!("{}.msgs", stream.to_lowercase());
-    let mut out = std::process::Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
-        .args(["bridge", "out", "--channel", &ch.name, "--nats", url])
-        .args(["--stream", stream, "--subject", &subject])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut out = ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
+            .args(["bridge", "out", "--channel", &ch.name, "--nats", url])
+            .args(["--stream", stream, "--subject", &subject])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
     let lines = std::io::BufReader::new(out.stderr.take().unwrap()).lines();
     (out, lines)
 }
@@ -485,12 +639,13 @@ fn a_bridge_prints_its_counters_on_sigusr1_and_at_exit() {
 fn bridge_fails(args: &[&str]) -> (i32, String) {
     let mut all = vec!["bridge"];
     all.extend_from_slice(args);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
-        .args(&all)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
+            .args(&all)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
     let mut err = String::new();
     child
         .stderr

@@ -15,6 +15,7 @@ use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
 use atbus::{Backoff, Channel, Config, Error, Step};
+use atbus_tests::child::{die_with_parent, ChildGuard};
 use atbus_tests::{check_payload, length, payload, TestChannel};
 use ffi::*;
 
@@ -66,7 +67,7 @@ fn lib_dir() -> PathBuf {
 
 /// Runs a tool the tests need, failing with how to install it when it is missing.
 fn installed_tool(cmd: &mut Command, package: &str) -> Output {
-    match cmd.stdin(Stdio::null()).output() {
+    match die_with_parent(cmd).stdin(Stdio::null()).output() {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
             "{:?} is not installed; the C API tests need it: apt-get install {package}",
@@ -83,6 +84,7 @@ fn installed_tool(cmd: &mut Command, package: &str) -> Output {
 fn c_program(path: &Path) -> Command {
     let mut cmd = Command::new(path);
     cmd.env_remove("LD_LIBRARY_PATH");
+    die_with_parent(&mut cmd);
     cmd
 }
 
@@ -116,7 +118,7 @@ impl Drop for Scratch {
 /// Runs a command to completion and returns its output, failing the test with the
 /// command line, stdout and stderr if it does not exit 0.
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd
+    let out = die_with_parent(cmd)
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -210,6 +212,10 @@ fn header_compiles_as_cpp11_and_matches_the_rust_layout() {
             offset_of!(atbus_config, allow_shared_mode),
         ),
         ("RUST_STATS_SIZE", size_of::<atbus_stats>()),
+        (
+            "RUST_STATS_MESSAGES_SENT",
+            offset_of!(atbus_stats, messages_sent),
+        ),
     ];
     let mut cmd = Command::new(tool("CXX", "c++"));
     cmd.args(["-std=c++11", "-Wall", "-Wextra", "-Werror", "-c"])
@@ -222,8 +228,8 @@ fn header_compiles_as_cpp11_and_matches_the_rust_layout() {
         cmd.arg(format!("-D{name}={value}"));
     }
     run(&mut cmd);
-    // Every counter is a u64, so the size pins the count: 22 counters.
-    assert_eq!(size_of::<atbus_stats>(), 22 * 8);
+    // `size`, then u64 counters only, so the size pins the count: 22 counters.
+    assert_eq!(size_of::<atbus_stats>(), 8 + 22 * 8);
 }
 
 #[test]
@@ -370,19 +376,20 @@ fn c_writer_threads_feed_a_rust_reader_every_byte_checked() {
     // A small ring: the writers wait for the reader and the ring wraps many times.
     let channel = Channel::create(&ch.name, 256 << 10, &Config::default()).unwrap();
     let mut reader = channel.reader().unwrap();
-    let mut child = c_program(&program)
-        .args([
-            &ch.name,
-            "100",
-            &THREADS.to_string(),
-            &PER_THREAD.to_string(),
-            "16",
-            "2000",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ChildGuard::spawn(
+        c_program(&program)
+            .args([
+                &ch.name,
+                "100",
+                &THREADS.to_string(),
+                &PER_THREAD.to_string(),
+                "16",
+                "2000",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
     let mut tally = Tally::new(100, THREADS);
     let mut buf = vec![0u8; 4096];
     let mut last = Instant::now();
@@ -423,17 +430,18 @@ fn rust_writers_feed_a_c_reader_every_byte_checked() {
     let program = compile(&scratch, "reader", Link::Dynamic);
     let ch = TestChannel::new("c-reader");
     let channel = Channel::create(&ch.name, 256 << 10, &Config::default()).unwrap();
-    let child = c_program(&program)
-        .args([
-            &ch.name,
-            "200",
-            &WRITERS.to_string(),
-            &PER_WRITER.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ChildGuard::spawn(
+        c_program(&program)
+            .args([
+                &ch.name,
+                "200",
+                &WRITERS.to_string(),
+                &PER_WRITER.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
     let bytes: u64 = std::thread::scope(|s| {
         let handles: Vec<_> = (0..WRITERS)
             .map(|w| {
@@ -481,18 +489,19 @@ fn c_event_loop_waits_on_two_channels_and_a_timer_with_epoll() {
     let b = TestChannel::new("c-evloop-b");
     let channels =
         [&a, &b].map(|t| Channel::create(&t.name, 256 << 10, &Config::default()).unwrap());
-    let child = Command::new(&program)
-        .args([
-            &a.name,
-            &b.name,
-            "400",
-            &WRITERS.to_string(),
-            &PER_WRITER.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ChildGuard::spawn(
+        c_program(&program)
+            .args([
+                &a.name,
+                &b.name,
+                "400",
+                &WRITERS.to_string(),
+                &PER_WRITER.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .unwrap();
     // The writers start once the C reader holds both roles (its fd calls take them).
     for ch in &channels {
         let view = atbus::Inspector::open(ch.name()).unwrap();
@@ -506,7 +515,7 @@ fn c_event_loop_waits_on_two_channels_and_a_timer_with_epoll() {
             backoff.snooze();
         }
     }
-    let writers: Vec<Child> = (0..2u64)
+    let writers: Vec<ChildGuard> = (0..2u64)
         .flat_map(|c| (0..WRITERS).map(move |w| (c, 400 + c * WRITERS + w)))
         .map(|(c, id)| {
             let name = if c == 0 { &a.name } else { &b.name };
@@ -610,8 +619,11 @@ impl Handle {
     }
 
     fn stats(&self) -> atbus_stats {
-        let mut s = atbus_stats::default();
-        // SAFETY: a live handle and a valid out-pointer.
+        let mut s = atbus_stats {
+            size: std::mem::size_of::<atbus_stats>(),
+            ..Default::default()
+        };
+        // SAFETY: a live handle and a valid out-pointer with its size set.
         assert_eq!(unsafe { atbus_get_stats(self.0, &mut s) }, ATBUS_OK);
         s
     }
@@ -841,7 +853,8 @@ fn stats_carry_every_counter_of_channel_stats() {
         (c.read_cursor, r.read_cursor),
         (c.write_cursor, r.write_cursor),
     ];
-    assert_eq!(pairs.len() * 8, std::mem::size_of::<atbus_stats>());
+    assert_eq!(8 + pairs.len() * 8, std::mem::size_of::<atbus_stats>());
+    assert_eq!(c.size, std::mem::size_of::<atbus_stats>());
     for (i, (from_c, from_rust)) in pairs.into_iter().enumerate() {
         assert_eq!(from_c, from_rust, "counter {i} of atbus_stats");
     }
@@ -881,6 +894,53 @@ fn pkg_config_flags_build_the_example() {
         .arg("-o")
         .arg(&program));
     let ch = TestChannel::new("c-pkg-config");
+    let out = run(c_program(&program).arg(&ch.name));
+    assert_eq!(stdout(&out), "received hello\nsent 1, received 1\n");
+    assert!(
+        needed_libraries(&program).contains("libatbus.so"),
+        "linked with `pkg-config --libs atbus`, the program should load libatbus.so"
+    );
+}
+
+/// The `NEEDED` entries of an ELF program's dynamic section (`readelf -d`), one a line.
+fn needed_libraries(program: &Path) -> String {
+    let out = installed_tool(Command::new("readelf").arg("-d").arg(program), "binutils");
+    assert!(out.status.success(), "readelf failed: {out:?}");
+    stdout(&out)
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `pkg-config --static --cflags --libs atbus` links the static library: the program
+/// runs and does not depend on `libatbus.so` (a plain `-latbus` there would pick the
+/// shared library, which the linker prefers).
+#[test]
+fn pkg_config_static_flags_link_the_static_library() {
+    let lib = lib_dir();
+    let out = installed_tool(
+        Command::new("pkg-config")
+            .args(["--static", "--cflags", "--libs", "atbus"])
+            .env("PKG_CONFIG_PATH", &lib),
+        "pkg-config",
+    );
+    assert!(out.status.success(), "pkg-config failed: {out:?}");
+    let flags = stdout(&out);
+    let scratch = Scratch::new("pkg-config-static");
+    let program = scratch.path("example");
+    run(Command::new(tool("CC", "cc"))
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror"])
+        .arg(root().join("tests/c/example.c"))
+        .args(flags.split_whitespace())
+        .arg("-o")
+        .arg(&program));
+    let needed = needed_libraries(&program);
+    assert!(
+        !needed.contains("libatbus"),
+        "`pkg-config --static --libs atbus` gave {flags:?}, and the program still needs:\n{needed}"
+    );
+    let ch = TestChannel::new("c-pkg-config-static");
     let out = run(c_program(&program).arg(&ch.name));
     assert_eq!(stdout(&out), "received hello\nsent 1, received 1\n");
 }

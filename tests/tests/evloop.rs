@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use atbus::{Arm, AsyncReader, AsyncWriter, Backoff, Channel, Config, Error, Inspector};
+use atbus_tests::child::ChildGuard;
 use atbus_tests::{check_payload, payload, TestChannel};
 use nix::sys::signal::Signal;
 
@@ -46,7 +46,7 @@ impl Order {
 }
 
 /// Waits for a child to exit and checks it succeeded.
-fn finished(child: Child, what: &str) {
+fn finished(child: ChildGuard, what: &str) {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -64,7 +64,7 @@ fn tokio_reader_gets_every_byte_of_three_writer_processes_in_order() {
     // Small enough that writers wait for space now and then.
     let channel = Channel::create(&ch.name, 128 << 10, &Config::default()).unwrap();
     let reader = channel.reader().unwrap();
-    let writers: Vec<Child> = (0..WRITERS)
+    let writers: Vec<ChildGuard> = (0..WRITERS)
         .map(|id| {
             let role = if id == 0 { "blocking-writer" } else { "writer" };
             peer(&[
@@ -205,7 +205,7 @@ fn reader_killed_and_replaced_while_writers_keep_sending() {
     while view.reader_owner().is_none() {
         backoff.snooze();
     }
-    let writers: Vec<Child> = (0..WRITERS)
+    let writers: Vec<ChildGuard> = (0..WRITERS)
         .map(|id| {
             peer(&[
                 "blocking-writer",

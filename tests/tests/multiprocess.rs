@@ -2,10 +2,10 @@
 //! mappings, and writers stopped or killed between the steps of a send.
 
 use std::io::{BufRead, BufReader};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use atbus::{Channel, Config, Error};
+use atbus_tests::child::{die_with_parent, ChildGuard};
 use atbus_tests::{check_payload, payload, TestChannel, EXIT_ABANDONED};
 use nix::sys::signal::Signal;
 
@@ -27,7 +27,7 @@ fn three_writer_processes_and_a_reader_process_deliver_every_byte_in_order() {
     let total = (3 * PER_WRITER).to_string();
     let reader = peer(&["reader", &ch.name, &total]);
     let n = PER_WRITER.to_string();
-    let writers: Vec<Child> = (0..3)
+    let writers: Vec<ChildGuard> = (0..3)
         .map(|id| peer(&["writer", &ch.name, &id.to_string(), &n, "16", "2048"]))
         .collect();
     for w in writers {
@@ -314,11 +314,10 @@ fn a_process_that_may_not_look_at_another_judges_it_alive() {
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     let judge = |pid: u32, start: u64| {
-        let out = Command::new(env!("CARGO_BIN_EXE_atbus-peer"))
+        let out = die_with_parent(&mut Command::new(env!("CARGO_BIN_EXE_atbus-peer")))
             .args(["liveness", &pid.to_string(), &start.to_string()])
             .uid(65534)
             .gid(65534)
-            .stderr(Stdio::inherit())
             .output()
             .expect("run atbus-peer as uid 65534 (the tests run as root)");
         assert!(out.status.success(), "{out:?}");
@@ -329,7 +328,12 @@ fn a_process_that_may_not_look_at_another_judges_it_alive() {
     let (pid, start) = atbus::process::current();
     assert_eq!(judge(pid, start), "alive=true same=true\n");
     // A process that is gone is gone, whoever looks.
-    let mut gone = Command::new("true").spawn().unwrap();
+    let mut gone = ChildGuard::spawn(
+        Command::new("true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
     let gone_pid = gone.id();
     gone.wait().unwrap();
     assert_eq!(judge(gone_pid, 0), "alive=false same=false\n");

@@ -2,8 +2,8 @@
 //! fresh process, so it has its own mapping, as real users do.
 //!
 //! Roles:
-//! * `writer NAME ID COUNT MIN MAX`: sends COUNT checkable messages of MIN..=MAX bytes,
-//!   retrying while full.
+//! * `writer NAME ID COUNT MIN MAX [FIRST]`: sends COUNT checkable messages of MIN..=MAX
+//!   bytes, sequences FIRST (default 0) on, retrying while full.
 //! * `reader NAME TOTAL`: receives TOTAL messages, checking every byte and each writer's
 //!   order; prints `delivered=N` and exits 0, or prints the first fault and exits 1.
 //! * `stall-writer NAME STEP LEN`: sends one message of LEN bytes and stops itself with
@@ -60,7 +60,11 @@ fn main() {
     }
     let channel = Channel::open(arg(1)).unwrap_or_else(|e| fail(&e.to_string()));
     match arg(0) {
-        "writer" => writer(&channel, num(2), num(3), num(4) as usize, num(5) as usize),
+        "writer" => {
+            let first = if args.len() > 6 { num(6) } else { 0 };
+            let seqs = first..first + num(3);
+            writer(&channel, num(2), seqs, num(4) as usize, num(5) as usize)
+        }
         "reader" => reader(&channel, num(2)),
         "stall-writer" => stall_writer(&channel, arg(2), num(3) as usize),
         "hold-reader" => hold_reader(&channel, num(2)),
@@ -80,10 +84,10 @@ fn fail(msg: &str) -> ! {
     std::process::exit(2)
 }
 
-fn writer(channel: &Channel, id: u64, count: u64, min: usize, max: usize) {
+fn writer(channel: &Channel, id: u64, seqs: std::ops::Range<u64>, min: usize, max: usize) {
     let w = channel.writer();
     let mut msg = Vec::with_capacity(max);
-    for seq in 0..count {
+    for seq in seqs {
         fill_payload(&mut msg, id, seq, length(id, seq, min, max));
         if let Err(e) = w.send_timeout(&msg, Duration::from_secs(60)) {
             fail(&format!("writer {id} message {seq}: {e}"));

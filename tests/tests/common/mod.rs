@@ -7,20 +7,24 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use atbus::{Backoff, Error};
+use atbus_tests::child::ChildGuard;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 const PEER: &str = env!("CARGO_BIN_EXE_atbus-peer");
 
-/// Starts `atbus-peer` with `args`, stdout and stdin piped.
-pub fn peer(args: &[&str]) -> Child {
-    Command::new(PEER)
-        .args(args)
+/// Starts `atbus-peer` with `args`, stdout and stdin piped, stderr forwarded to the
+/// test's output; killed when the guard drops or the test binary dies.
+pub fn peer(args: &[&str]) -> ChildGuard {
+    let mut cmd = Command::new(PEER);
+    cmd.args(args)
         .stdout(Stdio::piped())
         .stdin(Stdio::piped())
-        .spawn()
-        .expect("spawn atbus-peer")
+        .stderr(Stdio::piped());
+    let mut child = ChildGuard::spawn(&mut cmd).expect("spawn atbus-peer");
+    child.forward_stderr();
+    child
 }
 
 /// Waits until `child` has stopped itself with SIGSTOP (without reaping it).
