@@ -148,6 +148,11 @@
 #define ATBUS_OPEN_ALLOW_FOREIGN 1
 
 /**
+ * Messages `atbus_send_batch` takes in one call, at most.
+ */
+#define ATBUS_BATCH_MAX 64
+
+/**
  * An open channel: the mapping, a writer, and (once `atbus_recv` has taken it) the
  * reader role. Opaque: create it with `atbus_create` or `atbus_open`, free it with
  * `atbus_close`.
@@ -212,6 +217,21 @@ typedef struct atbus_config {
    */
   bool allow_shared_mode;
 } atbus_config;
+
+/**
+ * One message of a batch for `atbus_send_batch`: `len` bytes at `data` (`data` may be
+ * NULL when `len` is 0).
+ */
+typedef struct atbus_message {
+  /**
+   * The message's bytes.
+   */
+  const void *data;
+  /**
+   * How many.
+   */
+  size_t len;
+} atbus_message;
 
 /**
  * Every counter of a channel (see `atbus_get_stats`). Each counter is read atomically;
@@ -459,6 +479,27 @@ int32_t atbus_send_timeout(struct atbus_channel *channel,
                            const void *data,
                            size_t len,
                            uint64_t timeout_ms);
+
+/**
+ * Sends several messages with one claim of space in the ring: a prefix of the `count`
+ * messages at `messages` (at most `ATBUS_BATCH_MAX`, and as many as fit now), each
+ * delivered as an ordinary message, in order. Sets `*sent` to how many were sent (at
+ * least 1 on `ATBUS_OK`; call again with the rest). Never blocks.
+ *
+ * Fails, with `*sent` = 0 and nothing sent, as `atbus_send` fails for the first message
+ * (`ATBUS_ERR_FULL`, `ATBUS_ERR_TOO_LARGE`, `ATBUS_ERR_ABANDONED`,
+ * `ATBUS_ERR_INVALID_ARGUMENT`); a later message too large for the channel ends the
+ * prefix before it. `count` 0 sends nothing and returns `ATBUS_OK`.
+ *
+ * # Safety
+ * `channel` is NULL or a live handle; `messages` is NULL (only with `count` 0) or
+ * readable for `count` `atbus_message`s, each of whose `data` is NULL or readable for
+ * its `len` bytes; `sent` is NULL or points to writable memory for one `size_t`.
+ */
+int32_t atbus_send_batch(struct atbus_channel *channel,
+                         const struct atbus_message *messages,
+                         size_t count,
+                         size_t *sent);
 
 /**
  * Receives the next message into `buf` (capacity `cap` bytes) and sets `*out_len` to

@@ -800,6 +800,75 @@ pub unsafe extern "C" fn atbus_send_timeout(
     })
 }
 
+/// One message of a batch for `atbus_send_batch`: `len` bytes at `data` (`data` may be
+/// NULL when `len` is 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct atbus_message {
+    /// The message's bytes.
+    pub data: *const c_void,
+    /// How many.
+    pub len: usize,
+}
+
+/// Messages `atbus_send_batch` takes in one call, at most.
+pub const ATBUS_BATCH_MAX: usize = 64;
+
+/// Sends several messages with one claim of space in the ring: a prefix of the `count`
+/// messages at `messages` (at most `ATBUS_BATCH_MAX`, and as many as fit now), each
+/// delivered as an ordinary message, in order. Sets `*sent` to how many were sent (at
+/// least 1 on `ATBUS_OK`; call again with the rest). Never blocks.
+///
+/// Fails, with `*sent` = 0 and nothing sent, as `atbus_send` fails for the first message
+/// (`ATBUS_ERR_FULL`, `ATBUS_ERR_TOO_LARGE`, `ATBUS_ERR_ABANDONED`,
+/// `ATBUS_ERR_INVALID_ARGUMENT`); a later message too large for the channel ends the
+/// prefix before it. `count` 0 sends nothing and returns `ATBUS_OK`.
+///
+/// # Safety
+/// `channel` is NULL or a live handle; `messages` is NULL (only with `count` 0) or
+/// readable for `count` `atbus_message`s, each of whose `data` is NULL or readable for
+/// its `len` bytes; `sent` is NULL or points to writable memory for one `size_t`.
+#[no_mangle]
+pub unsafe extern "C" fn atbus_send_batch(
+    channel: *mut atbus_channel,
+    messages: *const atbus_message,
+    count: usize,
+    sent: *mut usize,
+) -> i32 {
+    entry(|| {
+        check_out(sent, "sent")?;
+        // SAFETY: checked non-NULL and aligned; the caller promises it is writable.
+        unsafe { sent.write(0) };
+        // SAFETY: the caller promises NULL or a live handle.
+        let h = unsafe { handle(channel) }?;
+        if count == 0 {
+            return Ok(());
+        }
+        if messages.is_null() || !messages.is_aligned() {
+            return Err(invalid(format!(
+                "messages is NULL or misaligned but count is {count}"
+            )));
+        }
+        let max = h.writer.max_message_len();
+        let mut batch: [&[u8]; ATBUS_BATCH_MAX] = [&[]; ATBUS_BATCH_MAX];
+        let mut n = 0;
+        for i in 0..count.min(ATBUS_BATCH_MAX) {
+            // SAFETY: i < count, and the caller promises `count` readable messages.
+            let m = unsafe { messages.add(i).read() };
+            if i > 0 && m.len > max {
+                break; // ends the prefix; the first one's error is reported as such
+            }
+            // SAFETY: the caller promises `data` is NULL or readable for `len` bytes.
+            batch[n] = unsafe { message_arg(h, m.data, m.len) }?;
+            n += 1;
+        }
+        let done = h.writer.try_send_batch(&batch[..n])?;
+        // SAFETY: checked non-NULL and aligned above.
+        unsafe { sent.write(done) };
+        Ok(())
+    })
+}
+
 /// The message argument of a send, checked.
 ///
 /// # Safety

@@ -83,6 +83,41 @@ int main(int argc, char **argv) {
     EXPECT(atbus_recv(ch, buf, max, &got), ATBUS_ERR_EMPTY);
     CHECK(got == 0);
 
+    /* A batch: one claim for several messages, each received as an ordinary one, in
+     * order, every byte checked; more than ATBUS_BATCH_MAX take several calls. */
+    {
+        static uint8_t store[ATBUS_BATCH_MAX + 6][300];
+        atbus_message batch[ATBUS_BATCH_MAX + 6];
+        size_t n = ATBUS_BATCH_MAX + 6, done = 0, k, i;
+        for (i = 0; i < n; i++) {
+            batch[i].len = payload_length(10, i, 16, 300);
+            fill_payload(store[i], 10, i, batch[i].len);
+            batch[i].data = store[i];
+        }
+        while (done < n) {
+            OK(atbus_send_batch(ch, batch + done, n - done, &k));
+            CHECK(k >= 1 && k <= ATBUS_BATCH_MAX && k <= n - done);
+            for (i = done; i < done + k; i++) {
+                OK(atbus_recv(ch, buf, max, &got));
+                CHECK(got == batch[i].len);
+                CHECK(check_payload(buf, got, &id, &rseq) == 0);
+                CHECK(id == 10 && rseq == i);
+                sent++;
+                bytes += got;
+            }
+            done += k;
+        }
+        OK(atbus_send_batch(ch, NULL, 0, &k));
+        CHECK(k == 0);
+        /* A first message too large fails the call; nothing is sent. */
+        batch[0].data = msg;
+        batch[0].len = max + 1;
+        EXPECT(atbus_send_batch(ch, batch, 2, &k), ATBUS_ERR_TOO_LARGE);
+        CHECK(k == 0);
+        EXPECT(atbus_send_batch(ch, batch, 2, NULL), ATBUS_ERR_INVALID_ARGUMENT);
+        EXPECT(atbus_recv(ch, buf, max, &got), ATBUS_ERR_EMPTY);
+    }
+
     /* A second handle on the same channel sends; the first one receives. */
     OK(atbus_open(name, &again));
     fill_payload(msg, 9, 0, 100);

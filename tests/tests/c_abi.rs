@@ -240,7 +240,7 @@ fn c_round_trip_linked_statically_and_dynamically() {
         let ch = TestChannel::new("c-roundtrip");
         let out = run(c_program(&program).arg(&ch.name));
         assert!(
-            stdout(&out).starts_with("roundtrip ok: 3005 messages"),
+            stdout(&out).starts_with("roundtrip ok: 3075 messages"),
             "{out:?}"
         );
         // The program unlinked its channel itself.
