@@ -10,8 +10,8 @@
 //! or others, unless given `--allow-foreign`; the read-only commands open anyone's and
 //! show its owner and mode.
 //!
-//! Exit codes: 0 success; 1 `check` found anomalies; 2 an error (missing channel, not an
-//! atbus segment, bad arguments).
+//! Exit codes: 0 success; 1 `check` found anomalies, or `recv --check-seq` found
+//! problems; 2 an error (missing channel, not an atbus segment, bad arguments).
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +24,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod check;
 mod list;
+mod load;
 mod nodes;
 mod resized;
 mod rw;
@@ -148,9 +149,11 @@ enum Command {
         /// Channel name (`/NAME` or a file path).
         name: String,
     },
-    /// Send one message (the argument, a file, or standard input).
+    /// Send one message (the argument, a file, or standard input), or generated load
+    /// (--count, --size, --seq, --rate).
     Send(rw::SendArgs),
-    /// Take the reader role and write received messages to standard output.
+    /// Take the reader role and write received messages to standard output (or check
+    /// those of `send --seq` with --check-seq).
     Recv(rw::RecvArgs),
 }
 
