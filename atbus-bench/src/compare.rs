@@ -534,6 +534,14 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
             .collect::<Result<_, _>>()
             .map_err(Fail::Usage)?
     };
+    // Asked for by name, iceoryx2 must run: say how to build it in (the default list only
+    // marks its rows as skipped).
+    if cfg!(not(feature = "iceoryx2"))
+        && !args.transports.is_empty()
+        && kinds.contains(&Kind::Iceoryx2)
+    {
+        return Err(Fail::Usage(crate::transport::NO_ICEORYX2.into()));
+    }
     let workloads: Vec<Workload> = if args.workloads.is_empty() {
         default_workloads()
     } else {

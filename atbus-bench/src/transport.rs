@@ -19,6 +19,11 @@ pub const PIPE_FRAME: usize = 4;
 /// without CAP_SYS_RESOURCE; default 10).
 pub const MQ_MAXMSG: i64 = 10;
 
+/// Why `iceoryx2` cannot run in a build without its feature, and how to get it.
+pub const NO_ICEORYX2: &str = "iceoryx2: this atbus-bench was built without its `iceoryx2` \
+     feature; build it with `--features iceoryx2` (`cargo run --release -p atbus-bench \
+     --features iceoryx2 -- compare ...`)";
+
 /// Which transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -31,8 +36,8 @@ pub enum Kind {
     AtbusBatch,
     /// The simplest correct multi-writer shared-memory ring ([`crate::limit`]).
     Limit,
-    /// iceoryx2 publish-subscribe of `[u8]` slices (`crate::iox`; needs the `iceoryx2`
-    /// feature, on by default).
+    /// iceoryx2 publish-subscribe of `[u8]` slices (`crate::iox`; needs the non-default
+    /// `iceoryx2` feature).
     Iceoryx2,
     UnixDgram,
     Pipe,
@@ -93,11 +98,7 @@ impl Kind {
     /// Why this transport cannot carry a workload, if it cannot.
     pub fn cannot_carry(self, writers: usize, max_size: usize) -> Option<String> {
         match self {
-            Kind::Iceoryx2 if cfg!(not(feature = "iceoryx2")) => Some(
-                "iceoryx2: this atbus-bench was built without its `iceoryx2` feature (on by \
-                 default; build with --features iceoryx2)"
-                    .into(),
-            ),
+            Kind::Iceoryx2 if cfg!(not(feature = "iceoryx2")) => Some(NO_ICEORYX2.into()),
             Kind::Pipe if writers > 1 && max_size + PIPE_FRAME > PIPE_BUF => Some(format!(
                 "pipe: {max_size} B messages + {PIPE_FRAME} B frame exceed PIPE_BUF ({PIPE_BUF} \
                  B), so writes from several writers may interleave"

