@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::board::{self, Board};
 use crate::payload::{self, Checked, Sizes};
 use crate::procs;
-use crate::transport::{Endpoint, Kind, Receiver, Sender};
+use crate::transport::{Endpoint, Kind, Receiver, Sender, SEND_BATCH};
 use crate::units::{bytes_arg, duration_arg};
 use crate::Fail;
 
@@ -27,8 +27,8 @@ pub struct CompareArgs {
     /// CI mode: one round of 0.2 s runs (checks every transport, measures little).
     #[arg(long)]
     pub quick: bool,
-    /// Only these transports (comma separated: atbus,atbus-zc,atbus-batch,limit,
-    /// iceoryx2,unix-dgram,pipe,posix-mq).
+    /// Only these transports (comma separated: atbus,atbus-zc,atbus-batch,
+    /// atbus-batch-send,limit,iceoryx2,unix-dgram,pipe,posix-mq).
     #[arg(long, value_delimiter = ',')]
     pub transports: Vec<String>,
     /// Only these workloads (comma separated, e.g. 1x64,3x8-2K; WRITERSxSIZES).
@@ -153,6 +153,27 @@ pub fn writer_role(a: CompareRole) -> Result<(), String> {
     let s = a.stream as usize;
     let mut buf = vec![0u8; sizes.max()];
     let mut seq = 0u64;
+    if matches!(ep, Endpoint::Atbus(Kind::AtbusBatchSend, _)) {
+        // SEND_BATCH messages built side by side, then handed over in one call.
+        let max = sizes.max();
+        let mut store = vec![0u8; max * SEND_BATCH];
+        while stop.load(Ordering::Relaxed) == 0 {
+            let mut lens = [0usize; SEND_BATCH];
+            for (i, (slot, len)) in store.chunks_mut(max).zip(&mut lens).enumerate() {
+                let word = payload::header_word(a.stream, seq + i as u64);
+                *len = sizes.size_for(a.seed, word);
+                if a.light {
+                    payload::fill_light(&mut slot[..*len], word, a.seed);
+                } else {
+                    payload::fill(&mut slot[..*len], word, a.seed, 1);
+                }
+            }
+            let msgs: [&[u8]; SEND_BATCH] =
+                std::array::from_fn(|i| &store[i * max..i * max + lens[i]]);
+            tx.send_batch(&msgs)?;
+            seq += SEND_BATCH as u64;
+        }
+    }
     while stop.load(Ordering::Relaxed) == 0 {
         let word = payload::header_word(a.stream, seq);
         let n = sizes.size_for(a.seed, word);
@@ -587,11 +608,13 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
         println!("cpu: {cpu} ({vendor}, {} CPUs)", procs::cpu_count());
         println!(
             "atbus-bench compare: {} workloads x {} transports (atbus-zc: reserve/commit + \
-             try_recv_in_place; atbus-batch: recv_batch of {}, messages up to 1 KiB), {} rounds of {:.1} s runs \
+             try_recv_in_place; atbus-batch: recv_batch of {}; atbus-batch-send: try_send_batch of {}; \
+             both messages up to 1 KiB), {} rounds of {:.1} s runs \
              ({} runs, alternating transports), {}",
             workloads.len(),
             kinds.len(),
             crate::stress::BATCH,
+            crate::transport::SEND_BATCH,
             rounds,
             secs.as_secs_f64(),
             total_runs,
@@ -755,6 +778,7 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
             for (kind, what) in [
                 (Kind::AtbusZeroCopy, "zero-copy ÷ copying"),
                 (Kind::AtbusBatch, "batch ÷ single receive"),
+                (Kind::AtbusBatchSend, "batch ÷ single send"),
             ] {
                 let Some(p) = find(kind).and_then(|v| Paired::of(v, base)) else {
                     continue;

@@ -34,6 +34,9 @@ pub enum Kind {
     /// atbus copying `send`, batched receive: `recv_batch` of up to
     /// [`BATCH`](crate::stress::BATCH) messages.
     AtbusBatch,
+    /// atbus batched send: `try_send_batch` of [`SEND_BATCH`] messages a call (one claim
+    /// of the write cursor each), copying `try_recv`.
+    AtbusBatchSend,
     /// The simplest correct multi-writer shared-memory ring ([`crate::limit`]).
     Limit,
     /// iceoryx2 publish-subscribe of `[u8]` slices (`crate::iox`; needs the non-default
@@ -46,10 +49,11 @@ pub enum Kind {
 
 impl Kind {
     /// Every transport, in the order runs alternate.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Atbus,
         Kind::AtbusZeroCopy,
         Kind::AtbusBatch,
+        Kind::AtbusBatchSend,
         Kind::Limit,
         Kind::Iceoryx2,
         Kind::UnixDgram,
@@ -63,6 +67,7 @@ impl Kind {
             Kind::Atbus => "atbus",
             Kind::AtbusZeroCopy => "atbus-zc",
             Kind::AtbusBatch => "atbus-batch",
+            Kind::AtbusBatchSend => "atbus-batch-send",
             Kind::Limit => "limit",
             Kind::Iceoryx2 => "iceoryx2",
             Kind::UnixDgram => "unix-dgram",
@@ -78,21 +83,24 @@ impl Kind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown transport {s:?} (atbus, atbus-zc, atbus-batch, limit, iceoryx2, \
-                     unix-dgram, pipe, posix-mq)"
+                    "unknown transport {s:?} (atbus, atbus-zc, atbus-batch, atbus-batch-send, \
+                     limit, iceoryx2, unix-dgram, pipe, posix-mq)"
                 )
             })
     }
 
     /// One of the atbus variants.
     pub fn is_atbus(self) -> bool {
-        matches!(self, Kind::Atbus | Kind::AtbusZeroCopy | Kind::AtbusBatch)
+        matches!(
+            self,
+            Kind::Atbus | Kind::AtbusZeroCopy | Kind::AtbusBatch | Kind::AtbusBatchSend
+        )
     }
 
     /// Whether a run of this transport is worth making for messages up to `max_size`
     /// (batched receive is about per-message overhead: small messages only).
     pub fn measures(self, max_size: usize) -> bool {
-        self != Kind::AtbusBatch || max_size <= 1024
+        !matches!(self, Kind::AtbusBatch | Kind::AtbusBatchSend) || max_size <= 1024
     }
 
     /// Why this transport cannot carry a workload, if it cannot.
@@ -169,7 +177,7 @@ impl Endpoint {
         channel_size: usize,
     ) -> Result<Endpoint, String> {
         match kind {
-            Kind::Atbus | Kind::AtbusZeroCopy | Kind::AtbusBatch => {
+            Kind::Atbus | Kind::AtbusZeroCopy | Kind::AtbusBatch | Kind::AtbusBatchSend => {
                 let name = format!("/atbus-bench-cmp-{}-{tag}", std::process::id());
                 crate::stress::create_channel(&name, channel_size, &atbus::Config::default())
                     .map_err(|e| format!("{e:?}"))?;
@@ -274,7 +282,7 @@ impl Endpoint {
             Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
         };
         Ok(match kind {
-            "atbus" | "atbus-zc" | "atbus-batch" => {
+            "atbus" | "atbus-zc" | "atbus-batch" | "atbus-batch-send" => {
                 Endpoint::Atbus(Kind::parse(kind)?, rest.into())
             }
             "limit" => Endpoint::Limit(rest.into()),
@@ -375,6 +383,9 @@ fn open_mq(name: &str, flags: i32) -> Result<libc::mqd_t, String> {
     Ok(q)
 }
 
+/// Messages a writer of `atbus-batch-send` hands to one `try_send_batch` call.
+pub const SEND_BATCH: usize = 16;
+
 /// The sending side in a writer process.
 pub enum Sender {
     /// An atbus writer; `true`: zero-copy (`reserve` + `commit`).
@@ -441,6 +452,27 @@ impl Sender {
         self.send(&buf[..len])
     }
 
+    /// Sends `msgs` in order: an atbus writer with `try_send_batch` (one claim for as
+    /// many as fit, waiting while the ring is full), any other transport one by one.
+    pub fn send_batch(&mut self, msgs: &[&[u8]]) -> Result<(), String> {
+        if let Sender::Atbus(w, _) = self {
+            let mut rest = msgs;
+            let mut backoff = Backoff::new();
+            while !rest.is_empty() {
+                match w.try_send_batch(rest) {
+                    Ok(n) => {
+                        rest = &rest[n..];
+                        backoff = Backoff::new();
+                    }
+                    Err(Error::Full) => backoff.snooze(),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            return Ok(());
+        }
+        msgs.iter().try_for_each(|m| self.send(m))
+    }
+
     /// Sends one message, waiting while the transport is full.
     #[inline]
     pub fn send(&mut self, msg: &[u8]) -> Result<(), String> {
@@ -496,6 +528,9 @@ fn write_all(fd: RawFd, mut data: &[u8]) -> Result<(), String> {
 }
 
 /// The receiving side in the reader process.
+// One receiver lives for a whole run: its size does not matter, and boxing the atbus
+// reader would add a pointer chase to every receive of the transport being measured.
+#[allow(clippy::large_enum_variant)]
 pub enum Receiver {
     /// An atbus reader and how it receives.
     Atbus(atbus::Reader, Kind),

@@ -24,6 +24,7 @@ fn quick_compare_checks_every_transport() {
         ("atbus", 8),
         ("atbus-zc", 8),
         ("atbus-batch", 2),
+        ("atbus-batch-send", 2),
         ("limit", 8),
         ("iceoryx2", if iceoryx2 { 8 } else { 0 }),
         ("unix-dgram", 4),
@@ -47,7 +48,11 @@ fn quick_compare_checks_every_transport() {
     }
     // The zero-copy and batched variants are compared with copying atbus.
     let variants = v["atbus_variants"].as_array().unwrap();
-    for (variant, workload) in [("atbus-zc", "1->1 16KiB"), ("atbus-batch", "1->1 64B")] {
+    for (variant, workload) in [
+        ("atbus-zc", "1->1 16KiB"),
+        ("atbus-batch", "1->1 64B"),
+        ("atbus-batch-send", "1->1 64B"),
+    ] {
         let row = variants
             .iter()
             .find(|r| r["variant"] == variant && r["workload"] == workload)
