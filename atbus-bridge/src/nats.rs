@@ -124,6 +124,28 @@ pub async fn ensure_stream(
     }
 }
 
+/// `s` (stream `name`), if its subjects take `subject`.
+async fn takes_subject(
+    mut s: stream::Stream,
+    name: &str,
+    subject: &str,
+) -> Result<stream::Stream, Unsettled> {
+    let info = s.info().await.map_err(|e| {
+        Unsettled::Unanswered(BridgeError(format!(
+            "cannot read the configuration of stream {name}: {e}"
+        )))
+    })?;
+    let subjects = &info.config.subjects;
+    if !subjects.iter().any(|s| subject_matches(s, subject)) {
+        return Err(Unsettled::Failed(BridgeError(format!(
+            "stream config conflict: stream {name} exists with subjects {subjects:?}, \
+             which do not take {subject}; use another --stream or --subject, or add \
+             the subject to the stream"
+        ))));
+    }
+    Ok(s)
+}
+
 async fn ensure_stream_once(
     js: &jetstream::Context,
     endpoint: &Endpoint,
@@ -132,22 +154,7 @@ async fn ensure_stream_once(
     let name = &endpoint.stream;
     let subject = &endpoint.subject;
     match js.get_stream(name).await {
-        Ok(mut s) => {
-            let info = s.info().await.map_err(|e| {
-                Unsettled::Unanswered(BridgeError(format!(
-                    "cannot read the configuration of stream {name}: {e}"
-                )))
-            })?;
-            let subjects = &info.config.subjects;
-            if !subjects.iter().any(|s| subject_matches(s, subject)) {
-                return Err(Unsettled::Failed(BridgeError(format!(
-                    "stream config conflict: stream {name} exists with subjects {subjects:?}, \
-                     which do not take {subject}; use another --stream or --subject, or add \
-                     the subject to the stream"
-                ))));
-            }
-            Ok(s)
-        }
+        Ok(s) => takes_subject(s, name, subject).await,
         Err(e)
             if matches!(
                 e.kind(),
@@ -161,18 +168,29 @@ async fn ensure_stream_once(
                 duplicate_window,
                 ..Default::default()
             };
-            js.create_stream(config).await.map_err(|e| {
-                use jetstream::context::CreateStreamErrorKind as Kind;
-                let unanswered = matches!(e.kind(), Kind::TimedOut | Kind::JetStreamUnavailable);
-                let e = BridgeError(format!(
-                    "stream config conflict: cannot create stream {name} for {subject}: {e}; \
-                     another stream may already take that subject"
-                ));
-                if unanswered {
-                    Unsettled::Unanswered(e)
-                } else {
-                    Unsettled::Failed(e)
+            let created = js.create_stream(config).await;
+            let e = match created {
+                Ok(s) => return Ok(s),
+                Err(e) => e,
+            };
+            use jetstream::context::CreateStreamErrorKind as Kind;
+            let unanswered = matches!(e.kind(), Kind::TimedOut | Kind::JetStreamUnavailable);
+            if !unanswered {
+                // Another bridge may have created it between our look-up and our create
+                // (an `out` and an `in` bridge started together): if the stream is there
+                // now and takes our subject, it is ours to use.
+                if let Ok(s) = js.get_stream(name).await {
+                    return takes_subject(s, name, subject).await;
                 }
+            }
+            let e = BridgeError(format!(
+                "stream config conflict: cannot create stream {name} for {subject}: {e}; \
+                 another stream may already take that subject"
+            ));
+            Err(if unanswered {
+                Unsettled::Unanswered(e)
+            } else {
+                Unsettled::Failed(e)
             })
         }
         Err(e) => {
