@@ -87,3 +87,19 @@ impl Drop for TestChannel {
 
 /// Exit code of a writer whose message was abandoned (skipped as stalled).
 pub const EXIT_ABANDONED: i32 = 3;
+
+/// Overwrites the reader-role record of shared-memory channel `name` (`/NAME`) through
+/// its file, as a hostile or confused peer with write access could, or as a killed
+/// reader's successor finds it (a word naming a process that cannot exist:
+/// `i32::MAX as u64`).
+pub fn overwrite_reader_owner(name: &str, word: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm{name}"))
+        .unwrap();
+    let offset = std::mem::offset_of!(atbus::layout::Header, reader)
+        + std::mem::offset_of!(atbus::layout::ReaderRecord, owner);
+    file.write_all_at(&word.to_le_bytes(), offset as u64)
+        .unwrap();
+}

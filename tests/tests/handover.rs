@@ -32,20 +32,6 @@ impl Drop for Named {
     }
 }
 
-/// Points the reader-role record of channel `name` at `word`, as a killed reader's
-/// successor finds it once the holder is gone.
-fn overwrite_reader_owner(name: &str, word: u64) {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/dev/shm{name}"))
-        .unwrap();
-    let offset = std::mem::offset_of!(atbus::layout::Header, reader)
-        + std::mem::offset_of!(atbus::layout::ReaderRecord, owner);
-    file.write_all_at(&word.to_le_bytes(), offset as u64)
-        .unwrap();
-}
-
 /// The unwinding payload of a reader "killed" by the hook.
 struct ReaderKilled;
 
@@ -108,7 +94,7 @@ fn kill_after(
         "the reader was not killed after {nodes} freed nodes"
     );
     std::mem::forget(reader);
-    overwrite_reader_owner(channel.name(), i32::MAX as u64);
+    atbus_tests::overwrite_reader_owner(channel.name(), i32::MAX as u64);
 }
 
 fn assert_no_damage(channel: &Channel) {

@@ -246,20 +246,6 @@ fn a_live_reader_process_keeps_the_role_and_a_dead_one_loses_it() {
     assert_eq!(s.bad_nodes, 0, "{s:?}");
 }
 
-/// Overwrites the reader-role record of channel `name` through its file, as a hostile or
-/// confused peer with write access could.
-fn overwrite_reader_owner(name: &str, word: u64) {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/dev/shm{name}"))
-        .unwrap();
-    let offset = std::mem::offset_of!(atbus::layout::Header, reader)
-        + std::mem::offset_of!(atbus::layout::ReaderRecord, owner);
-    file.write_all_at(&word.to_le_bytes(), offset as u64)
-        .unwrap();
-}
-
 #[test]
 fn a_reader_whose_role_was_taken_stops_with_reader_role_lost() {
     let ch = TestChannel::new("stolen");
@@ -278,7 +264,7 @@ fn a_reader_whose_role_was_taken_stops_with_reader_role_lost() {
 
     // The record is overwritten with a process that cannot exist (pid 2^31 - 1), so the
     // role is up for grabs, and this process takes it while the holder lives on.
-    overwrite_reader_owner(&ch.name, i32::MAX as u64);
+    atbus_tests::overwrite_reader_owner(&ch.name, i32::MAX as u64);
     let mut r = channel.reader().unwrap();
     assert_eq!(channel.stats().reader_takeovers, 1);
 
