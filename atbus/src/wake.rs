@@ -103,6 +103,22 @@ pub(crate) fn withdraw(wake: &WakeWord) {
     wake.sleeping.store(0, Ordering::Relaxed);
 }
 
+/// The reader's second look after announcing: `None` when it found nothing (`Empty`),
+/// otherwise the announcement is withdrawn and what it found is returned.
+fn look_again<R>(wake: &WakeWord, look: impl FnOnce() -> Result<R>) -> Option<Result<R>> {
+    #[cfg(loom)]
+    if crate::model::mutation(crate::model::Mutation::ReaderRecheck) {
+        return None;
+    }
+    match look() {
+        Err(Error::Empty) => None,
+        found => {
+            withdraw(wake);
+            Some(found)
+        }
+    }
+}
+
 /// Announces a futex sleep, looks once more with `look`, and sleeps (at most `timeout`)
 /// only if that found nothing (`Empty`). `None` after a sleep (look again), or what the
 /// second look found.
@@ -112,19 +128,8 @@ pub(crate) fn sleep_unless<R>(
     timeout: Duration,
 ) -> Option<Result<R>> {
     let ticket = announce_sleep(wake, ARMED_FUTEX);
-    #[cfg(loom)]
-    let look = || {
-        if crate::model::mutation(crate::model::Mutation::ReaderRecheck) {
-            return Err(Error::Empty);
-        }
-        look()
-    };
-    match look() {
-        Err(Error::Empty) => {}
-        found => {
-            withdraw(wake);
-            return Some(found);
-        }
+    if let Some(found) = look_again(wake, look) {
+        return Some(found);
     }
     futex::wait(&wake.seq, ticket.0, timeout);
     withdraw(wake);
@@ -139,20 +144,7 @@ pub(crate) fn arm_unless<R>(
     look: impl FnOnce() -> Result<R>,
 ) -> Option<Result<R>> {
     let _ = announce_sleep(wake, ARMED_DOORBELL);
-    #[cfg(loom)]
-    let look = || {
-        if crate::model::mutation(crate::model::Mutation::ReaderRecheck) {
-            return Err(Error::Empty);
-        }
-        look()
-    };
-    match look() {
-        Err(Error::Empty) => None,
-        found => {
-            withdraw(wake);
-            Some(found)
-        }
-    }
+    look_again(wake, look)
 }
 
 /// A writer, right after its publish compare-exchange: wakes the reader if it announced a
