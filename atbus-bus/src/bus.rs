@@ -10,9 +10,14 @@ use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::fault::{self, CrashPoint};
 use crate::name::{self, Name};
+use crate::watch::Verdicts;
 
 /// Inbox size unless [`Bus::join_with`] says otherwise: 1 MiB.
 pub const DEFAULT_INBOX_BYTES: usize = 1 << 20;
+/// How often processes that wait on a bus sweep it (together: one of them per period):
+/// a dead endpoint's record and inbox are reclaimed this long after its death at most,
+/// while anyone waits on the bus.
+pub const SWEEP_PERIOD: Duration = Duration::from_secs(1);
 
 /// A bus: a directory of named endpoints in one shared-memory object. Cheap to clone.
 ///
@@ -283,7 +288,11 @@ impl Bus {
 
     /// Reclaims every record whose owner is dead: unlinks its inbox and frees it.
     /// Returns how many. Joins reclaim the record of the name they join by themselves.
+    /// Looks without the lock first: a bus with no dead endpoint is not locked.
     pub fn sweep(&self) -> Result<usize> {
+        if self.dir.snapshot()?.iter().all(|s| s.owner_alive()) {
+            return Ok(0);
+        }
         let guard = self.dir.lock()?;
         let mut n = 0;
         for i in 0..self.dir.capacity() {
@@ -297,28 +306,36 @@ impl Bus {
         Ok(n)
     }
 
+    /// Sweeps (see [`sweep`](Bus::sweep)) if no process on this bus has for
+    /// [`SWEEP_PERIOD`]; otherwise returns `Ok(0)` at the cost of one load. Waiting
+    /// endpoints and [`Watch`](crate::Watch)es call it; an event loop that waits on an
+    /// endpoint's fd can call it from its own timer.
+    pub fn sweep_if_due(&self) -> Result<usize> {
+        if !self.dir.claim_sweep(SWEEP_PERIOD) {
+            return Ok(0);
+        }
+        self.sweep()
+    }
+
+    /// A watch of this bus's membership: joined / left / restarted events. See
+    /// [`Watch`](crate::Watch).
+    pub fn watch(&self) -> Result<crate::Watch> {
+        crate::Watch::new(self.clone())
+    }
+
     /// A snapshot of the endpoints on the bus, in record order, read without the lock.
     /// Includes endpoints of dead processes not reclaimed yet (`alive: false`).
     pub fn members(&self) -> Result<Vec<Member>> {
-        // Judge each process once, however many endpoints it has (a look at /proc costs
-        // microseconds; a process with many endpoints is common).
-        let mut verdicts: Vec<(u32, u64, bool)> = Vec::new();
-        let mut members = Vec::new();
-        for s in self.dir.snapshot()? {
-            let alive = match verdicts
-                .iter()
-                .find(|(pid, start, _)| (*pid, *start) == (s.owner_pid, s.owner_start))
-            {
-                Some(&(_, _, alive)) => alive,
-                None => {
-                    let alive = s.owner_alive();
-                    verdicts.push((s.owner_pid, s.owner_start, alive));
-                    alive
-                }
-            };
-            members.push(member(s, alive));
-        }
-        Ok(members)
+        let mut verdicts = Verdicts::default();
+        Ok(self
+            .dir
+            .snapshot()?
+            .into_iter()
+            .map(|s| {
+                let alive = verdicts.alive(s.owner_pid, s.owner_start);
+                member(s, alive)
+            })
+            .collect())
     }
 
     /// The endpoint named `name`, if one is on the bus and ready.
@@ -398,7 +415,7 @@ fn create_inbox(inbox: &str, bytes: usize) -> Result<Channel> {
     }
 }
 
-fn member(s: Snapshot, alive: bool) -> Member {
+pub(crate) fn member(s: Snapshot, alive: bool) -> Member {
     Member {
         alive,
         name: s.name.as_str().into(),

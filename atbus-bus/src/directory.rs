@@ -1,6 +1,6 @@
 //! The bus directory: one shared-memory object per bus (`/dev/shm/prod` for bus `/prod`)
 //! holding a header and a fixed array of endpoint records. This module owns the mapping
-//! and all of the crate's `unsafe`; it hands out typed views, reads records without a
+//! and all of the crate's `unsafe` but the tokio registration in `aio.rs`; it hands out typed views, reads records without a
 //! lock (a per-record sequence word detects torn reads) and serialises changes on a lock
 //! word that names its owner.
 //!
@@ -20,7 +20,8 @@
 //! |     40 |    8 | `lock_takeovers`  | times the lock was taken from a dead owner           |
 //! |     48 |    8 | `next_generation` | last generation handed out (one counter per bus)     |
 //! |     56 |    8 | `created_unix_ns` | creation time                                        |
-//! |     64 |   64 | reserved          | 0                                                    |
+//! |     64 |    8 | `last_sweep_ns`   | `CLOCK_MONOTONIC` time of the last periodic sweep     |
+//! |     72 |   56 | reserved          | 0                                                    |
 //!
 //! Record `i`, [`RECORD_SIZE`] = 384 bytes at offset `128 + 384 * i`:
 //!
@@ -34,7 +35,8 @@
 //! |     24 |    8 | `owner_start`    | its start time (clock ticks after boot; 0 = unknown)  |
 //! |     32 |    8 | `generation`     | unique per bus, never 0                               |
 //! |     40 |    8 | `joined_unix_ns` | when the record was claimed                           |
-//! |     48 |   16 | reserved         | 0                                                     |
+//! |     48 |    8 | `left_generation`| last generation that left this record cleanly (watch) |
+//! |     56 |    8 | reserved         | 0                                                     |
 //! |     64 |   64 | `name`           | endpoint name bytes                                   |
 //! |    128 |  256 | `inbox`          | inbox channel name, `BUS.NAME.gGENERATION`            |
 //!
@@ -125,7 +127,8 @@ pub struct Header {
     lock_takeovers: AtomicU64,
     next_generation: AtomicU64,
     created_unix_ns: AtomicU64,
-    reserved_64: [AtomicU64; 8],
+    last_sweep_ns: AtomicU64,
+    reserved_72: [AtomicU64; 7],
 }
 
 /// One endpoint record. All atomics: valid for any bits.
@@ -139,7 +142,8 @@ pub struct Record {
     owner_start: AtomicU64,
     generation: AtomicU64,
     joined_unix_ns: AtomicU64,
-    reserved_48: [AtomicU64; 2],
+    left_generation: AtomicU64,
+    reserved_56: AtomicU64,
     name: [AtomicU64; NAME_FIELD / 8],
     inbox: [AtomicU64; INBOX_FIELD / 8],
 }
@@ -157,6 +161,7 @@ pub mod offsets {
     pub const LOCK_TAKEOVERS: usize = offset_of!(Header, lock_takeovers);
     pub const NEXT_GENERATION: usize = offset_of!(Header, next_generation);
     pub const CREATED_UNIX_NS: usize = offset_of!(Header, created_unix_ns);
+    pub const LAST_SWEEP_NS: usize = offset_of!(Header, last_sweep_ns);
     pub const R_SEQ: usize = offset_of!(Record, seq);
     pub const R_STATE: usize = offset_of!(Record, state);
     pub const R_NAME_LEN: usize = offset_of!(Record, name_len);
@@ -165,6 +170,7 @@ pub mod offsets {
     pub const R_OWNER_START: usize = offset_of!(Record, owner_start);
     pub const R_GENERATION: usize = offset_of!(Record, generation);
     pub const R_JOINED_UNIX_NS: usize = offset_of!(Record, joined_unix_ns);
+    pub const R_LEFT_GENERATION: usize = offset_of!(Record, left_generation);
     pub const R_NAME: usize = offset_of!(Record, name);
     pub const R_INBOX: usize = offset_of!(Record, inbox);
 }
@@ -181,6 +187,7 @@ const _: () = {
     assert!(offsets::LOCK_TAKEOVERS == 40);
     assert!(offsets::NEXT_GENERATION == 48);
     assert!(offsets::CREATED_UNIX_NS == 56);
+    assert!(offsets::LAST_SWEEP_NS == 64);
     assert!(offsets::R_SEQ == 0);
     assert!(offsets::R_STATE == 8);
     assert!(offsets::R_NAME_LEN == 12);
@@ -189,6 +196,7 @@ const _: () = {
     assert!(offsets::R_OWNER_START == 24);
     assert!(offsets::R_GENERATION == 32);
     assert!(offsets::R_JOINED_UNIX_NS == 40);
+    assert!(offsets::R_LEFT_GENERATION == 48);
     assert!(offsets::R_NAME == 64);
     assert!(offsets::R_INBOX == 128);
     assert!(RECORD_SIZE.is_multiple_of(8) && HEADER_SIZE.is_multiple_of(8));
@@ -308,6 +316,15 @@ fn shm_open(bus: &str, flags: OFlag, mode: Mode) -> Result<File> {
     nix::sys::mman::shm_open(bus, flags, mode)
         .map(File::from)
         .map_err(|e| Error::io("open", bus, e.into()))
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the same clock in every process of the host.
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        (t.tv_sec() as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(t.tv_nsec() as u64)
+    })
 }
 
 fn now_unix_ns() -> u64 {
@@ -517,6 +534,36 @@ impl Directory {
     pub fn epoch(&self) -> u64 {
         // Acquire: a sender that sees a new epoch then sees the record changes before it.
         self.header().epoch.load(Ordering::Acquire)
+    }
+
+    /// The last generation that left record `index` cleanly (0 if none; untrusted: a
+    /// hint for [`Watch`](crate::Watch)'s clean-or-died verdict only).
+    pub fn left_generation(&self, index: usize) -> u64 {
+        if index >= self.capacity {
+            return 0;
+        }
+        // Acquire: pairs with the leaver's release store, made before it freed the record.
+        self.record(index).left_generation.load(Ordering::Acquire)
+    }
+
+    /// Whether a periodic sweep is due (none for `period` by any process) and this
+    /// caller won the right to run it: one compare-exchange of the header's
+    /// `last_sweep_ns`, so of many processes waiting on the bus one sweeps per period.
+    /// A time in the future (scribbled) counts as due.
+    pub fn claim_sweep(&self, period: Duration) -> bool {
+        if self.read_only {
+            return false;
+        }
+        let now = monotonic_ns();
+        let last_sweep = &self.header().last_sweep_ns;
+        // Relaxed: only a time stamp; the sweep itself takes the lock for any change.
+        let last = last_sweep.load(Ordering::Relaxed);
+        if now.wrapping_sub(last) < period.as_nanos() as u64 {
+            return false;
+        }
+        last_sweep
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// The lock word now (0 = free).
@@ -801,6 +848,17 @@ impl LockGuard<'_> {
         // it after the inbox creation or unlink that preceded it, for readers that
         // acquire the epoch bumped after it.
         self.dir.record(index).state.store(to, Ordering::Release);
+    }
+
+    /// Notes that generation `generation` leaves record `index` cleanly (before it is
+    /// freed): a watcher that finds the record gone tells a clean leave from a death.
+    pub fn mark_left(&self, index: usize, generation: u64) {
+        // Release: a watcher that acquires it after finding the record free or reused
+        // sees it (the hint only; nothing else depends on it).
+        self.dir
+            .record(index)
+            .left_generation
+            .store(generation, Ordering::Release);
     }
 
     /// Bumps the epoch so cached resolutions look again.

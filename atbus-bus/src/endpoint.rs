@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use atbus::{Arm, Channel, Reader, Writer};
 
-use crate::bus::Bus;
+use crate::bus::{Bus, SWEEP_PERIOD};
 use crate::directory::state;
 use crate::envelope::{self, Envelope, Kind};
 use crate::error::{Error, Result};
@@ -50,9 +50,18 @@ enum Head {
     Built,
 }
 
+/// A request sent and waiting for its reply.
+pub(crate) struct Pending {
+    correlation: u64,
+    peer: Name,
+    peer_generation: u64,
+    /// When to look at the peer's record and process next.
+    pub(crate) next_look: Instant,
+}
+
 /// How long a call may wait.
 #[derive(Clone, Copy)]
-enum Wait {
+pub(crate) enum Wait {
     Now,
     Until(Instant),
     Forever,
@@ -280,6 +289,7 @@ impl Endpoint {
                 other => return other.map(|()| i).map_err(Error::from),
             }
             self.check_peer(t)?;
+            let _ = self.bus.sweep_if_due(); // best effort, as in `receive_raw`
         }
     }
 
@@ -387,7 +397,7 @@ impl Endpoint {
     }
 
     /// One message from the inbox: `None` if it was malformed (counted).
-    fn receive(&mut self, wait: Wait) -> Result<Option<Message>> {
+    pub(crate) fn receive(&mut self, wait: Wait) -> Result<Option<Message>> {
         Ok(self.receive_raw(wait)?.map(|(envelope, at, len)| Message {
             envelope,
             payload: self.buf[at..len].to_vec(),
@@ -399,16 +409,29 @@ impl Endpoint {
     fn receive_raw(&mut self, wait: Wait) -> Result<Option<(Envelope, usize, usize)>> {
         loop {
             let mut buf = std::mem::take(&mut self.buf);
-            let got = match wait {
-                Wait::Now => self.reader().try_recv_meta(&mut buf),
-                Wait::Until(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    self.reader().recv_meta_timeout(&mut buf, left)
+            // A long wait goes in slices of SWEEP_PERIOD, sweeping the bus between them
+            // (one load unless a sweep is due).
+            let (got, sliced) = match wait {
+                Wait::Now => (self.reader().try_recv_meta(&mut buf), false),
+                Wait::Until(_) | Wait::Forever => {
+                    let left = match wait {
+                        Wait::Until(deadline) => deadline.saturating_duration_since(Instant::now()),
+                        _ => Duration::MAX,
+                    };
+                    let slice = left.min(SWEEP_PERIOD);
+                    (
+                        self.reader().recv_meta_timeout(&mut buf, slice),
+                        slice < left,
+                    )
                 }
-                Wait::Forever => self.reader().recv_meta_timeout(&mut buf, Duration::MAX),
             };
             self.buf = buf;
             match got {
+                Err(atbus::Error::Timeout) if sliced => {
+                    // Best effort: a busy lock or a damaged record is for the next sweep
+                    // (or the operator's `atbus-dump bus --check`), not this receive.
+                    let _ = self.bus.sweep_if_due();
+                }
                 Ok(meta) => {
                     let Some((envelope, at)) =
                         envelope::decode(&self.buf[..meta.len], meta.writer_pid)
@@ -474,6 +497,31 @@ impl Endpoint {
     /// calls in arrival order. One request waits at a time per endpoint (`&mut self`).
     pub fn request(&mut self, to: &str, request: &[u8], timeout: Duration) -> Result<Vec<u8>> {
         let wait = Wait::after(timeout);
+        let mut pending = self.send_request(to, request, wait)?;
+        loop {
+            let slice = match wait {
+                Wait::Until(deadline) => Wait::Until(deadline.min(pending.next_look)),
+                _ => Wait::Until(pending.next_look),
+            };
+            match self.receive(slice) {
+                Ok(Some(m)) => {
+                    if let Some(reply) = self.take_reply(&pending, m) {
+                        return Ok(reply);
+                    }
+                }
+                Ok(None) | Err(Error::Timeout) => {}
+                Err(e) => return Err(e),
+            }
+            if matches!(wait, Wait::Until(deadline) if Instant::now() >= deadline) {
+                return Err(Error::Timeout);
+            }
+            self.look_at_peer(&mut pending)?;
+        }
+    }
+
+    /// Sends a request with a fresh correlation id (ids are never reused, also when the
+    /// send fails) and returns what its reply must match.
+    pub(crate) fn send_request(&mut self, to: &str, request: &[u8], wait: Wait) -> Result<Pending> {
         let correlation = self.next_correlation;
         self.next_correlation += 1;
         envelope::encode(
@@ -485,46 +533,49 @@ impl Endpoint {
             0,
         );
         let i = self.deliver(to, None, wait, Head::Built, request)?;
-        let (peer_name, peer_generation) = (self.targets[i].name, self.targets[i].generation);
-        let mut next_look = Instant::now() + PEER_POLL;
-        loop {
-            let slice = match wait {
-                Wait::Until(deadline) => Wait::Until(deadline.min(next_look)),
-                _ => Wait::Until(next_look),
-            };
-            match self.receive(slice) {
-                Ok(Some(m)) => {
-                    let e = &m.envelope;
-                    if e.kind != Kind::Reply {
-                        self.held.push_back(m);
-                    } else if e.correlation == correlation
-                        && e.to_generation == self.generation
-                        && e.from == peer_name
-                        && e.from_generation == peer_generation
-                    {
-                        return Ok(m.payload);
-                    } else {
-                        self.stats.dropped_replies += 1;
-                    }
-                }
-                Ok(None) | Err(Error::Timeout) => {}
-                Err(e) => return Err(e),
-            }
-            let now = Instant::now();
-            if matches!(wait, Wait::Until(deadline) if now >= deadline) {
-                return Err(Error::Timeout);
-            }
-            if now >= next_look {
-                // The target may have been dropped from the cache meanwhile (by a send
-                // to another destination): look at the record directly.
-                let peer = self.targets.iter().find(|t| t.name == peer_name);
-                match peer {
-                    Some(t) if t.generation == peer_generation => self.check_peer(t)?,
-                    _ => self.check_by_name(peer_name, peer_generation)?,
-                }
-                next_look = now + PEER_POLL;
-            }
+        Ok(Pending {
+            correlation,
+            peer: self.targets[i].name,
+            peer_generation: self.targets[i].generation,
+            next_look: Instant::now() + PEER_POLL,
+        })
+    }
+
+    /// The payload of `m` if it is `pending`'s reply. Otherwise holds `m` for `recv`
+    /// (data, requests) or drops and counts it (a reply to something else).
+    pub(crate) fn take_reply(&mut self, pending: &Pending, m: Message) -> Option<Vec<u8>> {
+        let e = &m.envelope;
+        if e.kind != Kind::Reply {
+            self.held.push_back(m);
+        } else if e.correlation == pending.correlation
+            && e.to_generation == self.generation
+            && e.from == pending.peer
+            && e.from_generation == pending.peer_generation
+        {
+            return Some(m.payload);
+        } else {
+            self.stats.dropped_replies += 1;
         }
+        None
+    }
+
+    /// Once per [`PEER_POLL`]: `PeerGone` if the peer of `pending` left, died or
+    /// restarted; sweeps the bus if a sweep is due.
+    pub(crate) fn look_at_peer(&mut self, pending: &mut Pending) -> Result<()> {
+        let now = Instant::now();
+        if now < pending.next_look {
+            return Ok(());
+        }
+        // The target may have been dropped from the cache meanwhile (by a send to
+        // another destination): look at the record directly then.
+        let peer = self.targets.iter().find(|t| t.name == pending.peer);
+        match peer {
+            Some(t) if t.generation == pending.peer_generation => self.check_peer(t)?,
+            _ => self.check_by_name(pending.peer, pending.peer_generation)?,
+        }
+        let _ = self.bus.sweep_if_due(); // best effort, as in `receive_raw`
+        pending.next_look = now + PEER_POLL;
+        Ok(())
     }
 
     fn check_by_name(&self, name: Name, generation: u64) -> Result<()> {
@@ -542,6 +593,16 @@ impl Endpoint {
     /// died or restarted (its new generation never gets the old one's reply);
     /// `NotARequest` if `request` is not a request's envelope.
     pub fn reply(&mut self, request: &Envelope, message: &[u8]) -> Result<()> {
+        self.reply_with(request, message, Wait::Forever)
+    }
+
+    /// Like [`reply`](Endpoint::reply), or fails at once: `Full` when the requester's
+    /// inbox has no room now (nothing was sent).
+    pub fn try_reply(&mut self, request: &Envelope, message: &[u8]) -> Result<()> {
+        self.reply_with(request, message, Wait::Now)
+    }
+
+    fn reply_with(&mut self, request: &Envelope, message: &[u8], wait: Wait) -> Result<()> {
         if request.kind != Kind::Request {
             return Err(Error::NotARequest);
         }
@@ -554,13 +615,7 @@ impl Endpoint {
             request.from_generation,
         );
         let from_generation = Some(request.from_generation);
-        match self.deliver(
-            request.from(),
-            from_generation,
-            Wait::Forever,
-            Head::Built,
-            message,
-        ) {
+        match self.deliver(request.from(), from_generation, wait, Head::Built, message) {
             Ok(_) => Ok(()),
             Err(Error::NoSuchEndpoint { name }) => Err(Error::PeerGone {
                 name,
@@ -568,6 +623,22 @@ impl Endpoint {
             }),
             Err(e) => Err(e),
         }
+    }
+
+    /// `PeerGone` unless endpoint `to` (as this endpoint resolved it) still holds its
+    /// claim and its process lives; `NoSuchEndpoint` if it is not on the bus. For
+    /// callers that wait for room in `to`'s inbox themselves (the async endpoint).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn check_destination(&mut self, to: &str) -> Result<()> {
+        let i = self.target(to)?;
+        self.check_peer(&self.targets[i])
+    }
+
+    /// Arms the inbox reader, whatever messages are held (a request waiting for its
+    /// reply looks at the inbox only).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn arm_inbox(&mut self) -> Result<Arm> {
+        Ok(self.reader().arm()?)
     }
 
     // ---------------------------------------------------------------- event loop
@@ -616,6 +687,7 @@ impl Drop for Endpoint {
         let _ = Channel::unlink(&self.inbox);
         fault::point(CrashPoint::LeaveUnlinked);
         if let (Some(g), true) = (&guard, ours) {
+            g.mark_left(self.index, self.generation);
             g.set_state(self.index, state::FREE);
             g.bump_epoch();
         }

@@ -81,10 +81,18 @@
 //! Data and requests that arrive while a request waits are held and returned by later
 //! `recv` calls, in order.
 //!
-//! ## Not built yet
-//! A membership watch (joined / left / restarted events), a periodic sweep in waiting
-//! processes, async (tokio) endpoints, the C ABI, and the rpc bench. Operators inspect
-//! and clean a bus with `atbus-dump bus` (see docs/bus.md).
+//! ## Membership, sweeps, event loops
+//! [`Bus::watch`] gives a [`Watch`]: joined / left (cleanly or died) / restarted events,
+//! from a blocking loop ([`Watch::wait`]) or an event loop (its timer fd, then
+//! [`Watch::poll`]). Processes that wait on the bus (a receive, a request, a send
+//! waiting for room, a watch) sweep it every [`SWEEP_PERIOD`] (1 s) between them (one
+//! compare-exchange in the directory elects the sweeper): a dead endpoint's record and
+//! inbox are reclaimed within a second while anyone waits. An endpoint's inbox has the
+//! channel reader's `readiness_fd` and `arm`; with the `tokio` feature,
+//! `AsyncEndpoint` receives, sends, requests and replies with `.await`.
+//!
+//! ## Operators and limits
+//! Operators inspect and clean a bus with `atbus-dump bus` (see docs/bus.md).
 //! Buses live in /dev/shm only (no file paths) and are created with mode 0600.
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -94,6 +102,8 @@
     clippy::unnecessary_safety_comment
 )]
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod bus;
 pub mod directory;
 pub mod endpoint;
@@ -102,11 +112,15 @@ mod error;
 #[doc(hidden)]
 pub mod fault;
 mod name;
+mod watch;
 
+#[cfg(feature = "tokio")]
+pub use aio::AsyncEndpoint;
 pub use atbus::Arm;
-pub use bus::{Bus, Member, OpenOptions, DEFAULT_INBOX_BYTES};
+pub use bus::{Bus, Member, OpenOptions, DEFAULT_INBOX_BYTES, SWEEP_PERIOD};
 pub use directory::{DEFAULT_CAPACITY, MAX_CAPACITY};
 pub use endpoint::{Endpoint, EndpointStats, Message, PEER_POLL};
 pub use envelope::{Envelope, Kind};
 pub use error::{Error, Result};
 pub use name::{inbox_name, Name, MAX_BUS_NAME, MAX_ENDPOINT_NAME};
+pub use watch::{MemberEvent, Watch, WATCH_INTERVAL};

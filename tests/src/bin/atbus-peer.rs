@@ -28,6 +28,12 @@
 //! * `fd-reader NAME`: receives for ever, waiting on the readiness fd with `poll(2)`;
 //!   prints `got=ID:SEQ` for each message before it is consumed (from inside
 //!   `try_recv_in_place`), so a test that kills it knows every message it consumed.
+//! * `bus-serve BUS NAME COUNT`: joins NAME on bus BUS (blocking `Endpoint`), prints
+//!   `ready`, answers COUNT requests (first a data message `note CORR` to the requester,
+//!   then the reply: the request's bytes reversed), prints `served` and leaves.
+//! * `bus-request BUS NAME TO ID COUNT LEN`: joins NAME, makes COUNT requests to TO with
+//!   checkable payloads of LEN bytes, checks every reply byte (the request reversed),
+//!   prints `done` and leaves; any fault exits 2 with the reason on stderr.
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -58,6 +64,12 @@ fn main() {
     if arg(0) == "ring-writer" {
         return ring_writer(arg(1));
     }
+    if arg(0) == "bus-serve" {
+        return bus_serve(arg(1), arg(2), num(3));
+    }
+    if arg(0) == "bus-request" {
+        return bus_request(arg(1), arg(2), arg(3), num(4), num(5), num(6) as usize);
+    }
     let channel = Channel::open(arg(1)).unwrap_or_else(|e| fail(&e.to_string()));
     match arg(0) {
         "writer" => {
@@ -77,6 +89,56 @@ fn main() {
         "fd-reader" => fd_reader(&channel),
         other => fail(&format!("unknown role {other}")),
     }
+}
+
+fn bus_serve(bus: &str, name: &str, count: u64) {
+    let bus = atbus_bus::Bus::open(bus).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut ep = bus.join(name).unwrap_or_else(|e| fail(&e.to_string()));
+    say("ready");
+    let mut served = 0;
+    while served < count {
+        let msg = ep
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| fail(&format!("serve: {e}")));
+        if msg.envelope.kind != atbus_bus::Kind::Request {
+            continue;
+        }
+        let from = msg.envelope.from().to_string();
+        let note = format!("note {}", msg.envelope.correlation);
+        ep.send_to(&from, note.as_bytes())
+            .unwrap_or_else(|e| fail(&format!("note: {e}")));
+        let mut answer = msg.payload;
+        answer.reverse();
+        ep.reply(&msg.envelope, &answer)
+            .unwrap_or_else(|e| fail(&format!("reply: {e}")));
+        served += 1;
+    }
+    say("served");
+}
+
+fn bus_request(bus: &str, name: &str, to: &str, id: u64, count: u64, len: usize) {
+    let bus = atbus_bus::Bus::open(bus).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut ep = bus.join(name).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut msg = Vec::with_capacity(len);
+    for seq in 0..count {
+        fill_payload(&mut msg, id, seq, len);
+        let reply = ep
+            .request(to, &msg, Duration::from_secs(60))
+            .unwrap_or_else(|e| fail(&format!("request {seq}: {e}")));
+        msg.reverse();
+        if reply != msg {
+            fail(&format!(
+                "request {seq}: the reply is not the request reversed"
+            ));
+        }
+    }
+    say("done");
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 fn fail(msg: &str) -> ! {
