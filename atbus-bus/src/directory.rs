@@ -254,6 +254,7 @@ impl Snapshot {
 }
 
 /// Plain copies of a record's fields.
+#[derive(Clone)]
 struct RawRecord {
     seq: u64,
     state: u32,
@@ -265,6 +266,21 @@ struct RawRecord {
     joined_unix_ns: u64,
     name: [u8; NAME_FIELD],
     inbox: [u8; INBOX_FIELD],
+}
+
+impl RawRecord {
+    const EMPTY: RawRecord = RawRecord {
+        seq: 0,
+        state: 0,
+        name_len: 0,
+        owner_pid: 0,
+        inbox_len: 0,
+        owner_start: 0,
+        generation: 0,
+        joined_unix_ns: 0,
+        name: [0; NAME_FIELD],
+        inbox: [0; INBOX_FIELD],
+    };
 }
 
 /// A mapped, validated directory.
@@ -576,34 +592,45 @@ impl Directory {
         self.header().lock_takeovers.load(Ordering::Relaxed)
     }
 
-    /// One seqlock read of record `index`; `None` when torn (odd or changed `seq`).
-    fn read_once(&self, index: usize) -> Option<RawRecord> {
+    /// One seqlock read of record `index` into `raw` (reused: a record is 400 bytes to
+    /// copy; only what the lengths cover is written); `false` when torn (odd or changed
+    /// `seq`).
+    fn read_once(&self, index: usize, raw: &mut RawRecord) -> bool {
         let rec = self.record(index);
         // Acquire: pairs with the writer's release store of the even seq, so the fields
         // read below are at least those of that claim.
         let seq = rec.seq.load(Ordering::Acquire);
         if seq & 1 == 1 {
-            return None;
+            return false;
         }
         let r = Ordering::Relaxed;
-        let mut raw = RawRecord {
-            seq,
-            state: rec.state.load(r),
-            name_len: rec.name_len.load(r),
-            owner_pid: rec.owner_pid.load(r),
-            inbox_len: rec.inbox_len.load(r),
-            owner_start: rec.owner_start.load(r),
-            generation: rec.generation.load(r),
-            joined_unix_ns: rec.joined_unix_ns.load(r),
-            name: [0; NAME_FIELD],
-            inbox: [0; INBOX_FIELD],
-        };
-        // A free record's other fields mean nothing: skip copying them.
+        raw.seq = seq;
+        raw.state = rec.state.load(r);
+        raw.name_len = rec.name_len.load(r);
+        raw.owner_pid = rec.owner_pid.load(r);
+        raw.inbox_len = rec.inbox_len.load(r);
+        raw.owner_start = rec.owner_start.load(r);
+        raw.generation = rec.generation.load(r);
+        raw.joined_unix_ns = rec.joined_unix_ns.load(r);
+        // A free record's other fields mean nothing: skip copying them. Of the name and
+        // inbox fields, only the words their (untrusted, so clamped) lengths cover: the
+        // rest is never looked at.
         if raw.state != state::FREE {
-            for (i, w) in rec.name.iter().enumerate() {
+            let words = |len: u32, field: usize| (len as usize).min(field).div_ceil(8);
+            for (i, w) in rec
+                .name
+                .iter()
+                .take(words(raw.name_len, NAME_FIELD))
+                .enumerate()
+            {
                 raw.name[i * 8..i * 8 + 8].copy_from_slice(&w.load(r).to_le_bytes());
             }
-            for (i, w) in rec.inbox.iter().enumerate() {
+            for (i, w) in rec
+                .inbox
+                .iter()
+                .take(words(raw.inbox_len, INBOX_FIELD))
+                .enumerate()
+            {
                 raw.inbox[i * 8..i * 8 + 8].copy_from_slice(&w.load(r).to_le_bytes());
             }
         }
@@ -611,12 +638,12 @@ impl Directory {
         // if any of them saw a store of a later claim, that claim's odd seq store
         // (ordered before its field stores by its release fence) is visible now.
         fence(Ordering::Acquire);
-        (rec.seq.load(Ordering::Relaxed) == seq).then_some(raw)
+        rec.seq.load(Ordering::Relaxed) == seq
     }
 
     /// Checks a consistent copy: `None` for a free record, the snapshot for a valid one,
     /// `Corrupt` for values no atbus-bus process writes.
-    fn validate(&self, index: usize, raw: RawRecord) -> Result<Option<Snapshot>> {
+    fn validate(&self, index: usize, raw: &RawRecord) -> Result<Option<Snapshot>> {
         let corrupt = |what: String| {
             Err(Error::Corrupt {
                 bus: self.bus.clone(),
@@ -635,13 +662,17 @@ impl Directory {
         if raw.generation == 0 {
             return corrupt("generation 0".into());
         }
-        let expected = name::inbox_name(&self.bus, name.as_str(), raw.generation);
         let inbox_len = raw.inbox_len as usize;
-        if raw.inbox.get(..inbox_len) != Some(expected.as_bytes()) {
+        let inbox = raw.inbox.get(..inbox_len).unwrap_or(&[]);
+        if !name::is_inbox_name(inbox, &self.bus, name.as_bytes(), raw.generation) {
+            let expected = name::inbox_name(&self.bus, name.as_str(), raw.generation);
             return corrupt(format!(
                 "inbox name is not {expected:?}, the one its name and generation give"
             ));
         }
+        // SAFETY: `inbox` was just found equal, byte for byte, to the concatenation of
+        // `str`s (bus name, name, ".g", decimal digits), so it is valid UTF-8.
+        let expected = unsafe { String::from_utf8_unchecked(inbox.to_vec()) };
         Ok(Some(Snapshot {
             index,
             seq: raw.seq,
@@ -660,12 +691,18 @@ impl Directory {
     /// left mid-claim by a dead process) and reads again. Never hangs: bounded by the
     /// tries and [`LOCK_WAIT`].
     pub fn read(&self, index: usize) -> Result<Option<Snapshot>> {
+        let mut raw = RawRecord::EMPTY;
+        self.read_with(index, &mut raw)
+    }
+
+    /// [`read`](Directory::read), with the caller's scratch copy.
+    fn read_with(&self, index: usize, raw: &mut RawRecord) -> Result<Option<Snapshot>> {
         if index >= self.capacity {
             return Ok(None);
         }
         let mut backoff = Backoff::new();
         for _ in 0..READ_TRIES {
-            if let Some(raw) = self.read_once(index) {
+            if self.read_once(index, raw) {
                 return self.validate(index, raw);
             }
             backoff.snooze();
@@ -686,8 +723,9 @@ impl Directory {
     /// Every record that is not free, in index order.
     pub fn snapshot(&self) -> Result<Vec<Snapshot>> {
         let mut all = Vec::new();
+        let mut raw = RawRecord::EMPTY;
         for i in 0..self.capacity {
-            if let Some(s) = self.read(i)? {
+            if let Some(s) = self.read_with(i, &mut raw)? {
                 all.push(s);
             }
         }
@@ -703,7 +741,7 @@ impl Directory {
                 continue;
             }
             if let Some(s) = self.read(i)? {
-                if s.state == state::LIVE && s.name.as_str() == name {
+                if s.state == state::LIVE && s.name.as_bytes() == name.as_bytes() {
                     return Ok(Some(s));
                 }
             }
@@ -790,10 +828,11 @@ impl LockGuard<'_> {
         if index >= self.dir.capacity {
             return Ok(None);
         }
-        match self.dir.read_once(index) {
-            Some(raw) => self.dir.validate(index, raw),
+        let mut raw = RawRecord::EMPTY;
+        match self.dir.read_once(index, &mut raw) {
+            true => self.dir.validate(index, &raw),
             // Only a process writing without the lock (a scribbler) can cause this.
-            None => Err(Error::Corrupt {
+            false => Err(Error::Corrupt {
                 bus: self.dir.bus.clone(),
                 reason: format!("record {index} changes while the lock is held"),
             }),

@@ -298,7 +298,11 @@ impl Endpoint {
     fn target(&mut self, to: &str) -> Result<usize> {
         let dir = self.bus.dir();
         let epoch = dir.epoch();
-        if let Some(i) = self.targets.iter().position(|t| t.name.as_str() == to) {
+        if let Some(i) = self
+            .targets
+            .iter()
+            .position(|t| t.name.as_bytes() == to.as_bytes())
+        {
             if self.targets[i].epoch == epoch {
                 return Ok(i);
             }

@@ -59,6 +59,31 @@ pub fn inbox_name(bus: &str, name: &str, generation: u64) -> String {
     format!("{bus}.{name}.g{generation}")
 }
 
+/// Whether `bytes` is exactly [`inbox_name`]`(bus, name, generation)`, compared piece by
+/// piece (no allocation: directory reads check every record's inbox name).
+pub(crate) fn is_inbox_name(bytes: &[u8], bus: &str, name: &[u8], generation: u64) -> bool {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut g = generation;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (g % 10) as u8;
+        g /= 10;
+        if g == 0 {
+            break;
+        }
+    }
+    let pieces: [&[u8]; 5] = [bus.as_bytes(), b".", name, b".g", &digits[at..]];
+    let mut rest = bytes;
+    for piece in pieces {
+        match rest.strip_prefix(piece) {
+            Some(after) => rest = after,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 /// An endpoint name held inline (no allocation): what an [`Envelope`](crate::Envelope)
 /// carries. Always a valid endpoint name.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -156,5 +181,37 @@ mod tests {
         let inbox = inbox_name(&bus, &"n".repeat(MAX_ENDPOINT_NAME), u64::MAX);
         assert!(inbox.len() + ".bell".len() <= 255, "{}", inbox.len());
         assert_eq!(inbox_name("/prod", "orders", 7), "/prod.orders.g7");
+    }
+
+    #[test]
+    fn an_inbox_name_matches_exactly_the_one_inbox_name_gives() {
+        for (bus, name, g) in [
+            ("/p", "o", 0),
+            ("/prod", "orders", 7),
+            ("/b.x", "n-1", u64::MAX),
+        ] {
+            let good = inbox_name(bus, name, g);
+            assert!(
+                is_inbox_name(good.as_bytes(), bus, name.as_bytes(), g),
+                "{good}"
+            );
+            let mut longer = good.clone().into_bytes();
+            longer.push(b'0');
+            let shorter = &good.as_bytes()[..good.len() - 1];
+            for bad in [
+                &longer[..],
+                shorter,
+                b"",
+                inbox_name(bus, name, g ^ 1).as_bytes(),
+            ] {
+                assert!(
+                    !is_inbox_name(bad, bus, name.as_bytes(), g),
+                    "{:?}",
+                    String::from_utf8_lossy(bad)
+                );
+            }
+            assert!(!is_inbox_name(good.as_bytes(), bus, b"other", g));
+            assert!(!is_inbox_name(good.as_bytes(), "/q", name.as_bytes(), g));
+        }
     }
 }

@@ -272,16 +272,26 @@ fn gone(mut m: Member, died: bool) -> Member {
 }
 
 /// Liveness verdicts of one look, one per process (a look at /proc costs microseconds;
-/// a process with many endpoints is common).
+/// a process with many endpoints is common, and its records often follow one another).
 #[derive(Default)]
-pub(crate) struct Verdicts(HashMap<(u32, u64), bool>);
+pub(crate) struct Verdicts {
+    all: HashMap<(u32, u64), bool>,
+    last: Option<(u32, u64, bool)>,
+}
 
 impl Verdicts {
     /// Whether process `pid` started at `start` is alive ("cannot tell" = alive).
     pub(crate) fn alive(&mut self, pid: u32, start: u64) -> bool {
-        *self
-            .0
+        if let Some((p, s, alive)) = self.last {
+            if (p, s) == (pid, start) {
+                return alive;
+            }
+        }
+        let alive = *self
+            .all
             .entry((pid, start))
-            .or_insert_with(|| process::is_same_alive(pid, start as u32))
+            .or_insert_with(|| process::is_same_alive(pid, start as u32));
+        self.last = Some((pid, start, alive));
+        alive
     }
 }
