@@ -473,6 +473,19 @@ impl Endpoint {
     /// Data and requests that arrive meanwhile are held and returned by later `recv`
     /// calls in arrival order. One request waits at a time per endpoint (`&mut self`).
     pub fn request(&mut self, to: &str, request: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        self.request_message(to, request, timeout)
+            .map(|reply| reply.payload)
+    }
+
+    /// Like [`request`](Endpoint::request), but returns the whole reply: its envelope
+    /// (sender generation and pid, correlation id) with the payload. The C ABI uses it
+    /// to hand a reply too large for the caller's buffer to `atbus_endpoint_recv`.
+    pub fn request_message(
+        &mut self,
+        to: &str,
+        request: &[u8],
+        timeout: Duration,
+    ) -> Result<Message> {
         let wait = Wait::after(timeout);
         let correlation = self.next_correlation;
         self.next_correlation += 1;
@@ -502,7 +515,7 @@ impl Endpoint {
                         && e.from == peer_name
                         && e.from_generation == peer_generation
                     {
-                        return Ok(m.payload);
+                        return Ok(m);
                     } else {
                         self.stats.dropped_replies += 1;
                     }
