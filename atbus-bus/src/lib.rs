@@ -83,7 +83,8 @@
 //!
 //! ## Not built yet
 //! A membership watch (joined / left / restarted events), a periodic sweep in waiting
-//! processes, async (tokio) endpoints, the C ABI, and the rpc bench. Operators inspect
+//! processes, async (tokio) endpoints, and the rpc bench. (The C ABI is built, in
+//! `atbus-capi`: docs/c-api.md.) Operators inspect
 //! and clean a bus with `atbus-dump bus` (see docs/bus.md).
 //! Buses live in /dev/shm only (no file paths) and are created with mode 0600.
 

@@ -284,3 +284,35 @@ fn every_bus_error_maps_to_its_code() {
         assert_ne!(text.to_str().unwrap(), "unknown atbus error code", "{code}");
     }
 }
+
+/// The bus example of `docs/c-api.md` is `tests/c/bus_example.c`, and it runs as shown
+/// with both link lines, leaving nothing behind.
+#[test]
+fn documented_c_bus_example_compiles_and_runs() {
+    let example = std::fs::read_to_string(root().join("tests/c/bus_example.c")).unwrap();
+    let doc = std::fs::read_to_string(root().join("docs/c-api.md")).unwrap();
+    let block = doc
+        .split("```c\n")
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .find(|block| block.contains("atbus_bus_open"))
+        .expect("docs/c-api.md has a ```c block with the bus example");
+    assert_eq!(
+        block, example,
+        "the bus example of docs/c-api.md differs from tests/c/bus_example.c: copy the file \
+         into it"
+    );
+    let scratch = Scratch::new("bus-example");
+    for link in [Link::Static, Link::Dynamic] {
+        let program = compile(&scratch, "bus_example", link);
+        let bus = TestBus::new("example");
+        let out = run(c_program(&program).arg(&bus.name));
+        assert_eq!(
+            stdout(&out),
+            "orders got \"buy 10\" from client\n\
+             request to nobody: no endpoint of that name on the bus\n\
+             2 members: orders client\n"
+        );
+        assert!(bus.objects().is_empty(), "{:?}", bus.objects());
+    }
+}
