@@ -38,7 +38,8 @@ pub const ATBUS_MSG_DATA: u32 = 0u32;
 pub const ATBUS_MSG_REQUEST: u32 = 1u32;
 /// `atbus_envelope.kind`: a reply. `atbus_endpoint_recv` returns one only when it did not
 /// fit the buffer given to `atbus_endpoint_request` (see there); other replies go to the
-/// request waiting for them, and replies no request waits for are dropped and counted.
+/// request waiting for them, and replies no request waits for are dropped (counted in
+/// the endpoint's Rust `EndpointStats`, not yet visible from C).
 pub const ATBUS_MSG_REPLY: u32 = 2u32;
 
 /// An open bus: a directory of named endpoints in shared memory. Opaque: open it with
@@ -547,7 +548,7 @@ pub unsafe extern "C" fn atbus_endpoint_send_to(
 ///   `cap` > 0.
 ///
 /// Messages whose envelope does not decode, and replies no request waits for (late, or
-/// for an earlier generation of this endpoint), are dropped and counted, never returned.
+/// for an earlier generation of this endpoint), are dropped, never returned.
 ///
 /// # Safety
 /// `ep` is NULL or a live endpoint; `buf` is NULL or writable for `cap` bytes; `out_len`
@@ -617,7 +618,7 @@ pub unsafe extern "C" fn atbus_endpoint_recv(
 /// * `ATBUS_ERR_PEER_GONE`: the peer left, died or restarted while the request waited;
 ///   reported within about 100 ms of it, not after the timeout;
 /// * `ATBUS_ERR_TIMEOUT`: no reply in time (also when `to`'s inbox stayed full); a reply
-///   that comes later is dropped and counted, never returned to a later request;
+///   that comes later is dropped, never returned to a later request;
 /// * `ATBUS_ERR_BUFFER_TOO_SMALL`: the reply has `*reply_len` bytes, more than `cap`. It
 ///   is not lost: the endpoint keeps it, and `atbus_endpoint_recv` returns it (with a
 ///   buffer large enough) as an `ATBUS_MSG_REPLY` whose envelope names the peer and the
