@@ -320,7 +320,7 @@ unsafe fn deliver_held(
     env: *mut atbus_envelope,
 ) -> Result<(), Failure> {
     let Some(front) = s.held.front() else {
-        return Ok(());
+        return Err(BusError::Empty.into()); // not reached: called with a message held
     };
     let len = front.payload.len();
     if len > buf.len() {
