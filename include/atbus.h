@@ -140,6 +140,39 @@
 #define ATBUS_ERR_READER_ROLE_LOST -19
 
 /**
+ * `atbus_bus_join`: the endpoint name is held by a live process (this one included).
+ * `atbus_last_error` names its pid. Choose another name, or stop that process first; a
+ * name held by a dead process is reclaimed and taken, never refused.
+ */
+#define ATBUS_ERR_NAME_TAKEN -20
+
+/**
+ * No endpoint of that name is on the bus (never joined, left, or its process died and
+ * its record was reclaimed). Returned at once: check the name or wait for it to join.
+ */
+#define ATBUS_ERR_NO_SUCH_ENDPOINT -21
+
+/**
+ * The peer left the bus or its process died (or it restarted as a new generation) while
+ * the call needed it: a waiting `atbus_endpoint_request` returns it within about
+ * 100 ms of the death, not after its timeout. Retry once the peer has joined again.
+ */
+#define ATBUS_ERR_PEER_GONE -22
+
+/**
+ * `atbus_bus_join`: every record of the bus directory is held by a live endpoint.
+ * Leave with some endpoints, or recreate the bus with a larger capacity.
+ */
+#define ATBUS_ERR_DIRECTORY_FULL -23
+
+/**
+ * The bus directory's lock is held by a live process and was not released within 2 s
+ * (that process is stopped or stuck mid-join). Retry; continue the holder if it is
+ * stopped. `atbus_last_error` names its pid.
+ */
+#define ATBUS_ERR_LOCK_BUSY -24
+
+/**
  * `atbus_open_ex` flag: open the channel even if its object is owned by another user
  * or writable by group or others. Only for channels shared between users on purpose:
  * each of them can forge messages and shrink the segment (SIGBUS in every process that
@@ -153,11 +186,52 @@
 #define ATBUS_BATCH_MAX 64
 
 /**
+ * `atbus_bus_open` flag: create the bus if there is none (with room for 256 endpoints).
+ */
+#define ATBUS_BUS_CREATE 1u
+
+/**
+ * `atbus_envelope.kind`: a plain message from `atbus_endpoint_send_to`.
+ */
+#define ATBUS_MSG_DATA 0u
+
+/**
+ * `atbus_envelope.kind`: a request from `atbus_endpoint_request`; answer it with
+ * `atbus_endpoint_reply`.
+ */
+#define ATBUS_MSG_REQUEST 1u
+
+/**
+ * `atbus_envelope.kind`: a reply. `atbus_endpoint_recv` returns one only when it did not
+ * fit the buffer given to `atbus_endpoint_request` (see there); other replies go to the
+ * request waiting for them, and replies no request waits for are dropped (counted in
+ * the endpoint's Rust `EndpointStats`, not yet visible from C).
+ */
+#define ATBUS_MSG_REPLY 2u
+
+/**
+ * An open bus: a directory of named endpoints in shared memory. Opaque: open it with
+ * `atbus_bus_open`, free it with `atbus_bus_close`. May be used by several threads at
+ * once.
+ */
+typedef struct atbus_bus atbus_bus;
+
+/**
  * An open channel: the mapping, a writer, and (once `atbus_recv` has taken it) the
  * reader role. Opaque: create it with `atbus_create` or `atbus_open`, free it with
  * `atbus_close`.
  */
 typedef struct atbus_channel atbus_channel;
+
+/**
+ * An endpoint joined to a bus: a name with its own inbox. Opaque: made by
+ * `atbus_bus_join`, freed (leaving the bus) by `atbus_endpoint_close`.
+ *
+ * Calls on one endpoint from several threads take turns: a call that waits (a request
+ * waiting for its reply, a receive with a timeout) holds up the others on the same
+ * endpoint until it returns.
+ */
+typedef struct atbus_endpoint atbus_endpoint;
 
 /**
  * How a channel is created. Fill it with `atbus_config_init`, then change fields.
@@ -345,6 +419,35 @@ typedef struct atbus_stats {
    */
   uint64_t write_cursor;
 } atbus_stats;
+
+/**
+ * Who sent a received message and what it is. Filled by `atbus_endpoint_recv`; pass a
+ * request's envelope to `atbus_endpoint_reply` to answer it.
+ */
+typedef struct atbus_envelope {
+  /**
+   * `ATBUS_MSG_DATA`, `ATBUS_MSG_REQUEST` or `ATBUS_MSG_REPLY`.
+   */
+  uint32_t kind;
+  /**
+   * The sender's pid (from its inbox block header, as trusted as the processes that
+   * may write the inbox).
+   */
+  uint32_t from_pid;
+  /**
+   * The request id for `ATBUS_MSG_REQUEST` and `ATBUS_MSG_REPLY`, 0 for data.
+   */
+  uint64_t correlation;
+  /**
+   * The sender's generation: unique per bus and join, so a restarted sender is told
+   * from its predecessor.
+   */
+  uint64_t from_generation;
+  /**
+   * The sender's endpoint name (1 to 63 bytes), NUL-terminated, NUL-padded.
+   */
+  char from[64];
+} atbus_envelope;
 
 #ifdef __cplusplus
 extern "C" {
@@ -686,6 +789,246 @@ const char *atbus_strerror(int32_t code);
  * naming no channel.
  */
 const char *atbus_last_error(void);
+
+/**
+ * Opens bus `bus` (a shared-memory name: one leading slash, then 1 to 150 ASCII letters,
+ * digits, `-`, `_` or `.`, like `"/prod"`). `flags` is 0 or `ATBUS_BUS_CREATE` (create
+ * the bus if there is none; of several processes creating it at once, one creates and
+ * the others open it).
+ *
+ * On success `*out` is a new handle, freed with `atbus_bus_close`; on failure `*out` is
+ * NULL (if `out` is not NULL). Returns `ATBUS_OK`, `ATBUS_ERR_NOT_FOUND` (no such bus,
+ * without `ATBUS_BUS_CREATE`), `ATBUS_ERR_INVALID_ARGUMENT` (NULL pointer, bad name,
+ * unknown flag), `ATBUS_ERR_BAD_SEGMENT` (not a bus directory, incompatible, corrupt),
+ * `ATBUS_ERR_NOT_INITIALIZED`, `ATBUS_ERR_UNTRUSTED` (owned by another user, writable by
+ * others, or a symbolic link), `ATBUS_ERR_PERMISSION` or `ATBUS_ERR_IO`. The bus exists
+ * until `atbus_bus_unlink`, even after every handle is closed.
+ *
+ * # Safety
+ * `bus` is NULL or a NUL-terminated string; `out` is NULL or points to writable memory
+ * for one pointer.
+ */
+int32_t atbus_bus_open(const char *bus, uint32_t flags, struct atbus_bus **out);
+
+/**
+ * Closes a bus handle. Endpoints joined through it stay joined (each keeps the bus
+ * open until `atbus_endpoint_close`); the bus itself stays until `atbus_bus_unlink`.
+ * NULL is a no-op.
+ *
+ * # Safety
+ * `bus` is NULL or a handle from `atbus_bus_open` not closed before, and no other thread
+ * uses it during or after this call.
+ */
+void atbus_bus_close(struct atbus_bus *bus);
+
+/**
+ * Removes bus `bus`: the inbox of every endpoint its directory lists, then the directory.
+ * Processes still using it keep their mappings (their endpoints can no longer be found
+ * by name); the name can be created anew at once. A directory too damaged to read is
+ * removed all the same.
+ *
+ * Returns `ATBUS_OK`, `ATBUS_ERR_NOT_FOUND`, `ATBUS_ERR_INVALID_ARGUMENT` (NULL or bad
+ * name), `ATBUS_ERR_PERMISSION` or `ATBUS_ERR_IO`.
+ *
+ * # Safety
+ * `bus` is NULL or a NUL-terminated string.
+ */
+int32_t atbus_bus_unlink(const char *bus);
+
+/**
+ * Joins the bus as endpoint `name` (1 to 63 ASCII letters, digits, `-`, `_` or `.`),
+ * creating its inbox (a 1 MiB atbus channel named `BUS.NAME.gGENERATION`).
+ *
+ * On success `*out` is a new endpoint, which leaves the bus when freed with
+ * `atbus_endpoint_close`; on failure `*out` is NULL (if `out` is not NULL). Returns
+ * `ATBUS_OK`, `ATBUS_ERR_NAME_TAKEN` (a live process holds the name; a dead one's is
+ * reclaimed and taken), `ATBUS_ERR_DIRECTORY_FULL`, `ATBUS_ERR_LOCK_BUSY`,
+ * `ATBUS_ERR_INVALID_ARGUMENT` (NULL pointer, bad name), `ATBUS_ERR_BAD_SEGMENT` (corrupt
+ * directory), `ATBUS_ERR_NO_SPACE`, `ATBUS_ERR_PERMISSION` or `ATBUS_ERR_IO`. Of many
+ * processes joining one name at once, exactly one succeeds.
+ *
+ * # Safety
+ * `bus` is NULL or a live bus handle; `name` is NULL or a NUL-terminated string; `out`
+ * is NULL or points to writable memory for one pointer.
+ */
+int32_t atbus_bus_join(struct atbus_bus *bus, const char *name, struct atbus_endpoint **out);
+
+/**
+ * Leaves the bus and frees the endpoint: its record is freed and its inbox unlinked
+ * (messages still in it, and any held for `atbus_endpoint_recv`, are dropped). Closes the
+ * endpoint's readiness fd (`atbus_endpoint_fd`): remove it from your event loop first.
+ * NULL is a no-op.
+ *
+ * # Safety
+ * `ep` is NULL or a handle from `atbus_bus_join` not closed before, and no other thread
+ * uses it during or after this call.
+ */
+void atbus_endpoint_close(struct atbus_endpoint *ep);
+
+/**
+ * Sends `len` bytes from `data` (copied; `data` may be NULL when `len` is 0) to endpoint
+ * `to` as a data message (`ATBUS_MSG_DATA`). Messages one endpoint sends to one
+ * destination arrive in the order sent.
+ *
+ * `timeout_ms`: 0 sends only if the destination's inbox has room now
+ * (`ATBUS_ERR_FULL` otherwise; nothing was sent), `UINT64_MAX` waits for room as long as
+ * the destination lives, anything else waits at most that long (`ATBUS_ERR_TIMEOUT`).
+ *
+ * Returns `ATBUS_OK`, `ATBUS_ERR_NO_SUCH_ENDPOINT` (at once: no endpoint `to` on the
+ * bus), `ATBUS_ERR_PEER_GONE` (it left or died, also while this call waited for room),
+ * `ATBUS_ERR_FULL`, `ATBUS_ERR_TIMEOUT`, `ATBUS_ERR_TOO_LARGE` (can never fit its
+ * inbox) or `ATBUS_ERR_INVALID_ARGUMENT` (NULL handle or name, bad name, NULL `data`
+ * with `len` > 0).
+ *
+ * # Safety
+ * `ep` is NULL or a live endpoint; `to` is NULL or a NUL-terminated string; `data` is
+ * NULL or readable for `len` bytes.
+ */
+int32_t atbus_endpoint_send_to(struct atbus_endpoint *ep,
+                               const char *to,
+                               const void *data,
+                               size_t len,
+                               uint64_t timeout_ms);
+
+/**
+ * Receives the next message into `buf` (capacity `cap` bytes): sets `*out_len` to its
+ * length and fills `*env` with its envelope (kind, sender, correlation id). Data and
+ * requests come in arrival order, those that arrived while an `atbus_endpoint_request`
+ * waited first.
+ *
+ * `timeout_ms`: 0 does not wait (`ATBUS_ERR_EMPTY` if nothing is ready), `UINT64_MAX`
+ * waits as long as it takes, anything else at most that long (`ATBUS_ERR_TIMEOUT`).
+ *
+ * Returns:
+ * * `ATBUS_OK`: `buf[0..*out_len]` holds the message, `*env` its envelope;
+ * * `ATBUS_ERR_EMPTY` / `ATBUS_ERR_TIMEOUT`: nothing arrived (`*out_len` = 0);
+ * * `ATBUS_ERR_BUFFER_TOO_SMALL`: the next message has `*out_len` bytes, more than `cap`.
+ *   It is not lost: the endpoint keeps it and the next `atbus_endpoint_recv` returns it
+ *   (ahead of everything else; `atbus_endpoint_arm` returns 1 meanwhile). Call again
+ *   with a buffer of at least `*out_len` bytes (`buf` may be NULL with `cap` 0 to ask
+ *   for the size). `*env` is not written;
+ * * `ATBUS_ERR_INVALID_ARGUMENT`: NULL handle, `out_len` or `env`, or NULL `buf` with
+ *   `cap` > 0.
+ *
+ * Messages whose envelope does not decode, and replies no request waits for (late, or
+ * for an earlier generation of this endpoint), are dropped, never returned.
+ *
+ * # Safety
+ * `ep` is NULL or a live endpoint; `buf` is NULL or writable for `cap` bytes; `out_len`
+ * is NULL or points to a writable `size_t`; `env` is NULL or points to a writable
+ * `atbus_envelope`.
+ */
+int32_t atbus_endpoint_recv(struct atbus_endpoint *ep,
+                            void *buf,
+                            size_t cap,
+                            size_t *out_len,
+                            struct atbus_envelope *env,
+                            uint64_t timeout_ms);
+
+/**
+ * Sends request `req` (`req_len` bytes; `req` may be NULL when `req_len` is 0) to
+ * endpoint `to` and waits for its reply, which goes into `reply` (capacity `cap`) with
+ * its length in `*reply_len`. Each request has a fresh correlation id, never reused.
+ *
+ * `timeout_ms` bounds the whole call (room in `to`'s inbox, then the reply):
+ * `UINT64_MAX` waits as long as the peer lives; 0 is `ATBUS_ERR_INVALID_ARGUMENT` (a
+ * request waits for its reply by nature).
+ *
+ * Returns:
+ * * `ATBUS_OK`: `reply[0..*reply_len]` holds the reply;
+ * * `ATBUS_ERR_NO_SUCH_ENDPOINT`: at once, no endpoint `to` on the bus;
+ * * `ATBUS_ERR_PEER_GONE`: the peer left, died or restarted while the request waited;
+ *   reported within about 100 ms of it, not after the timeout;
+ * * `ATBUS_ERR_TIMEOUT`: no reply in time (also when `to`'s inbox stayed full); a reply
+ *   that comes later is dropped, never returned to a later request;
+ * * `ATBUS_ERR_BUFFER_TOO_SMALL`: the reply has `*reply_len` bytes, more than `cap`. It
+ *   is not lost: the endpoint keeps it, and `atbus_endpoint_recv` returns it (with a
+ *   buffer large enough) as an `ATBUS_MSG_REPLY` whose envelope names the peer and the
+ *   request's correlation id;
+ * * `ATBUS_ERR_TOO_LARGE`, `ATBUS_ERR_INVALID_ARGUMENT` (NULL handle, name or
+ *   `reply_len`, bad name, NULL `req` or `reply` with a nonzero length).
+ *
+ * Data and requests that arrive while it waits are kept and returned by later
+ * `atbus_endpoint_recv` calls, in arrival order.
+ *
+ * # Safety
+ * `ep` is NULL or a live endpoint; `to` is NULL or a NUL-terminated string; `req` is
+ * NULL or readable for `req_len` bytes; `reply` is NULL or writable for `cap` bytes;
+ * `reply_len` is NULL or points to a writable `size_t`.
+ */
+int32_t atbus_endpoint_request(struct atbus_endpoint *ep,
+                               const char *to,
+                               const void *req,
+                               size_t req_len,
+                               void *reply,
+                               size_t cap,
+                               size_t *reply_len,
+                               uint64_t timeout_ms);
+
+/**
+ * Answers a request received by `atbus_endpoint_recv` (`request` is its envelope, kind
+ * `ATBUS_MSG_REQUEST`): sends `len` bytes from `data` to the requester's exact
+ * generation, waiting for room in its inbox while it lives.
+ *
+ * Returns `ATBUS_OK`, `ATBUS_ERR_PEER_GONE` (the requester left, died or restarted: its
+ * new generation never gets the old one's reply), `ATBUS_ERR_TOO_LARGE`, or
+ * `ATBUS_ERR_INVALID_ARGUMENT` (NULL handle or `request`, an envelope that is not a
+ * request's or whose `from` is not a NUL-terminated endpoint name, NULL `data` with
+ * `len` > 0).
+ *
+ * # Safety
+ * `ep` is NULL or a live endpoint; `request` is NULL or points to a readable
+ * `atbus_envelope`; `data` is NULL or readable for `len` bytes.
+ */
+int32_t atbus_endpoint_reply(struct atbus_endpoint *ep,
+                             const struct atbus_envelope *request,
+                             const void *data,
+                             size_t len);
+
+/**
+ * The endpoint's readiness fd, for an event loop (as `atbus_reader_fd` for a channel):
+ * it becomes readable (POLLIN) after `atbus_endpoint_arm` returned 0 and a message
+ * arrived. The fd belongs to the endpoint: do not close it; `atbus_endpoint_close`
+ * closes it, so remove it from your event loop first.
+ *
+ * Returns the fd (>= 0), or a negative `ATBUS_ERR_*` code: `ATBUS_ERR_INVALID_ARGUMENT`
+ * (NULL handle), `ATBUS_ERR_PERMISSION` or `ATBUS_ERR_IO` (the inbox's doorbell FIFO
+ * could not be created).
+ *
+ * # Safety
+ * `ep` is NULL or a live endpoint.
+ */
+int32_t atbus_endpoint_fd(struct atbus_endpoint *ep);
+
+/**
+ * Arms the endpoint before the event loop waits on `atbus_endpoint_fd` (as
+ * `atbus_reader_arm`). Returns:
+ * * 0: armed; nothing is ready and it is safe to wait for POLLIN on the fd;
+ * * 1: a message is ready (in the inbox, or kept by the endpoint): call
+ *   `atbus_endpoint_recv` with `timeout_ms` 0 until `ATBUS_ERR_EMPTY`, then arm again;
+ * * a negative `ATBUS_ERR_*` code, as `atbus_endpoint_fd`.
+ *
+ * # Safety
+ * `ep` is NULL or a live endpoint.
+ */
+int32_t atbus_endpoint_arm(struct atbus_endpoint *ep);
+
+/**
+ * Writes the names of the bus's live members (joined, ready, and owned by a process
+ * that is alive), in directory order, into `names`: up to `cap` NUL-terminated names of
+ * 64 bytes each (NUL-padded), one after another, and sets `*count` to how many.
+ *
+ * Returns `ATBUS_OK`, or `ATBUS_ERR_BUFFER_TOO_SMALL` with `*count` = the number of live
+ * members, more than `cap` (nothing written to `names`; `names` may be NULL with `cap`
+ * 0 to ask for the count; members may join before the next call, so loop),
+ * `ATBUS_ERR_INVALID_ARGUMENT` (NULL handle or `count`, NULL `names` with `cap` > 0),
+ * or `ATBUS_ERR_BAD_SEGMENT` (corrupt directory).
+ *
+ * # Safety
+ * `bus` is NULL or a live bus handle; `names` is NULL or writable for `cap` arrays of
+ * 64 chars; `count` is NULL or points to a writable `size_t`.
+ */
+int32_t atbus_bus_members(struct atbus_bus *bus, char (*names)[64], size_t cap, size_t *count);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -133,7 +133,7 @@ impl AsyncEndpoint {
                 match self.endpoint.receive(Wait::Now) {
                     Ok(Some(m)) => {
                         if let Some(reply) = self.endpoint.take_reply(&pending, m) {
-                            return Ok(reply);
+                            return Ok(reply.payload);
                         }
                     }
                     Ok(None) => {}

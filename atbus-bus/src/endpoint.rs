@@ -500,6 +500,19 @@ impl Endpoint {
     /// Data and requests that arrive meanwhile are held and returned by later `recv`
     /// calls in arrival order. One request waits at a time per endpoint (`&mut self`).
     pub fn request(&mut self, to: &str, request: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        self.request_message(to, request, timeout)
+            .map(|reply| reply.payload)
+    }
+
+    /// Like [`request`](Endpoint::request), but returns the whole reply: its envelope
+    /// (sender generation and pid, correlation id) with the payload. The C ABI uses it
+    /// to hand a reply too large for the caller's buffer to `atbus_endpoint_recv`.
+    pub fn request_message(
+        &mut self,
+        to: &str,
+        request: &[u8],
+        timeout: Duration,
+    ) -> Result<Message> {
         let wait = Wait::after(timeout);
         let mut pending = self.send_request(to, request, wait)?;
         loop {
@@ -545,9 +558,9 @@ impl Endpoint {
         })
     }
 
-    /// The payload of `m` if it is `pending`'s reply. Otherwise holds `m` for `recv`
-    /// (data, requests) or drops and counts it (a reply to something else).
-    pub(crate) fn take_reply(&mut self, pending: &Pending, m: Message) -> Option<Vec<u8>> {
+    /// `m` if it is `pending`'s reply. Otherwise holds `m` for `recv` (data, requests)
+    /// or drops and counts it (a reply to something else).
+    pub(crate) fn take_reply(&mut self, pending: &Pending, m: Message) -> Option<Message> {
         let e = &m.envelope;
         if e.kind != Kind::Reply {
             self.held.push_back(m);
@@ -556,7 +569,7 @@ impl Endpoint {
             && e.from == pending.peer
             && e.from_generation == pending.peer_generation
         {
-            return Some(m.payload);
+            return Some(m);
         } else {
             self.stats.dropped_replies += 1;
         }

@@ -13,6 +13,8 @@
 //!   on a lock inside the handle. Only `atbus_close` must not race with any other call on
 //!   the same handle.
 //! * Handles do not survive `fork`: a child process opens the channel anew.
+//! * The bus calls (`atbus_bus_*`, `atbus_endpoint_*`, in `bus.rs`) follow the same
+//!   rules.
 
 #![allow(non_camel_case_types)]
 
@@ -23,6 +25,13 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use atbus::{Channel, Config, Error, OpenOptions, Reader, Stats, Writer};
+
+// The bus calls (`atbus_bus_*`, `atbus_endpoint_*`). The path is relative to this file,
+// so the module is found however this file is compiled (also by `#[path]` from the
+// tests); cbindgen follows it into the header.
+#[path = "bus.rs"]
+mod bus;
+pub use bus::*;
 
 /// Success.
 pub const ATBUS_OK: i32 = 0;
@@ -81,6 +90,24 @@ pub const ATBUS_ERR_UNTRUSTED: i32 = -18;
 /// handle (it judged this process dead, or the role record was overwritten). The handle
 /// consumes nothing more; release it with `atbus_release_reader` or `atbus_close`.
 pub const ATBUS_ERR_READER_ROLE_LOST: i32 = -19;
+/// `atbus_bus_join`: the endpoint name is held by a live process (this one included).
+/// `atbus_last_error` names its pid. Choose another name, or stop that process first; a
+/// name held by a dead process is reclaimed and taken, never refused.
+pub const ATBUS_ERR_NAME_TAKEN: i32 = -20;
+/// No endpoint of that name is on the bus (never joined, left, or its process died and
+/// its record was reclaimed). Returned at once: check the name or wait for it to join.
+pub const ATBUS_ERR_NO_SUCH_ENDPOINT: i32 = -21;
+/// The peer left the bus or its process died (or it restarted as a new generation) while
+/// the call needed it: a waiting `atbus_endpoint_request` returns it within about
+/// 100 ms of the death, not after its timeout. Retry once the peer has joined again.
+pub const ATBUS_ERR_PEER_GONE: i32 = -22;
+/// `atbus_bus_join`: every record of the bus directory is held by a live endpoint.
+/// Leave with some endpoints, or recreate the bus with a larger capacity.
+pub const ATBUS_ERR_DIRECTORY_FULL: i32 = -23;
+/// The bus directory's lock is held by a live process and was not released within 2 s
+/// (that process is stopped or stuck mid-join). Retry; continue the holder if it is
+/// stopped. `atbus_last_error` names its pid.
+pub const ATBUS_ERR_LOCK_BUSY: i32 = -24;
 
 /// `atbus_open_ex` flag: open the channel even if its object is owned by another user
 /// or writable by group or others. Only for channels shared between users on purpose:
@@ -1259,6 +1286,11 @@ pub extern "C" fn atbus_strerror(code: i32) -> *const c_char {
             c"channel owned by another user, writable by others, or a symbolic link"
         }
         ATBUS_ERR_READER_ROLE_LOST => c"another process took the reader role from this handle",
+        ATBUS_ERR_NAME_TAKEN => c"endpoint name held by a live process",
+        ATBUS_ERR_NO_SUCH_ENDPOINT => c"no endpoint of that name on the bus",
+        ATBUS_ERR_PEER_GONE => c"the peer endpoint left the bus or died",
+        ATBUS_ERR_DIRECTORY_FULL => c"every record of the bus directory is in use",
+        ATBUS_ERR_LOCK_BUSY => c"the bus directory lock is held by a live process",
         _ => c"unknown atbus error code",
     };
     s.as_ptr()
