@@ -37,9 +37,10 @@ pub struct CompareArgs {
     /// atbus channel size.
     #[arg(long, value_parser = bytes_arg, default_value = "16MiB")]
     pub channel_size: usize,
-    /// Payload checks: `full` generates and checks every byte (the default, and what
-    /// the comparison table uses); `light` checks header, length and a trailer word only,
-    /// to see the transports without the harness's per-byte cost (large messages).
+    /// Payload checks: `full` generates and checks every byte (the default); `light`
+    /// checks header, length and a trailer word only: the transports as a reader that
+    /// does little per message sees them; `both` runs all rounds with full checks, then
+    /// all with light ones, and prints both tables (`--json`: one object, `modes`).
     #[arg(long, default_value = "full")]
     pub check: String,
     /// Print results as one JSON object.
@@ -572,24 +573,71 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
             .collect::<Result<_, _>>()
             .map_err(Fail::Usage)?
     };
-    let light = match args.check.as_str() {
-        "full" => false,
-        "light" => true,
-        other => return Err(Fail::Usage(format!("--check {other:?}: use full or light"))),
+    let modes: &[bool] = match args.check.as_str() {
+        "full" => &[false],
+        "light" => &[true],
+        "both" => &[false, true],
+        other => {
+            return Err(Fail::Usage(format!(
+                "--check {other:?}: use full, light or both"
+            )))
+        }
     };
-    if light && workloads.iter().any(|w| w.sizes.min() < 16) {
-        return Err(Fail::Usage(
-            "--check light needs messages of at least 16 bytes".into(),
-        ));
-    }
     procs::install_interrupt_handler();
-    let seed = payload::mix64(monotonic_ns());
-    let spec = RunSpec {
-        secs,
-        channel_size: args.channel_size,
-        seed,
-        light,
-    };
+    let mut outcome = Outcome::Passed;
+    let mut reports = Vec::new();
+    for &light in modes {
+        let spec = RunSpec {
+            secs,
+            channel_size: args.channel_size,
+            seed: payload::mix64(monotonic_ns()),
+            light,
+        };
+        let (o, report) = measure(&args, &kinds, &workloads, &spec, rounds)?;
+        outcome = outcome.max(o);
+        reports.push(report);
+        if o == Outcome::Interrupted {
+            break;
+        }
+    }
+    if args.json {
+        let report = match &reports[..] {
+            [one] => one.clone(),
+            many => json!({
+                "command": "compare",
+                "schema": 1,
+                "check": "both",
+                "ok": outcome == Outcome::Passed,
+                "modes": many,
+            }),
+        };
+        println!("{report}");
+    }
+    Ok(match outcome {
+        Outcome::Passed => 0,
+        Outcome::Failed => 1,
+        Outcome::Interrupted => 130,
+    })
+}
+
+/// How a `compare` run ended; the worst of its modes counts.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    Passed,
+    Interrupted,
+    Failed,
+}
+
+/// Runs every transport on every workload `rounds` times with `spec`'s checks, prints
+/// the table (unless `--json`) and returns the outcome and the JSON report.
+fn measure(
+    args: &CompareArgs,
+    kinds: &[Kind],
+    workloads: &[Workload],
+    spec: &RunSpec,
+    rounds: usize,
+) -> Result<(Outcome, serde_json::Value), Fail> {
+    let (secs, light) = (spec.secs, spec.light);
     let mut cells: Vec<Cell> = Vec::new();
     for (wi, w) in workloads.iter().enumerate() {
         for &kind in kinds.iter().filter(|k| k.measures(w.sizes.max())) {
@@ -637,7 +685,7 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
             let w = workloads[cell.workload];
             let tag = format!("{round}-{}", cell.workload);
             done += 1;
-            match run_one(cell.kind, &w, &spec, &tag) {
+            match run_one(cell.kind, &w, spec, &tag) {
                 Ok(s) => {
                     if !args.json {
                         eprint!(
@@ -837,29 +885,25 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
             ));
         }
     }
-    if args.json {
-        println!(
-            "{}",
-            json!({
-                "command": "compare",
-                "schema": 1,
-                "ok": !bad && !interrupted,
-                "rounds": rounds,
-                "secs_per_run": secs.as_secs_f64(),
-                "check": if light { "light" } else { "full" },
-                "memcpy_ring_gb_per_s": ring_gbs,
-                "memcpy_hot_gb_per_s": hot_gbs,
-                "mq_maxmsg": crate::transport::MQ_MAXMSG,
-                "cpu_model": cpu,
-                "cpu_vendor": vendor,
-                "cpus": procs::cpu_count(),
-                "results": rows,
-                "atbus_variants": variant_rows,
-                "references": reference_rows,
-                "large_messages": large,
-            })
-        );
-    } else {
+    let report = json!({
+        "command": "compare",
+        "schema": 1,
+        "ok": !bad && !interrupted,
+        "rounds": rounds,
+        "secs_per_run": secs.as_secs_f64(),
+        "check": if light { "light" } else { "full" },
+        "memcpy_ring_gb_per_s": ring_gbs,
+        "memcpy_hot_gb_per_s": hot_gbs,
+        "mq_maxmsg": crate::transport::MQ_MAXMSG,
+        "cpu_model": cpu,
+        "cpu_vendor": vendor,
+        "cpus": procs::cpu_count(),
+        "results": rows,
+        "atbus_variants": variant_rows,
+        "references": reference_rows,
+        "large_messages": large,
+    });
+    if !args.json {
         print!("{table}");
         for l in &variants {
             println!("{l}");
@@ -886,11 +930,12 @@ pub fn run(args: CompareArgs) -> Result<i32, Fail> {
             }
         );
     }
-    Ok(if bad {
-        1
+    let outcome = if bad {
+        Outcome::Failed
     } else if interrupted {
-        130
+        Outcome::Interrupted
     } else {
-        0
-    })
+        Outcome::Passed
+    };
+    Ok((outcome, report))
 }

@@ -172,14 +172,17 @@ const STEPS: [u64; 8] = {
 /// Light variant (for measuring large messages without the cost of generating and
 /// checking every byte): only the header word and a trailer word (the message's last 8
 /// bytes, `mix64(header ^ seed)`) change per message; the bytes between are whatever the
-/// buffer held. Needs messages of at least 16 bytes to carry the trailer.
+/// buffer held. A message shorter than 16 bytes has no room for the trailer: it is
+/// written (and checked) in full.
 #[inline]
 pub fn fill_light(buf: &mut [u8], word: u64, seed: u64) {
-    buf[..8].copy_from_slice(&word.to_le_bytes());
     let n = buf.len();
-    if n >= 16 {
-        buf[n - 8..].copy_from_slice(&mix64(word ^ seed).to_le_bytes());
+    if n < 16 {
+        // No room for a trailer word: every byte, as `fill` (a few at most).
+        return fill(buf, word, seed, 1);
     }
+    buf[..8].copy_from_slice(&word.to_le_bytes());
+    buf[n - 8..].copy_from_slice(&mix64(word ^ seed).to_le_bytes());
 }
 
 /// Checks what [`fill_light`] wrote: header, length and trailer.
@@ -188,10 +191,13 @@ pub fn check_light(msg: &[u8], seed: u64, sizes: Sizes) -> Checked {
     if msg.len() < MIN_SIZE {
         return Checked::Short;
     }
+    let n = msg.len();
+    if n < 16 {
+        return check(msg, seed, sizes, 1);
+    }
     let word = u64::from_le_bytes(msg[..8].try_into().unwrap());
     let (stream, seq) = split_word(word);
-    let n = msg.len();
-    let trailer_ok = n < 16 || msg[n - 8..] == mix64(word ^ seed).to_le_bytes();
+    let trailer_ok = msg[n - 8..] == mix64(word ^ seed).to_le_bytes();
     if sizes.size_for(seed, word) != n || !trailer_ok {
         return Checked::Corrupt { stream, seq };
     }
@@ -337,6 +343,27 @@ mod tests {
             check_light(&buf[..56], 5, sizes),
             Checked::Good { .. }
         ));
+    }
+
+    #[test]
+    fn light_checks_of_messages_without_room_for_a_trailer_check_every_byte() {
+        for n in 8..16 {
+            let sizes = Sizes::Fixed(n);
+            let mut buf = vec![0u8; n];
+            fill_light(&mut buf, header_word(1, 3), 7);
+            assert_eq!(
+                check_light(&buf, 7, sizes),
+                Checked::Good { stream: 1, seq: 3 }
+            );
+            for i in 8..n {
+                buf[i] ^= 1;
+                assert!(
+                    !matches!(check_light(&buf, 7, sizes), Checked::Good { .. }),
+                    "{n} {i}"
+                );
+                buf[i] ^= 1;
+            }
+        }
     }
 
     #[test]

@@ -136,3 +136,43 @@ fn iceoryx2_without_its_feature_says_how_to_get_it() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn check_both_measures_every_row_with_full_and_then_light_checks() {
+    let out = Command::new(env!("CARGO_BIN_EXE_atbus-bench"))
+        .args([
+            "compare",
+            "--quick",
+            "--json",
+            "--check",
+            "both",
+            "--transports",
+            "atbus,limit",
+            "--workloads",
+            "1x64,3x8-2K",
+        ])
+        .output()
+        .expect("run atbus-bench compare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    assert_eq!(out.status.code(), Some(0), "{v:#}\n{stderr}");
+    assert_eq!(
+        (&v["check"], &v["ok"]),
+        (&"both".into(), &true.into()),
+        "{v:#}"
+    );
+    let modes = v["modes"].as_array().unwrap();
+    let checks: Vec<&str> = modes.iter().map(|m| m["check"].as_str().unwrap()).collect();
+    assert_eq!(checks, ["full", "light"], "{v:#}");
+    for mode in modes {
+        let rows = mode["results"].as_array().unwrap();
+        assert_eq!(rows.len(), 4, "{mode:#}");
+        for r in rows {
+            assert!(r["failure"].is_null(), "{r:#}");
+            assert!(r["delivered"].as_u64().unwrap() > 0, "{r:#}");
+            assert_eq!(r["errors"], 0, "{r:#}");
+        }
+    }
+}
