@@ -759,7 +759,7 @@ impl Directory {
             });
         }
         let lock = &self.header().lock;
-        let deadline = Instant::now() + LOCK_WAIT;
+        let deadline = Instant::now() + crate::fault::lock_wait();
         let mut backoff = Backoff::new();
         loop {
             // Acquire (load and successful CAS): the previous holder's record stores,

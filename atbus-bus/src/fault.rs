@@ -1,8 +1,10 @@
-//! A test hook: kill this process (SIGKILL) at a chosen step of join, leave or reclaim,
-//! so the crash-safety tests can check that the next process finishes the job. Not API:
+//! Test hooks: kill this process (SIGKILL) at a chosen step of join, leave or reclaim,
+//! so the crash-safety tests can check that the next process finishes the job; shorten
+//! the bound on waiting for a busy lock. Not API:
 //! hidden from the docs. Costs one relaxed load per step on these slow paths.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::time::Duration;
 
 /// A step of join, leave or reclaim at which [`crash_at`] makes the process die.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,5 +62,24 @@ pub fn crash_at(point: CrashPoint) {
 pub(crate) fn point(point: CrashPoint) {
     if CRASH_AT.load(Ordering::Relaxed) == point as u8 {
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// [`LOCK_WAIT`](crate::directory::LOCK_WAIT) unless a test set another bound.
+static LOCK_WAIT_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Makes this process wait at most `wait` for a directory lock a live process holds
+/// (instead of [`LOCK_WAIT`](crate::directory::LOCK_WAIT)): the hostile-directory test,
+/// whose scribbles often leave a lock word that names a live process, checks the bound
+/// without waiting two seconds each time.
+pub fn set_lock_wait(wait: Duration) {
+    LOCK_WAIT_MS.store(wait.as_millis().max(1) as u64, Ordering::Relaxed);
+}
+
+/// The bound on waiting for a lock held by a live process.
+pub(crate) fn lock_wait() -> Duration {
+    match LOCK_WAIT_MS.load(Ordering::Relaxed) {
+        0 => crate::directory::LOCK_WAIT,
+        ms => Duration::from_millis(ms),
     }
 }

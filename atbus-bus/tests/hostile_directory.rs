@@ -123,6 +123,9 @@ fn apply(bus: &str, s: &Scribble) {
 
 /// One case: build, scribble, use. Every call may fail; none may panic or hang.
 fn run_case(scribbles: Vec<Scribble>) {
+    // Scribbles often leave a lock word naming a live process (pid 1, start "unknown"):
+    // every lock attempt then ends in `LockBusy` after this bound, not two seconds.
+    atbus_bus::fault::set_lock_wait(Duration::from_millis(20));
     let tb = TempBus::new("hostile");
     let bus = Bus::create_with_capacity(&tb.name, CAPACITY).unwrap();
     let mut a = bus.join("a").unwrap();
