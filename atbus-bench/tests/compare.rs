@@ -4,9 +4,17 @@
 
 use std::process::Command;
 
+/// A command for `program` whose process dies with this test binary, killed or not
+/// (`PR_SET_PDEATHSIG`, see `atbus_tests::child`).
+fn command(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    atbus_tests::child::die_with_parent(&mut cmd);
+    cmd
+}
+
 #[test]
 fn quick_compare_checks_every_transport() {
-    let out = Command::new(env!("CARGO_BIN_EXE_atbus-bench"))
+    let out = command(env!("CARGO_BIN_EXE_atbus-bench"))
         .args(["compare", "--quick", "--json"])
         .output()
         .expect("run atbus-bench compare");
@@ -122,7 +130,7 @@ fn quick_compare_checks_every_transport() {
 #[cfg(not(feature = "iceoryx2"))]
 #[test]
 fn iceoryx2_without_its_feature_says_how_to_get_it() {
-    let out = Command::new(env!("CARGO_BIN_EXE_atbus-bench"))
+    let out = command(env!("CARGO_BIN_EXE_atbus-bench"))
         .args(["compare", "--quick", "--transports", "atbus,iceoryx2"])
         .output()
         .expect("run atbus-bench compare");
@@ -139,7 +147,7 @@ fn iceoryx2_without_its_feature_says_how_to_get_it() {
 
 #[test]
 fn check_both_measures_every_row_with_full_and_then_light_checks() {
-    let out = Command::new(env!("CARGO_BIN_EXE_atbus-bench"))
+    let out = command(env!("CARGO_BIN_EXE_atbus-bench"))
         .args([
             "compare",
             "--quick",

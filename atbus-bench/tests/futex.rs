@@ -8,14 +8,19 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_atbus-bench");
 
 fn run(args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .output()
-        .expect("run atbus-bench");
+    let out = command(BIN).args(args).output().expect("run atbus-bench");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{args:?}\n{stdout}\n{stderr}");
     stdout
+}
+
+/// A command for `program` whose process dies with this test binary, killed or not
+/// (`PR_SET_PDEATHSIG`, see `atbus_tests::child`).
+fn command(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    atbus_tests::child::die_with_parent(&mut cmd);
+    cmd
 }
 
 #[test]

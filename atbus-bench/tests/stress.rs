@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 const BIN: &str = env!("CARGO_BIN_EXE_atbus-bench");
 
 fn run_json(args: &[&str]) -> (serde_json::Value, i32, String) {
-    let out = Command::new(BIN)
+    let out = command(BIN)
         .args(args)
         .arg("--json")
         .output()
@@ -17,6 +17,14 @@ fn run_json(args: &[&str]) -> (serde_json::Value, i32, String) {
     let v: serde_json::Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
     (v, out.status.code().unwrap_or(-1), stderr)
+}
+
+/// A command for `program` whose process dies with this test binary, killed or not
+/// (`PR_SET_PDEATHSIG`, see `atbus_tests::child`).
+fn command(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    atbus_tests::child::die_with_parent(&mut cmd);
+    cmd
 }
 
 #[test]
@@ -79,7 +87,7 @@ fn shm_exists(name: &str) -> bool {
 }
 
 fn bad_args(args: &[&str], expect: &str) {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let out = command(BIN).args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
@@ -126,7 +134,7 @@ impl Drop for Guard {
 /// channel exists), sends `sig`, and checks that the channel is gone afterwards.
 fn interrupt_removes_the_channel(sig: libc::c_int) {
     let mut child = Guard(
-        Command::new(BIN)
+        command(BIN)
             .args(["--forever", "--progress-every", "100ms", "--sizes", "64"])
             .stdout(Stdio::piped())
             // Not the harness's: the run's own children inherit it and could keep

@@ -12,6 +12,14 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_atbus-dump");
 
+/// A command for `program` whose process dies with this test binary, killed or not
+/// (`PR_SET_PDEATHSIG`, see `atbus_tests::child`).
+fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    atbus_tests::child::die_with_parent(&mut cmd);
+    cmd
+}
+
 /// A channel name unique to this process and test, unlinked when dropped (even when the
 /// test fails).
 struct Chan {
@@ -77,11 +85,11 @@ impl Drop for Proc {
 }
 
 fn dump(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
+    command(BIN).args(args).output().unwrap()
 }
 
 fn dump_stdin(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
+    let mut child = command(BIN)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -195,7 +203,7 @@ fn show_json_counts_what_was_sent_and_received() {
 fn show_names_a_live_reader_and_recv_refuses_a_second_one() {
     let ch = Chan::shm("reader").create("256KiB", &[]);
     let holder = Proc(
-        Command::new(BIN)
+        command(BIN)
             .args(["recv", &ch.name, "--follow"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -482,7 +490,7 @@ fn stall_writer_child_role() {
 
 /// Starts a writer process that stops itself mid-send; returns when it is stopped.
 fn stalled_writer(name: &str) -> Proc {
-    let child = Command::new(std::env::current_exe().unwrap())
+    let child = command(std::env::current_exe().unwrap())
         .args(["--exact", "stall_writer_child_role", "--nocapture"])
         .env("ATBUS_DUMP_TEST_STALL", name)
         .stdout(Stdio::null())
@@ -973,7 +981,7 @@ fn inspection_works_while_writers_and_the_reader_run() {
     let ch = Chan::shm("load").create("256KiB", &[]);
     let spawn = |args: &[&str]| {
         Proc(
-            Command::new(BIN)
+            command(BIN)
                 .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -1042,7 +1050,7 @@ fn recv_follow_sleeps_until_messages_arrive_and_prints_each() {
     let ch = Chan::shm("follow").create("256KiB", &[]);
     // Killed if the test fails before it has its three messages.
     let mut child = Proc(
-        Command::new(BIN)
+        command(BIN)
             .args(["recv", &ch.name, "--follow", "--count", "3"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
