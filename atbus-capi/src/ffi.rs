@@ -1,5 +1,5 @@
 //! The C ABI: every function of `include/atbus.h`, which cbindgen generates from this
-//! file (the test `atbus-capi/tests/header.rs` fails when the committed header is stale).
+//! file (the test `atbus-capi/header-check/tests/header.rs` fails when the committed header is stale).
 //!
 //! Conventions, for every function here:
 //! * Functions return an `int32_t`: [`ATBUS_OK`] (0) or a negative `ATBUS_ERR_*` code.

@@ -1,16 +1,24 @@
 //! The committed C header `include/atbus.h` is what cbindgen makes of
 //! `atbus-capi/src/ffi.rs`.
 //!
-//! Regenerate it with `ATBUS_BLESS=1 cargo test -p atbus-capi --test header`.
+//! Regenerate it with
+//! `ATBUS_BLESS=1 cargo test --manifest-path atbus-capi/header-check/Cargo.toml`.
 
 use std::path::PathBuf;
 
-const REGENERATE: &str = "ATBUS_BLESS=1 cargo test -p atbus-capi --test header";
+const REGENERATE: &str =
+    "ATBUS_BLESS=1 cargo test --manifest-path atbus-capi/header-check/Cargo.toml";
 
 #[test]
 fn committed_header_matches_a_fresh_generation() {
-    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let root = crate_dir.parent().expect("the crate sits in the workspace");
+    // This package sits in atbus-capi/header-check.
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("header-check sits in atbus-capi")
+        .to_path_buf();
+    let root = crate_dir
+        .parent()
+        .expect("atbus-capi sits in the workspace");
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .expect("atbus-capi/cbindgen.toml parses");
     let mut fresh = Vec::new();

@@ -1,0 +1,1 @@
+//! Nothing here: the check is `tests/header.rs` (see Cargo.toml).
