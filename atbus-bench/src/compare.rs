@@ -410,7 +410,7 @@ fn stats(v: &[f64]) -> (f64, f64, f64) {
 
 /// The CPU this ran on: `model name` from /proc/cpuinfo and the vendor in one word
 /// (`Intel`, `AMD`, or the `vendor_id` as given).
-fn cpu_model() -> (String, String) {
+pub(crate) fn cpu_model() -> (String, String) {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |key: &str| {
         info.lines()
