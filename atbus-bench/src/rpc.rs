@@ -4,7 +4,9 @@
 //! readiness fd after `arm`), beside two references in the same run, alternating: a
 //! length-prefixed RPC over Unix stream sockets (a `poll(2)` server, blocking clients)
 //! and iceoryx2's request-response of `[u8]` slices (`crate::iox_rpc`, feature
-//! `iceoryx2`).
+//! `iceoryx2`); and, as what the bus's round trip could reach, raw atbus channels
+//! without the bus (`channel-fd`: the same event-loop server, clients that poll for the
+//! reply for up to [`CLIENT_SPIN`] before they sleep on the futex).
 //!
 //! Each client sends a request, waits for its reply, checks it, and sends the next; it
 //! times every round trip with the monotonic clock into an HDR histogram, which the
@@ -21,7 +23,7 @@ use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use atbus::Backoff;
+use atbus::{Backoff, Channel, Config};
 use atbus_bus::Bus;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
@@ -42,7 +44,7 @@ pub struct RpcArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     pub clients: Vec<usize>,
     /// Only these transports (comma separated): atbus-spin, atbus-fd (`atbus`: both),
-    /// unix-stream, iceoryx2.
+    /// unix-stream, iceoryx2, channel-fd.
     #[arg(long, value_delimiter = ',')]
     pub transports: Vec<String>,
     /// How long the clients make requests in each run.
@@ -73,6 +75,8 @@ pub struct RpcRole {
     #[arg(long)]
     client: usize,
     #[arg(long)]
+    clients: usize,
+    #[arg(long)]
     size: usize,
     #[arg(long)]
     parent: u32,
@@ -90,15 +94,22 @@ pub enum Transport {
     UnixStream,
     /// iceoryx2 request-response (feature `iceoryx2`); server and clients poll.
     Iceoryx2,
+    /// Raw atbus channels, no bus: one request channel into the server, one reply
+    /// channel per client (the server finds it from the client index in the sequence
+    /// number). The server is `atbus-fd`'s event loop; a client polls its reply channel
+    /// for up to [`CLIENT_SPIN`], then sleeps on its futex (`recv_timeout`), where the
+    /// bus's `request` polls 10 times before it sleeps.
+    ChannelFd,
 }
 
 impl Transport {
     /// Every transport, in the order runs alternate.
-    const ALL: [Transport; 4] = [
+    const ALL: [Transport; 5] = [
         Transport::AtbusSpin,
         Transport::AtbusFd,
         Transport::UnixStream,
         Transport::Iceoryx2,
+        Transport::ChannelFd,
     ];
 
     /// Short name (also on the command line).
@@ -108,6 +119,7 @@ impl Transport {
             Transport::AtbusFd => "atbus-fd",
             Transport::UnixStream => "unix-stream",
             Transport::Iceoryx2 => "iceoryx2",
+            Transport::ChannelFd => "channel-fd",
         }
     }
 
@@ -118,7 +130,7 @@ impl Transport {
             .ok_or_else(|| {
                 format!(
                     "unknown transport {s:?} (atbus-spin, atbus-fd, atbus for both, \
-                     unix-stream, iceoryx2)"
+                     unix-stream, iceoryx2, channel-fd)"
                 )
             })
     }
@@ -270,6 +282,8 @@ enum Conn {
     Unix(UnixStream, Vec<u8>),
     #[cfg(feature = "iceoryx2")]
     Iceoryx2(crate::iox_rpc::IoxClient),
+    /// The server's request channel, this client's reply channel, a receive buffer.
+    Channel(atbus::Writer, atbus::Reader, Vec<u8>),
 }
 
 impl Conn {
@@ -306,6 +320,14 @@ impl Conn {
             }
             #[cfg(not(feature = "iceoryx2"))]
             Transport::Iceoryx2 => return Err(NO_ICEORYX2.into()),
+            Transport::ChannelFd => {
+                let open = |n: &str| Channel::open(n).map_err(|e| format!("{n}: {e}"));
+                let requests = open(&server_channel(&a.setup))?.writer();
+                let replies = open(&client_channel(&a.setup, a.client))?
+                    .reader()
+                    .map_err(|e| e.to_string())?;
+                Conn::Channel(requests, replies, vec![0; a.size])
+            }
         })
     }
 
@@ -340,6 +362,29 @@ impl Conn {
             }
             #[cfg(feature = "iceoryx2")]
             Conn::Iceoryx2(c) => c.round_trip(req, reply, REQUEST_TIMEOUT),
+            Conn::Channel(requests, replies, buf) => {
+                requests.send(req).map_err(|e| format!("send: {e}"))?;
+                let start = Instant::now();
+                let mut polls = 0u32;
+                let n = loop {
+                    match replies.try_recv(buf) {
+                        Ok(n) => break n,
+                        Err(atbus::Error::Empty) => {}
+                        Err(e) => return Err(format!("receive: {e}")),
+                    }
+                    polls += 1;
+                    // A clock read costs as much as a poll: look every 64 polls.
+                    if polls.is_multiple_of(64) && start.elapsed() >= CLIENT_SPIN {
+                        break replies
+                            .recv_timeout(buf, REQUEST_TIMEOUT)
+                            .map_err(|e| format!("receive: {e}"))?;
+                    }
+                    std::hint::spin_loop();
+                };
+                reply.clear();
+                reply.extend_from_slice(&buf[..n]);
+                Ok(())
+            }
         }
     }
 }
@@ -440,6 +485,17 @@ pub fn server_role(a: RpcRole) -> Result<(), String> {
         }
         #[cfg(not(feature = "iceoryx2"))]
         Transport::Iceoryx2 => Err(NO_ICEORYX2.into()),
+        Transport::ChannelFd => {
+            let open = |n: &str| Channel::open(n).map_err(|e| format!("{n}: {e}"));
+            let mut requests = open(&server_channel(&a.setup))?
+                .reader()
+                .map_err(|e| e.to_string())?;
+            let replies = (0..a.clients)
+                .map(|i| open(&client_channel(&a.setup, i)).map(|c| c.writer()))
+                .collect::<Result<Vec<_>, _>>()?;
+            ready();
+            serve_channels(&mut requests, &replies, stop, a.size)
+        }
     };
     r.map_err(|e| format!("{who}: {e}"))
 }
@@ -564,6 +620,71 @@ fn serve_unix(fds: &[RawFd], stop: &AtomicU64, size: usize) -> Result<(), String
     Ok(())
 }
 
+/// `channel-fd`'s server: `atbus-fd`'s event loop on the raw request channel; each
+/// reply goes to the channel of the client its sequence number names.
+fn serve_channels(
+    requests: &mut atbus::Reader,
+    replies: &[atbus::Writer],
+    stop: &AtomicU64,
+    size: usize,
+) -> Result<(), String> {
+    let fd = requests
+        .readiness_fd()
+        .map_err(|e| format!("readiness fd: {e}"))?
+        .as_raw_fd();
+    let mut buf = vec![0u8; size];
+    let mut pfd = [libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    loop {
+        loop {
+            match requests.try_recv(&mut buf) {
+                Ok(n) => {
+                    let msg = &mut buf[..n];
+                    let seq = msg
+                        .get(..8)
+                        .map_or(u64::MAX, |h| u64::from_le_bytes(h.try_into().expect("8")));
+                    let client = (seq >> 48) as usize;
+                    let out = replies
+                        .get(client)
+                        .ok_or_else(|| format!("a request from client {client}, who is not"))?;
+                    answer(msg);
+                    out.send(msg).map_err(|e| format!("reply: {e}"))?;
+                }
+                Err(atbus::Error::Empty) => break,
+                Err(e) => return Err(format!("receive: {e}")),
+            }
+        }
+        // Relaxed: the flag only ends the loop.
+        if stop.load(Ordering::Relaxed) != 0 {
+            return Ok(());
+        }
+        if requests.arm().map_err(|e| format!("arm: {e}"))? == atbus::Arm::Armed {
+            poll_in(&mut pfd)?;
+        }
+    }
+}
+
+/// `channel-fd`'s request channel, from the run's name prefix.
+fn server_channel(prefix: &str) -> String {
+    format!("{prefix}-server")
+}
+
+/// `channel-fd`'s reply channel of client `i`.
+fn client_channel(prefix: &str, i: usize) -> String {
+    format!("{prefix}-client{i}")
+}
+
+/// How long a `channel-fd` client polls for its reply before it sleeps: longer than a
+/// server's wake-up and answer take on an idle core (5 to 15 µs on the 2-vCPU VMs), so
+/// a reply normally finds the client awake.
+const CLIENT_SPIN: Duration = Duration::from_micros(50);
+
+/// Channel size of `channel-fd`: as a bus endpoint's inbox.
+const CHANNEL_BYTES: usize = atbus_bus::DEFAULT_INBOX_BYTES;
+
 // ------------------------------------------------------------------------- parent
 
 /// What the parent sets up for one run.
@@ -579,6 +700,8 @@ enum Setup {
         name: String,
         _owner: std::sync::Arc<crate::iox_rpc::Owner>,
     },
+    /// `channel-fd`'s channels: their name prefix and how many clients.
+    Channels(String, usize),
 }
 
 impl Setup {
@@ -620,6 +743,22 @@ impl Setup {
             }
             #[cfg(not(feature = "iceoryx2"))]
             Transport::Iceoryx2 => Err(NO_ICEORYX2.into()),
+            Transport::ChannelFd => {
+                let prefix = format!("/atbus-bench-rpcch-{}-{tag}", std::process::id());
+                let setup = Setup::Channels(prefix.clone(), clients);
+                let config = Config::default();
+                let names = std::iter::once(server_channel(&prefix))
+                    .chain((0..clients).map(|i| client_channel(&prefix, i)));
+                for name in names {
+                    if let Err(e) = crate::stress::create_channel(&name, CHANNEL_BYTES, &config) {
+                        setup.destroy();
+                        return Err(match e {
+                            Fail::Usage(m) | Fail::Run(m) => m,
+                        });
+                    }
+                }
+                Ok(setup)
+            }
         }
     }
 
@@ -636,6 +775,7 @@ impl Setup {
             Setup::Unix(server, client) => format!("{};{}", list(server), list(client)),
             #[cfg(feature = "iceoryx2")]
             Setup::Iceoryx2 { name, .. } => name.clone(),
+            Setup::Channels(prefix, _) => prefix.clone(),
         }
     }
 
@@ -650,8 +790,17 @@ impl Setup {
     /// Removes the bus (and its inboxes), closes descriptors, drops the service.
     fn destroy(mut self) {
         self.close_fds();
-        if let Setup::Bus(name) = &self {
-            let _ = Bus::unlink(name);
+        match &self {
+            Setup::Bus(name) => {
+                let _ = Bus::unlink(name);
+            }
+            Setup::Channels(prefix, clients) => {
+                let _ = Channel::unlink(&server_channel(prefix));
+                for i in 0..*clients {
+                    let _ = Channel::unlink(&client_channel(prefix, i));
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -719,6 +868,8 @@ fn run_on(
             board.fd().to_string(),
             "--client".into(),
             client.to_string(),
+            "--clients".into(),
+            clients.to_string(),
             "--size".into(),
             size.to_string(),
             "--parent".into(),
