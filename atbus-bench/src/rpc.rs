@@ -177,6 +177,7 @@ fn wait_for_flag(board: &Board, i: usize, what: &str) -> Result<(), String> {
     let mut backoff = Backoff::new();
     // Acquire: pairs with the parent's or the server's release store.
     while board.control(i).load(Ordering::Acquire) == 0 {
+        // Relaxed: the stop flag only ends the wait.
         if board.control(board::C_STOP).load(Ordering::Relaxed) != 0 {
             return Err(format!("the run ended before {what}"));
         }
@@ -893,7 +894,8 @@ fn run_on(
         children.0.push((format!("client {i}"), c));
     }
     setup.close_fds();
-    // Each failure path stops the children (the guard kills what is left).
+    // Each failure path stops the children (the guard kills what is left). The stop
+    // flags publish nothing else: Release only to match the other stores of the board.
     let fail = |why: String| {
         board.control(board::C_STOP).store(1, Ordering::Release);
         board.control(C_SERVER_STOP).store(1, Ordering::Release);
@@ -925,6 +927,7 @@ fn run_on(
             return fail("interrupted".into());
         }
     }
+    // Release as above; the clients' loads are Relaxed (the flag only ends their loop).
     board.control(board::C_STOP).store(1, Ordering::Release);
     let elapsed = t0.elapsed().as_secs_f64();
     let mut failure = None;
@@ -940,6 +943,7 @@ fn run_on(
             }
         }
     }
+    // Release as above; the server's loads are Relaxed (the flag only ends its loop).
     board.control(C_SERVER_STOP).store(1, Ordering::Release);
     let (who, server) = &mut children.0[0];
     match procs::wait_for(server, Duration::from_secs(20)) {
