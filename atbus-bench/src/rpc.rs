@@ -5,8 +5,8 @@
 //! length-prefixed RPC over Unix stream sockets (a `poll(2)` server, blocking clients)
 //! and iceoryx2's request-response of `[u8]` slices (`crate::iox_rpc`, feature
 //! `iceoryx2`); and, as what the bus's round trip could reach, raw atbus channels
-//! without the bus (`channel-fd`: the same event-loop server, clients that poll for the
-//! reply for up to [`CLIENT_SPIN`] before they sleep on the futex).
+//! without the bus (`channel-spin`, `channel-fd`: the same servers, clients that poll for
+//! the reply for up to [`CLIENT_SPIN`] before they sleep on the futex).
 //!
 //! Each client sends a request, waits for its reply, checks it, and sends the next; it
 //! times every round trip with the monotonic clock into an HDR histogram, which the
@@ -44,7 +44,7 @@ pub struct RpcArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     pub clients: Vec<usize>,
     /// Only these transports (comma separated): atbus-spin, atbus-fd (`atbus`: both),
-    /// unix-stream, iceoryx2, channel-fd.
+    /// unix-stream, iceoryx2, channel-spin, channel-fd (`channel`: both).
     #[arg(long, value_delimiter = ',')]
     pub transports: Vec<String>,
     /// How long the clients make requests in each run.
@@ -100,15 +100,18 @@ pub enum Transport {
     /// for up to [`CLIENT_SPIN`], then sleeps on its futex (`recv_timeout`), where the
     /// bus's `request` polls 10 times before it sleeps.
     ChannelFd,
+    /// As `channel-fd`, with `atbus-spin`'s server (`try_recv` and [`Backoff`]).
+    ChannelSpin,
 }
 
 impl Transport {
     /// Every transport, in the order runs alternate.
-    const ALL: [Transport; 5] = [
+    const ALL: [Transport; 6] = [
         Transport::AtbusSpin,
         Transport::AtbusFd,
         Transport::UnixStream,
         Transport::Iceoryx2,
+        Transport::ChannelSpin,
         Transport::ChannelFd,
     ];
 
@@ -120,6 +123,7 @@ impl Transport {
             Transport::UnixStream => "unix-stream",
             Transport::Iceoryx2 => "iceoryx2",
             Transport::ChannelFd => "channel-fd",
+            Transport::ChannelSpin => "channel-spin",
         }
     }
 
@@ -130,15 +134,17 @@ impl Transport {
             .ok_or_else(|| {
                 format!(
                     "unknown transport {s:?} (atbus-spin, atbus-fd, atbus for both, \
-                     unix-stream, iceoryx2, channel-fd)"
+                     unix-stream, iceoryx2, channel-spin, channel-fd, channel for both)"
                 )
             })
     }
 
-    /// Parses a `--transports` item; `atbus` is both server modes.
+    /// Parses a `--transports` item; `atbus` and `channel` are both server modes.
     fn parse(s: &str) -> Result<Vec<Transport>, String> {
-        if s == "atbus" {
-            return Ok(vec![Transport::AtbusSpin, Transport::AtbusFd]);
+        match s {
+            "atbus" => return Ok(vec![Transport::AtbusSpin, Transport::AtbusFd]),
+            "channel" => return Ok(vec![Transport::ChannelSpin, Transport::ChannelFd]),
+            _ => {}
         }
         Transport::parse_one(s).map(|t| vec![t])
     }
@@ -321,7 +327,7 @@ impl Conn {
             }
             #[cfg(not(feature = "iceoryx2"))]
             Transport::Iceoryx2 => return Err(NO_ICEORYX2.into()),
-            Transport::ChannelFd => {
+            Transport::ChannelSpin | Transport::ChannelFd => {
                 let open = |n: &str| Channel::open(n).map_err(|e| format!("{n}: {e}"));
                 let requests = open(&server_channel(&a.setup))?.writer();
                 let replies = open(&client_channel(&a.setup, a.client))?
@@ -486,7 +492,7 @@ pub fn server_role(a: RpcRole) -> Result<(), String> {
         }
         #[cfg(not(feature = "iceoryx2"))]
         Transport::Iceoryx2 => Err(NO_ICEORYX2.into()),
-        Transport::ChannelFd => {
+        Transport::ChannelSpin | Transport::ChannelFd => {
             let open = |n: &str| Channel::open(n).map_err(|e| format!("{n}: {e}"));
             let mut requests = open(&server_channel(&a.setup))?
                 .reader()
@@ -495,7 +501,8 @@ pub fn server_role(a: RpcRole) -> Result<(), String> {
                 .map(|i| open(&client_channel(&a.setup, i)).map(|c| c.writer()))
                 .collect::<Result<Vec<_>, _>>()?;
             ready();
-            serve_channels(&mut requests, &replies, stop, a.size)
+            let spin = t == Transport::ChannelSpin;
+            serve_channels(&mut requests, &replies, stop, a.size, spin)
         }
     };
     r.map_err(|e| format!("{who}: {e}"))
@@ -621,43 +628,68 @@ fn serve_unix(fds: &[RawFd], stop: &AtomicU64, size: usize) -> Result<(), String
     Ok(())
 }
 
-/// `channel-fd`'s server: `atbus-fd`'s event loop on the raw request channel; each
-/// reply goes to the channel of the client its sequence number names.
+/// The server of the raw channels: answers every request waiting now, each reply to the
+/// channel of the client its sequence number names; returns how many.
+fn answer_channel_requests(
+    requests: &mut atbus::Reader,
+    replies: &[atbus::Writer],
+    buf: &mut [u8],
+) -> Result<usize, String> {
+    let mut answered = 0;
+    loop {
+        match requests.try_recv(buf) {
+            Ok(n) => {
+                let msg = &mut buf[..n];
+                let seq = msg
+                    .get(..8)
+                    .map_or(u64::MAX, |h| u64::from_le_bytes(h.try_into().expect("8")));
+                let client = (seq >> 48) as usize;
+                let out = replies
+                    .get(client)
+                    .ok_or_else(|| format!("a request from client {client}, who is not"))?;
+                answer(msg);
+                out.send(msg).map_err(|e| format!("reply: {e}"))?;
+                answered += 1;
+            }
+            Err(atbus::Error::Empty) => return Ok(answered),
+            Err(e) => return Err(format!("receive: {e}")),
+        }
+    }
+}
+
+/// `channel-spin`'s and `channel-fd`'s server: `atbus-spin`'s loop ([`Backoff`] while
+/// nothing comes) or `atbus-fd`'s event loop, on the raw request channel.
 fn serve_channels(
     requests: &mut atbus::Reader,
     replies: &[atbus::Writer],
     stop: &AtomicU64,
     size: usize,
+    spin: bool,
 ) -> Result<(), String> {
+    let mut buf = vec![0u8; size];
+    if spin {
+        let mut backoff = Backoff::new();
+        // Relaxed: the flag only ends the loop.
+        while stop.load(Ordering::Relaxed) == 0 {
+            if answer_channel_requests(requests, replies, &mut buf)? > 0 {
+                backoff.reset();
+            } else {
+                backoff.snooze();
+            }
+        }
+        return Ok(());
+    }
     let fd = requests
         .readiness_fd()
         .map_err(|e| format!("readiness fd: {e}"))?
         .as_raw_fd();
-    let mut buf = vec![0u8; size];
     let mut pfd = [libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     }];
     loop {
-        loop {
-            match requests.try_recv(&mut buf) {
-                Ok(n) => {
-                    let msg = &mut buf[..n];
-                    let seq = msg
-                        .get(..8)
-                        .map_or(u64::MAX, |h| u64::from_le_bytes(h.try_into().expect("8")));
-                    let client = (seq >> 48) as usize;
-                    let out = replies
-                        .get(client)
-                        .ok_or_else(|| format!("a request from client {client}, who is not"))?;
-                    answer(msg);
-                    out.send(msg).map_err(|e| format!("reply: {e}"))?;
-                }
-                Err(atbus::Error::Empty) => break,
-                Err(e) => return Err(format!("receive: {e}")),
-            }
-        }
+        answer_channel_requests(requests, replies, &mut buf)?;
         // Relaxed: the flag only ends the loop.
         if stop.load(Ordering::Relaxed) != 0 {
             return Ok(());
@@ -668,22 +700,22 @@ fn serve_channels(
     }
 }
 
-/// `channel-fd`'s request channel, from the run's name prefix.
+/// The raw channels' request channel, from the run's name prefix.
 fn server_channel(prefix: &str) -> String {
     format!("{prefix}-server")
 }
 
-/// `channel-fd`'s reply channel of client `i`.
+/// The raw channels' reply channel of client `i`.
 fn client_channel(prefix: &str, i: usize) -> String {
     format!("{prefix}-client{i}")
 }
 
-/// How long a `channel-fd` client polls for its reply before it sleeps: longer than a
-/// server's wake-up and answer take on an idle core (5 to 15 µs on the 2-vCPU VMs), so
-/// a reply normally finds the client awake.
+/// How long a `channel-spin` or `channel-fd` client polls for its reply before it
+/// sleeps: longer than a server's wake-up and answer take on an idle core (5 to 15 µs on
+/// the 2-vCPU VMs), so a reply normally finds the client awake.
 const CLIENT_SPIN: Duration = Duration::from_micros(50);
 
-/// Channel size of `channel-fd`: as a bus endpoint's inbox.
+/// Size of the raw channels: as a bus endpoint's inbox.
 const CHANNEL_BYTES: usize = atbus_bus::DEFAULT_INBOX_BYTES;
 
 // ------------------------------------------------------------------------- parent
@@ -701,7 +733,7 @@ enum Setup {
         name: String,
         _owner: std::sync::Arc<crate::iox_rpc::Owner>,
     },
-    /// `channel-fd`'s channels: their name prefix and how many clients.
+    /// The raw channels: their name prefix and how many clients.
     Channels(String, usize),
 }
 
@@ -744,7 +776,7 @@ impl Setup {
             }
             #[cfg(not(feature = "iceoryx2"))]
             Transport::Iceoryx2 => Err(NO_ICEORYX2.into()),
-            Transport::ChannelFd => {
+            Transport::ChannelSpin | Transport::ChannelFd => {
                 let prefix = format!("/atbus-bench-rpcch-{}-{tag}", std::process::id());
                 let setup = Setup::Channels(prefix.clone(), clients);
                 let config = Config::default();

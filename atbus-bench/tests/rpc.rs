@@ -1,7 +1,7 @@
 //! `rpc --quick`: request/reply round trips over the bus (server spinning and in an event
-//! loop), over Unix stream sockets and over raw channels (`channel-fd`), and iceoryx2 in a
-//! build with its feature; real server and client processes, every reply checked. No speed
-//! is asserted.
+//! loop), over Unix stream sockets and over raw channels (`channel-spin`, `channel-fd`),
+//! and iceoryx2 in a build with its feature; real server and client processes, every reply
+//! checked. No speed is asserted.
 
 use std::process::Command;
 
@@ -9,9 +9,9 @@ use std::process::Command;
 fn quick_rpc_runs_every_size_client_count_and_transport() {
     let iceoryx2 = cfg!(feature = "iceoryx2");
     let transports = if iceoryx2 {
-        "atbus,unix-stream,channel-fd,iceoryx2"
+        "atbus,unix-stream,channel,iceoryx2"
     } else {
-        "atbus,unix-stream,channel-fd"
+        "atbus,unix-stream,channel"
     };
     let out = Command::new(env!("CARGO_BIN_EXE_atbus-bench"))
         .args(["rpc", "--quick", "--json", "--transports", transports])
@@ -24,7 +24,13 @@ fn quick_rpc_runs_every_size_client_count_and_transport() {
     assert_eq!(out.status.code(), Some(0), "{v:#}\n{stderr}");
     assert_eq!(v["ok"], true, "{v:#}");
     let rows = v["results"].as_array().unwrap();
-    let mut expected = vec!["atbus-spin", "atbus-fd", "unix-stream", "channel-fd"];
+    let mut expected = vec![
+        "atbus-spin",
+        "atbus-fd",
+        "unix-stream",
+        "channel-spin",
+        "channel-fd",
+    ];
     if iceoryx2 {
         expected.push("iceoryx2");
     }
