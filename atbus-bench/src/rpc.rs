@@ -1,6 +1,6 @@
 //! `rpc`: request/reply round trips between client processes and one server process,
 //! over the bus (`atbus_bus::Endpoint::request` / `reply`) with the server spinning
-//! (`try_recv_into` with [`Backoff`]) or in an event loop (`poll(2)` on the endpoint's
+//! (`try_recv_into` with [`PollWait`]) or in an event loop (`poll(2)` on the endpoint's
 //! readiness fd after `arm`), beside two references in the same run, alternating: a
 //! length-prefixed RPC over Unix stream sockets (a `poll(2)` server, blocking clients)
 //! and iceoryx2's request-response of `[u8]` slices (`crate::iox_rpc`, feature
@@ -85,7 +85,7 @@ pub struct RpcRole {
 /// How the requests travel, and how the server waits for them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
-    /// The bus; the server polls `try_recv_into` with [`Backoff`].
+    /// The bus; the server polls `try_recv_into` with [`PollWait`].
     AtbusSpin,
     /// The bus; the server waits in `poll(2)` on the endpoint's readiness fd.
     AtbusFd,
@@ -100,7 +100,7 @@ pub enum Transport {
     /// for up to [`CLIENT_SPIN`], then sleeps on its futex (`recv_timeout`), where the
     /// bus's `request` polls 10 times before it sleeps.
     ChannelFd,
-    /// As `channel-fd`, with `atbus-spin`'s server (`try_recv` and [`Backoff`]).
+    /// As `channel-fd`, with `atbus-spin`'s server (`try_recv` and [`PollWait`]).
     ChannelSpin,
 }
 
@@ -172,6 +172,56 @@ const C_GO: usize = 6;
 const C_SERVER_STOP: usize = 7;
 /// Board global: clients that finished their warm-up.
 const G_CLIENTS_READY: usize = 0;
+
+/// How long a polling server (or iceoryx2 client) goes on yielding after its last
+/// message before it starts sleeping.
+const YIELD_FOR: Duration = Duration::from_micros(200);
+
+/// How a polling side waits while nothing comes: 64 polls spinning, then a
+/// `sched_yield` before every poll (any other process on the core runs first) until
+/// [`YIELD_FOR`] has passed without a message, then `atbus::Backoff`'s sleeps (10 µs
+/// growing to 1 ms). Plain `Backoff` sleeps after ten yields, a few microseconds: a
+/// request/reply server whose next request comes a little later (the client was woken,
+/// checked a 16 KiB reply, built the next) then sleeps, and a 10 µs sleep lasts about
+/// 60 µs with Linux's default 50 µs timer slack; the late answer makes the client sleep
+/// too, and the next request is late again (measured: p50 77 µs at 16 KiB, one
+/// `clock_nanosleep` per round trip).
+struct PollWait {
+    polls: u32,
+    idle_since: Option<Instant>,
+    backoff: Backoff,
+}
+
+impl PollWait {
+    /// A fresh wait.
+    fn new() -> PollWait {
+        PollWait {
+            polls: 0,
+            idle_since: None,
+            backoff: Backoff::new(),
+        }
+    }
+
+    /// After a message: start over.
+    fn reset(&mut self) {
+        *self = PollWait::new();
+    }
+
+    /// Nothing came: wait a little, longer the longer nothing comes.
+    fn idle(&mut self) {
+        self.polls = self.polls.saturating_add(1);
+        if self.polls <= 64 {
+            std::hint::spin_loop();
+            return;
+        }
+        let since = *self.idle_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < YIELD_FOR {
+            std::thread::yield_now();
+        } else {
+            self.backoff.snooze();
+        }
+    }
+}
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
@@ -380,11 +430,16 @@ impl Conn {
                         Err(e) => return Err(format!("receive: {e}")),
                     }
                     polls += 1;
-                    // A clock read costs as much as a poll: look every 64 polls.
-                    if polls.is_multiple_of(64) && start.elapsed() >= CLIENT_SPIN {
-                        break replies
-                            .recv_timeout(buf, REQUEST_TIMEOUT)
-                            .map_err(|e| format!("receive: {e}"))?;
+                    // Every 64 polls: a clock read (it costs as much as a poll), and a
+                    // yield, which hands the core to the server if the scheduler put
+                    // both on one.
+                    if polls.is_multiple_of(64) {
+                        if start.elapsed() >= CLIENT_SPIN {
+                            break replies
+                                .recv_timeout(buf, REQUEST_TIMEOUT)
+                                .map_err(|e| format!("receive: {e}"))?;
+                        }
+                        std::thread::yield_now();
                     }
                     std::hint::spin_loop();
                 };
@@ -479,13 +534,13 @@ pub fn server_role(a: RpcRole) -> Result<(), String> {
         Transport::Iceoryx2 => {
             let mut server = crate::iox_rpc::IoxServer::open(&a.setup, a.size)?;
             ready();
-            let mut backoff = Backoff::new();
+            let mut wait = PollWait::new();
             // Relaxed: the flag only ends the loop.
             while stop.load(Ordering::Relaxed) == 0 {
                 if server.serve_ready(|_, response| answer(response))? > 0 {
-                    backoff.reset();
+                    wait.reset();
                 } else {
-                    backoff.snooze();
+                    wait.idle();
                 }
             }
             Ok(())
@@ -519,20 +574,20 @@ fn answer_request(
         .map_err(|e| format!("reply to {}: {e}", envelope.from()))
 }
 
-/// The spinning server: `try_recv_into`, and while nothing comes, [`Backoff`] (a few
-/// hundred nanoseconds of spinning, ten `sched_yield`s, then sleeps from 10 µs growing
-/// to 1 ms), reset after every request: the clients' processes share the two cores.
+/// The spinning server: `try_recv_into`, and while nothing comes, [`PollWait`] (spin,
+/// then `sched_yield` for up to 200 µs, then sleeps), reset after every request: the
+/// clients' processes share the two cores.
 fn serve_spin(ep: &mut atbus_bus::Endpoint, stop: &AtomicU64, size: usize) -> Result<(), String> {
     let mut payload = Vec::with_capacity(size);
-    let mut backoff = Backoff::new();
+    let mut wait = PollWait::new();
     // Relaxed: the flag only ends the loop.
     while stop.load(Ordering::Relaxed) == 0 {
         match ep.try_recv_into(&mut payload) {
             Ok(envelope) => {
                 answer_request(ep, &envelope, &mut payload)?;
-                backoff.reset();
+                wait.reset();
             }
-            Err(atbus_bus::Error::Empty) => backoff.snooze(),
+            Err(atbus_bus::Error::Empty) => wait.idle(),
             Err(e) => return Err(format!("receive: {e}")),
         }
     }
@@ -657,7 +712,7 @@ fn answer_channel_requests(
     }
 }
 
-/// `channel-spin`'s and `channel-fd`'s server: `atbus-spin`'s loop ([`Backoff`] while
+/// `channel-spin`'s and `channel-fd`'s server: `atbus-spin`'s loop ([`PollWait`] while
 /// nothing comes) or `atbus-fd`'s event loop, on the raw request channel.
 fn serve_channels(
     requests: &mut atbus::Reader,
@@ -668,13 +723,13 @@ fn serve_channels(
 ) -> Result<(), String> {
     let mut buf = vec![0u8; size];
     if spin {
-        let mut backoff = Backoff::new();
+        let mut wait = PollWait::new();
         // Relaxed: the flag only ends the loop.
         while stop.load(Ordering::Relaxed) == 0 {
             if answer_channel_requests(requests, replies, &mut buf)? > 0 {
-                backoff.reset();
+                wait.reset();
             } else {
-                backoff.snooze();
+                wait.idle();
             }
         }
         return Ok(());
