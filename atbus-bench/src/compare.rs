@@ -28,7 +28,7 @@ pub struct CompareArgs {
     #[arg(long)]
     pub quick: bool,
     /// Only these transports (comma separated: atbus,atbus-zc,atbus-batch,
-    /// atbus-batch-send,limit,iceoryx2,unix-dgram,pipe,posix-mq).
+    /// atbus-batch-send,atbus-send-to,limit,iceoryx2,unix-dgram,pipe,posix-mq).
     #[arg(long, value_delimiter = ',')]
     pub transports: Vec<String>,
     /// Only these workloads (comma separated, e.g. 1x64,3x8-2K; WRITERSxSIZES).
@@ -411,7 +411,7 @@ fn stats(v: &[f64]) -> (f64, f64, f64) {
 
 /// The CPU this ran on: `model name` from /proc/cpuinfo and the vendor in one word
 /// (`Intel`, `AMD`, or the `vendor_id` as given).
-fn cpu_model() -> (String, String) {
+pub(crate) fn cpu_model() -> (String, String) {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |key: &str| {
         info.lines()
@@ -657,7 +657,8 @@ fn measure(
         println!(
             "atbus-bench compare: {} workloads x {} transports (atbus-zc: reserve/commit + \
              try_recv_in_place; atbus-batch: recv_batch of {}; atbus-batch-send: try_send_batch of {}; \
-             both messages up to 1 KiB), {} rounds of {:.1} s runs \
+             atbus-send-to: bus endpoints, try_send_to + try_recv_into; the last three \
+             messages up to 1 KiB), {} rounds of {:.1} s runs \
              ({} runs, alternating transports), {}",
             workloads.len(),
             kinds.len(),
@@ -827,6 +828,7 @@ fn measure(
                 (Kind::AtbusZeroCopy, "zero-copy ÷ copying"),
                 (Kind::AtbusBatch, "batch ÷ single receive"),
                 (Kind::AtbusBatchSend, "batch ÷ single send"),
+                (Kind::AtbusSendTo, "send_to ÷ raw channel"),
             ] {
                 let Some(p) = find(kind).and_then(|v| Paired::of(v, base)) else {
                     continue;

@@ -24,7 +24,7 @@ pub fn buffer_size(writers: usize, max_size: usize, channel_size: usize) -> usiz
     (channel_size / writers.max(1) / max_size.max(1)).clamp(16, 4096)
 }
 
-fn node() -> Result<Node<ipc::Service>, String> {
+pub(crate) fn node() -> Result<Node<ipc::Service>, String> {
     // iceoryx2 logs failures it also returns, and the harness reports the returned error:
     // quiet unless IOX2_LOG_LEVEL asks for more (e.g. `warn`, to see why a run failed).
     set_log_level_from_env_or(LogLevel::Fatal);
@@ -35,7 +35,7 @@ fn node() -> Result<Node<ipc::Service>, String> {
         .map_err(|e| format!("iceoryx2: creating a node: {e:?}"))
 }
 
-fn service_name(name: &str) -> Result<ServiceName, String> {
+pub(crate) fn service_name(name: &str) -> Result<ServiceName, String> {
     ServiceName::new(name).map_err(|e| format!("iceoryx2: service name {name:?}: {e:?}"))
 }
 

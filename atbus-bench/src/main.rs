@@ -8,11 +8,14 @@ mod faults;
 mod futexcheck;
 #[cfg(feature = "iceoryx2")]
 mod iox;
+#[cfg(feature = "iceoryx2")]
+mod iox_rpc;
 mod latency;
 mod limit;
 mod payload;
 mod procs;
 mod report;
+mod rpc;
 mod stress;
 mod transport;
 mod units;
@@ -38,6 +41,9 @@ enum Command {
     /// The same workloads over atbus, the references (a bare shared-memory ring, iceoryx2),
     /// Unix datagram sockets, a pipe and POSIX queues.
     Compare(compare::CompareArgs),
+    /// Request/reply round trips over the bus (server spinning or in an event loop),
+    /// beside a Unix-socket RPC and iceoryx2's request-response.
+    Rpc(rpc::RpcArgs),
     /// One-way latency of 64-byte messages at a fixed rate (HDR histogram).
     Latency(latency::LatencyArgs),
     /// A blocking (or tokio) reader with no writer: its CPU use over one wait.
@@ -63,6 +69,10 @@ enum Command {
     CompareWriter(compare::CompareRole),
     #[command(name = "__compare-reader", hide = true)]
     CompareReader(compare::CompareRole),
+    #[command(name = "__rpc-server", hide = true)]
+    RpcServer(rpc::RpcRole),
+    #[command(name = "__rpc-client", hide = true)]
+    RpcClient(rpc::RpcRole),
     #[command(name = "__stress-writer", hide = true)]
     StressWriter(stress::WriterRole),
     #[command(name = "__stress-reader", hide = true)]
@@ -98,6 +108,7 @@ fn main() {
         None => stress::run(cli.stress),
         Some(Command::Stress(a)) => stress::run(a),
         Some(Command::Compare(a)) => compare::run(a),
+        Some(Command::Rpc(a)) => rpc::run(a),
         Some(Command::Latency(a)) => latency::run(a),
         Some(Command::Idle(a)) => futexcheck::idle(a),
         Some(Command::SpaceWake(a)) => futexcheck::space_wake(a),
@@ -109,6 +120,8 @@ fn main() {
         Some(Command::LatencyReader(a)) => role(latency::reader_role(a)),
         Some(Command::CompareWriter(a)) => role(compare::writer_role(a)),
         Some(Command::CompareReader(a)) => role(compare::reader_role(a)),
+        Some(Command::RpcServer(a)) => role(rpc::server_role(a)),
+        Some(Command::RpcClient(a)) => role(rpc::client_role(a)),
         Some(Command::StressWriter(a)) => role(stress::writer_role(a)),
         Some(Command::StressReader(a)) => role(stress::reader_role(a)),
     };

@@ -37,6 +37,10 @@ pub enum Kind {
     /// atbus batched send: `try_send_batch` of [`SEND_BATCH`] messages a call (one claim
     /// of the write cursor each), copying `try_recv`.
     AtbusBatchSend,
+    /// The bus on top of atbus: each writer an endpoint sending with `try_send_to` to
+    /// the reader's endpoint, which receives with `try_recv_into` (`atbus_bus`; the
+    /// envelope costs a few bytes per message).
+    AtbusSendTo,
     /// The simplest correct multi-writer shared-memory ring ([`crate::limit`]).
     Limit,
     /// iceoryx2 publish-subscribe of `[u8]` slices (`crate::iox`; needs the non-default
@@ -49,11 +53,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every transport, in the order runs alternate.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Atbus,
         Kind::AtbusZeroCopy,
         Kind::AtbusBatch,
         Kind::AtbusBatchSend,
+        Kind::AtbusSendTo,
         Kind::Limit,
         Kind::Iceoryx2,
         Kind::UnixDgram,
@@ -68,6 +73,7 @@ impl Kind {
             Kind::AtbusZeroCopy => "atbus-zc",
             Kind::AtbusBatch => "atbus-batch",
             Kind::AtbusBatchSend => "atbus-batch-send",
+            Kind::AtbusSendTo => "atbus-send-to",
             Kind::Limit => "limit",
             Kind::Iceoryx2 => "iceoryx2",
             Kind::UnixDgram => "unix-dgram",
@@ -84,7 +90,7 @@ impl Kind {
             .ok_or_else(|| {
                 format!(
                     "unknown transport {s:?} (atbus, atbus-zc, atbus-batch, atbus-batch-send, \
-                     limit, iceoryx2, unix-dgram, pipe, posix-mq)"
+                     atbus-send-to, limit, iceoryx2, unix-dgram, pipe, posix-mq)"
                 )
             })
     }
@@ -93,14 +99,22 @@ impl Kind {
     pub fn is_atbus(self) -> bool {
         matches!(
             self,
-            Kind::Atbus | Kind::AtbusZeroCopy | Kind::AtbusBatch | Kind::AtbusBatchSend
+            Kind::Atbus
+                | Kind::AtbusZeroCopy
+                | Kind::AtbusBatch
+                | Kind::AtbusBatchSend
+                | Kind::AtbusSendTo
         )
     }
 
     /// Whether a run of this transport is worth making for messages up to `max_size`
-    /// (batched receive is about per-message overhead: small messages only).
+    /// (batching and the bus's envelope are about per-message overhead: small messages
+    /// only).
     pub fn measures(self, max_size: usize) -> bool {
-        !matches!(self, Kind::AtbusBatch | Kind::AtbusBatchSend) || max_size <= 1024
+        !matches!(
+            self,
+            Kind::AtbusBatch | Kind::AtbusBatchSend | Kind::AtbusSendTo
+        ) || max_size <= 1024
     }
 
     /// Why this transport cannot carry a workload, if it cannot.
@@ -147,6 +161,8 @@ fn has_cap_sys_resource() -> bool {
 pub enum Endpoint {
     /// An atbus variant and a channel name.
     Atbus(Kind, String),
+    /// A bus name and the reader endpoint's inbox size.
+    Bus(String, usize),
     /// The shared-memory object name of a `limit` ring.
     Limit(String),
     /// An iceoryx2 service: its name, the largest message, the subscriber's buffer; in
@@ -182,6 +198,11 @@ impl Endpoint {
                 crate::stress::create_channel(&name, channel_size, &atbus::Config::default())
                     .map_err(|e| format!("{e:?}"))?;
                 Ok(Endpoint::Atbus(kind, name))
+            }
+            Kind::AtbusSendTo => {
+                let name = format!("/atbus-bench-cmp-bus-{}-{tag}", std::process::id());
+                atbus_bus::Bus::create(&name).map_err(|e| e.to_string())?;
+                Ok(Endpoint::Bus(name, channel_size))
             }
             Kind::Limit => {
                 let name = format!("/atbus-bench-cmp-limit-{}-{tag}", std::process::id());
@@ -259,6 +280,7 @@ impl Endpoint {
     pub fn to_arg(&self) -> String {
         match self {
             Endpoint::Atbus(k, n) => format!("{}:{n}", k.name()),
+            Endpoint::Bus(n, size) => format!("atbus-send-to:{size}:{n}"),
             Endpoint::Limit(n) => format!("limit:{n}"),
             #[cfg(feature = "iceoryx2")]
             Endpoint::Iceoryx2 {
@@ -284,6 +306,10 @@ impl Endpoint {
         Ok(match kind {
             "atbus" | "atbus-zc" | "atbus-batch" | "atbus-batch-send" => {
                 Endpoint::Atbus(Kind::parse(kind)?, rest.into())
+            }
+            "atbus-send-to" => {
+                let (size, n) = rest.split_once(':').ok_or_else(bad)?;
+                Endpoint::Bus(n.into(), size.parse().map_err(|_| bad())?)
             }
             "limit" => Endpoint::Limit(rest.into()),
             #[cfg(feature = "iceoryx2")]
@@ -322,6 +348,9 @@ impl Endpoint {
         match self {
             Endpoint::Atbus(_, n) => {
                 let _ = Channel::unlink(n);
+            }
+            Endpoint::Bus(n, _) => {
+                let _ = atbus_bus::Bus::unlink(n);
             }
             Endpoint::Limit(n) => Ring::unlink(n),
             // The service goes when the last handle (the parent's `owner`) is dropped.
@@ -383,13 +412,21 @@ fn open_mq(name: &str, flags: i32) -> Result<libc::mqd_t, String> {
     Ok(q)
 }
 
+/// The reader's endpoint name on an `atbus-send-to` bus.
+const BUS_READER: &str = "reader";
+
 /// Messages a writer of `atbus-batch-send` hands to one `try_send_batch` call.
 pub const SEND_BATCH: usize = 16;
 
 /// The sending side in a writer process.
+// One sender lives for a whole run: its size does not matter, and boxing the bus endpoint
+// would add a pointer chase to every send of the transport being measured.
+#[allow(clippy::large_enum_variant)]
 pub enum Sender {
     /// An atbus writer; `true`: zero-copy (`reserve` + `commit`).
     Atbus(atbus::Writer, bool),
+    /// A bus endpoint of its own, sending to the reader's.
+    Bus(atbus_bus::Endpoint),
     Limit(Ring),
     #[cfg(feature = "iceoryx2")]
     Iceoryx2(crate::iox::IoxSender),
@@ -405,6 +442,11 @@ impl Sender {
             Endpoint::Atbus(k, n) => {
                 let ch = Channel::open(n).map_err(|e| e.to_string())?;
                 Sender::Atbus(ch.writer(), *k == Kind::AtbusZeroCopy)
+            }
+            Endpoint::Bus(n, _) => {
+                let bus = atbus_bus::Bus::open(n).map_err(|e| e.to_string())?;
+                let me = format!("writer-{}", std::process::id());
+                Sender::Bus(bus.join(&me).map_err(|e| e.to_string())?)
             }
             Endpoint::Limit(n) => Sender::Limit(Ring::open(n)?),
             #[cfg(feature = "iceoryx2")]
@@ -487,6 +529,17 @@ impl Sender {
                     }
                 }
             }
+            // As the raw writer above: `try_*`, and `Backoff` while the inbox is full.
+            Sender::Bus(ep) => {
+                let mut backoff = Backoff::new();
+                loop {
+                    match ep.try_send_to(BUS_READER, msg) {
+                        Ok(()) => return Ok(()),
+                        Err(atbus_bus::Error::Full) => backoff.snooze(),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            }
             Sender::Limit(ring) => ring.send(msg),
             #[cfg(feature = "iceoryx2")]
             Sender::Iceoryx2(p) => p.send(msg),
@@ -534,6 +587,8 @@ fn write_all(fd: RawFd, mut data: &[u8]) -> Result<(), String> {
 pub enum Receiver {
     /// An atbus reader and how it receives.
     Atbus(atbus::Reader, Kind),
+    /// The reader's bus endpoint and the buffer its payloads are received into.
+    Bus(atbus_bus::Endpoint, Vec<u8>),
     /// The `limit` ring's reader: messages are checked in their slot.
     Limit(RingReader),
     /// The iceoryx2 subscriber: samples are checked in shared memory.
@@ -556,6 +611,13 @@ impl Receiver {
             Endpoint::Atbus(_, n) => {
                 let ch = Channel::open(n).map_err(|e| e.to_string())?;
                 Receiver::Atbus(ch.reader().map_err(|e| e.to_string())?, kind_of(ep))
+            }
+            Endpoint::Bus(n, inbox_bytes) => {
+                let bus = atbus_bus::Bus::open(n).map_err(|e| e.to_string())?;
+                let ep = bus
+                    .join_with(BUS_READER, *inbox_bytes)
+                    .map_err(|e| e.to_string())?;
+                Receiver::Bus(ep, Vec::with_capacity(64 << 10))
             }
             Endpoint::Limit(n) => Receiver::Limit(Ring::open(n)?.reader()),
             #[cfg(feature = "iceoryx2")]
@@ -646,6 +708,16 @@ impl Receiver {
                     }
                 }
             }
+            Receiver::Bus(ep, payload) => {
+                let mut backoff = Backoff::new();
+                loop {
+                    match ep.try_recv_into(payload) {
+                        Ok(_) => return Ok(f(payload)),
+                        Err(atbus_bus::Error::Empty) => backoff.snooze(),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            }
             Receiver::Limit(r) => r.recv_with(f),
             #[cfg(feature = "iceoryx2")]
             Receiver::Iceoryx2(r) => r.recv_with(f),
@@ -714,6 +786,7 @@ impl Receiver {
 fn kind_of(ep: &Endpoint) -> Kind {
     match ep {
         Endpoint::Atbus(k, _) => *k,
+        Endpoint::Bus(..) => Kind::AtbusSendTo,
         Endpoint::Limit(_) => Kind::Limit,
         #[cfg(feature = "iceoryx2")]
         Endpoint::Iceoryx2 { .. } => Kind::Iceoryx2,

@@ -33,6 +33,7 @@ fn quick_compare_checks_every_transport() {
         ("atbus-zc", 8),
         ("atbus-batch", 2),
         ("atbus-batch-send", 2),
+        ("atbus-send-to", 2),
         ("limit", 8),
         ("iceoryx2", if iceoryx2 { 8 } else { 0 }),
         ("unix-dgram", 4),
@@ -54,12 +55,13 @@ fn quick_compare_checks_every_transport() {
             assert_eq!(r["errors"], 0, "{r:#}");
         }
     }
-    // The zero-copy and batched variants are compared with copying atbus.
+    // The zero-copy, batched and bus (send_to) variants are compared with copying atbus.
     let variants = v["atbus_variants"].as_array().unwrap();
     for (variant, workload) in [
         ("atbus-zc", "1->1 16KiB"),
         ("atbus-batch", "1->1 64B"),
         ("atbus-batch-send", "1->1 64B"),
+        ("atbus-send-to", "1->1 64B"),
     ] {
         let row = variants
             .iter()
