@@ -205,6 +205,9 @@ pub(crate) fn send(seg: &Segment, cached_read: &AtomicU64, pid: u32, data: &[u8]
     publish(seg, &counters, &block, crc, false)
 }
 
+/// Messages of `parts` up to this long are gathered into one buffer before the copy.
+const GATHER_UP_TO: usize = 512;
+
 /// Sends one message made of `parts` laid end to end (a header and a body, say), without
 /// gathering them into one buffer first.
 pub(crate) fn send_parts(
@@ -218,6 +221,18 @@ pub(crate) fn send_parts(
         .map(|p| p.len())
         .fold(0usize, usize::saturating_add);
     check_len(seg, len)?;
+    if len <= GATHER_UP_TO && parts.len() > 1 {
+        // Small: gathered on the stack and sent as one piece, so the crc runs once over
+        // the whole payload (a short part, an envelope of a few bytes, would go through
+        // the portable crc on its own).
+        let mut gathered = [0u8; GATHER_UP_TO];
+        let mut at = 0;
+        for part in parts {
+            gathered[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        return send(seg, cached_read, pid, &gathered[..len]);
+    }
     let counters = slots::for_thread(seg.header());
     let block = claim_block(seg, &counters, cached_read, pid, len)?;
     let checksums = seg.settings().checksums;

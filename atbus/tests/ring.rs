@@ -603,12 +603,16 @@ fn a_message_sent_in_parts_arrives_as_one_byte_for_byte() {
     let ch = Channel::create(&name.0, 1 << 20, &Config::default()).unwrap();
     let w = ch.writer();
     let mut r = ch.reader().unwrap();
-    // Part sizes around the node size and the 1 KiB split, and empty parts.
+    // Part sizes around the node size, the gathering bound and the 1 KiB split, and
+    // empty parts.
     for (i, sizes) in [
         &[0usize][..],
         &[9, 64],
         &[0, 95, 0, 1],
         &[9, 1500],
+        // Around the size up to which parts are gathered before one crc pass (512).
+        &[12, 500],
+        &[13, 500],
         &[700, 700, 700],
         &[4096, 1, 4096],
     ]
@@ -636,5 +640,5 @@ fn a_message_sent_in_parts_arrives_as_one_byte_for_byte() {
     ));
     assert!(matches!(r.try_recv_vec(), Err(Error::Empty)));
     let s = ch.stats();
-    assert_eq!((s.messages_sent, s.crc_failures), (6, 0));
+    assert_eq!((s.messages_sent, s.crc_failures), (8, 0));
 }
