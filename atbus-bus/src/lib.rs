@@ -74,7 +74,8 @@
 //!
 //! ## Request / reply
 //! [`Endpoint::request`] sends a request with a fresh correlation id and waits for the
-//! matching reply, looking at the peer's record and process every
+//! matching reply (polling for up to [`REQUEST_POLL`], 50 µs, before it sleeps: a quick
+//! answer costs no wake-up), looking at the peer's record and process every
 //! [`PEER_POLL`] (100 ms): a peer that leaves, dies or restarts gives
 //! [`Error::PeerGone`]; a missing peer [`Error::NoSuchEndpoint`] at once. Replies that
 //! come late, for another generation or from another endpoint are dropped and counted.
