@@ -2,15 +2,7 @@
 //! the workloads it can, in real writer and reader processes, and every message passes the
 //! same payload checks. No speed is asserted.
 
-use std::process::Command;
-
-/// A command for `program` whose process dies with this test binary, killed or not
-/// (`PR_SET_PDEATHSIG`, see `atbus_tests::child`).
-fn command(program: &str) -> Command {
-    let mut cmd = Command::new(program);
-    atbus_tests::child::die_with_parent(&mut cmd);
-    cmd
-}
+use atbus_tests::child::command;
 
 #[test]
 fn quick_compare_checks_every_transport() {

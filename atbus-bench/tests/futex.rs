@@ -3,7 +3,7 @@
 //! reader in one run, `idle` (blocking and tokio), `space-wake`, and
 //! `fast-path` (no futex wake by a writer while the reader spins). No speed is asserted.
 
-use std::process::Command;
+use atbus_tests::child::command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_atbus-bench");
 
@@ -13,14 +13,6 @@ fn run(args: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{args:?}\n{stdout}\n{stderr}");
     stdout
-}
-
-/// A command for `program` whose process dies with this test binary, killed or not
-/// (`PR_SET_PDEATHSIG`, see `atbus_tests::child`).
-fn command(program: &str) -> Command {
-    let mut cmd = Command::new(program);
-    atbus_tests::child::die_with_parent(&mut cmd);
-    cmd
 }
 
 #[test]

@@ -3,15 +3,7 @@
 //! and iceoryx2 in a build with its feature; real server and client processes, every reply
 //! checked. No speed is asserted.
 
-use std::process::Command;
-
-/// A command for `program` whose process dies with this test binary, killed or not
-/// (`PR_SET_PDEATHSIG`, see `atbus_tests::child`).
-fn command(program: &str) -> Command {
-    let mut cmd = Command::new(program);
-    atbus_tests::child::die_with_parent(&mut cmd);
-    cmd
-}
+use atbus_tests::child::command;
 
 #[test]
 fn quick_rpc_runs_every_size_client_count_and_transport() {

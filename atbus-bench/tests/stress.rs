@@ -2,7 +2,9 @@
 //! arguments, and clean-up on SIGINT/SIGTERM.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+
+use atbus_tests::child::command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_atbus-bench");
 
@@ -17,14 +19,6 @@ fn run_json(args: &[&str]) -> (serde_json::Value, i32, String) {
     let v: serde_json::Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
     (v, out.status.code().unwrap_or(-1), stderr)
-}
-
-/// A command for `program` whose process dies with this test binary, killed or not
-/// (`PR_SET_PDEATHSIG`, see `atbus_tests::child`).
-fn command(program: &str) -> Command {
-    let mut cmd = Command::new(program);
-    atbus_tests::child::die_with_parent(&mut cmd);
-    cmd
 }
 
 #[test]

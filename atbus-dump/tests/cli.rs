@@ -4,21 +4,15 @@
 #![forbid(unsafe_code)]
 
 use std::io::{Seek, SeekFrom, Write};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
+
+use atbus_tests::child::command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_atbus-dump");
-
-/// A command for `program` whose process dies with this test binary, killed or not
-/// (`PR_SET_PDEATHSIG`, see `atbus_tests::child`).
-fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut cmd = Command::new(program);
-    atbus_tests::child::die_with_parent(&mut cmd);
-    cmd
-}
 
 /// A channel name unique to this process and test, unlinked when dropped (even when the
 /// test fails).

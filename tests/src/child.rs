@@ -31,6 +31,15 @@ use std::ops::{Deref, DerefMut};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output};
 
+/// A [`Command`] for `program` whose process dies with this one ([`die_with_parent`]):
+/// for tests that run a child to completion (`output()`, `status()`) rather than hold it
+/// in a [`ChildGuard`].
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    die_with_parent(&mut cmd);
+    cmd
+}
+
 /// Makes the children `cmd` starts die with this process: the kernel sends them SIGKILL
 /// when the thread that spawned them ends (see the module doc). A child whose parent
 /// died before the setting took effect fails to start instead.
