@@ -2,20 +2,12 @@
 //! the workloads it can, in real writer and reader processes, and every message passes the
 //! same payload checks. No speed is asserted.
 
-use atbus_tests::child::command;
+mod common;
+use common::passing_json;
 
 #[test]
 fn quick_compare_checks_every_transport() {
-    let out = command(env!("CARGO_BIN_EXE_atbus-bench"))
-        .args(["compare", "--quick", "--json"])
-        .output()
-        .expect("run atbus-bench compare");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let v: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
-    assert_eq!(out.status.code(), Some(0), "{v:#}\n{stderr}");
-    assert_eq!(v["ok"], true, "{v:#}");
+    let v = passing_json(&["compare", "--quick"]);
     let rows = v["results"].as_array().unwrap();
     // iceoryx2 is a non-default feature (`.ci/run` tests with it); a build without it says
     // so in every iceoryx2 row.
@@ -124,47 +116,25 @@ fn quick_compare_checks_every_transport() {
 #[cfg(not(feature = "iceoryx2"))]
 #[test]
 fn iceoryx2_without_its_feature_says_how_to_get_it() {
-    let out = command(env!("CARGO_BIN_EXE_atbus-bench"))
-        .args(["compare", "--quick", "--transports", "atbus,iceoryx2"])
-        .output()
-        .expect("run atbus-bench compare");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("--features iceoryx2"), "{stderr}");
-    assert!(
-        out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    common::refused_in_one_line(
+        &["compare", "--quick", "--transports", "atbus,iceoryx2"],
+        "--features iceoryx2",
     );
 }
 
 #[test]
 fn check_both_measures_every_row_with_full_and_then_light_checks() {
-    let out = command(env!("CARGO_BIN_EXE_atbus-bench"))
-        .args([
-            "compare",
-            "--quick",
-            "--json",
-            "--check",
-            "both",
-            "--transports",
-            "atbus,limit",
-            "--workloads",
-            "1x64,3x8-2K",
-        ])
-        .output()
-        .expect("run atbus-bench compare");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let v: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
-    assert_eq!(out.status.code(), Some(0), "{v:#}\n{stderr}");
-    assert_eq!(
-        (&v["check"], &v["ok"]),
-        (&"both".into(), &true.into()),
-        "{v:#}"
-    );
+    let v = passing_json(&[
+        "compare",
+        "--quick",
+        "--check",
+        "both",
+        "--transports",
+        "atbus,limit",
+        "--workloads",
+        "1x64,3x8-2K",
+    ]);
+    assert_eq!(v["check"], "both", "{v:#}");
     let modes = v["modes"].as_array().unwrap();
     let checks: Vec<&str> = modes.iter().map(|m| m["check"].as_str().unwrap()).collect();
     assert_eq!(checks, ["full", "light"], "{v:#}");

@@ -3,7 +3,8 @@
 //! and iceoryx2 in a build with its feature; real server and client processes, every reply
 //! checked. No speed is asserted.
 
-use atbus_tests::child::command;
+mod common;
+use common::passing_json;
 
 #[test]
 fn quick_rpc_runs_every_size_client_count_and_transport() {
@@ -13,16 +14,7 @@ fn quick_rpc_runs_every_size_client_count_and_transport() {
     } else {
         "atbus,unix-stream,channel"
     };
-    let out = command(env!("CARGO_BIN_EXE_atbus-bench"))
-        .args(["rpc", "--quick", "--json", "--transports", transports])
-        .output()
-        .expect("run atbus-bench rpc");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let v: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
-    assert_eq!(out.status.code(), Some(0), "{v:#}\n{stderr}");
-    assert_eq!(v["ok"], true, "{v:#}");
+    let v = passing_json(&["rpc", "--quick", "--transports", transports]);
     let rows = v["results"].as_array().unwrap();
     let mut expected = vec![
         "atbus-spin",
@@ -73,17 +65,8 @@ fn quick_rpc_runs_every_size_client_count_and_transport() {
 #[cfg(not(feature = "iceoryx2"))]
 #[test]
 fn rpc_iceoryx2_without_its_feature_says_how_to_get_it() {
-    let out = command(env!("CARGO_BIN_EXE_atbus-bench"))
-        .args(["rpc", "--quick", "--transports", "iceoryx2"])
-        .output()
-        .expect("run atbus-bench rpc");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("--features iceoryx2"), "{stderr}");
-    assert!(
-        out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    common::refused_in_one_line(
+        &["rpc", "--quick", "--transports", "iceoryx2"],
+        "--features iceoryx2",
     );
 }

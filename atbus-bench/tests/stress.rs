@@ -6,20 +6,8 @@ use std::process::Stdio;
 
 use atbus_tests::child::command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_atbus-bench");
-
-fn run_json(args: &[&str]) -> (serde_json::Value, i32, String) {
-    let out = command(BIN)
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("run atbus-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let v: serde_json::Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}\nstderr: {stderr}"));
-    (v, out.status.code().unwrap_or(-1), stderr)
-}
+mod common;
+use common::{run_json, BIN};
 
 #[test]
 fn short_stress_with_a_writer_kill_a_stall_and_a_reader_kill_accounts_for_everything() {
