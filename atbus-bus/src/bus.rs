@@ -35,7 +35,7 @@ pub const SWEEP_PERIOD: Duration = Duration::from_secs(1);
 /// let msg = orders.recv_timeout(Duration::from_secs(5))?;
 /// assert_eq!((msg.envelope.from(), &msg.payload[..]), ("client", &b"buy 10"[..]));
 ///
-/// let names: Vec<String> = bus.members()?.into_iter().map(|m| m.name).collect();
+/// let names: Vec<String> = bus.members()?.iter().map(|m| m.name.to_string()).collect();
 /// assert_eq!(names, ["orders", "client"]);
 /// drop((orders, client)); // leave: inboxes unlinked, records freed
 /// assert!(bus.members()?.is_empty());
@@ -50,8 +50,9 @@ pub struct Bus {
 /// One endpoint on the bus, as [`Bus::members`] saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
-    /// Endpoint name.
-    pub name: String,
+    /// Endpoint name (held inline: a snapshot of many members allocates only their
+    /// inbox names). Reads as a `&str` and compares with one.
+    pub name: Name,
     /// Generation: unique per bus, new at every join.
     pub generation: u64,
     /// The owning process.
@@ -64,8 +65,16 @@ pub struct Member {
     pub joined_at: SystemTime,
     /// Whether it takes messages (`false`: still creating its inbox, or leaving).
     pub ready: bool,
-    /// Its inbox channel's name.
-    pub inbox: String,
+    /// The bus name, which its inbox channel's name starts with.
+    bus: Arc<str>,
+}
+
+impl Member {
+    /// Its inbox channel's name: [`inbox_name`](crate::inbox_name) of the bus, its name
+    /// and its generation (the directory record holds the same; reads check it).
+    pub fn inbox(&self) -> String {
+        name::inbox_name(&self.bus, self.name.as_str(), self.generation)
+    }
 }
 
 /// How to open an existing bus. [`Bus::open`] is `OpenOptions::new().open(name)`.
@@ -151,7 +160,7 @@ impl Bus {
         if let Ok(dir) = Directory::open(name, false) {
             for i in 0..dir.capacity() {
                 if let Ok(Some(s)) = dir.read(i) {
-                    let _ = Channel::unlink(&s.inbox);
+                    let _ = Channel::unlink(&s.inbox());
                 }
             }
         }
@@ -327,15 +336,12 @@ impl Bus {
     /// Includes endpoints of dead processes not reclaimed yet (`alive: false`).
     pub fn members(&self) -> Result<Vec<Member>> {
         let mut verdicts = Verdicts::default();
-        Ok(self
-            .dir
-            .snapshot()?
-            .into_iter()
-            .map(|s| {
-                let alive = verdicts.alive(s.owner_pid, s.owner_start);
-                member(s, alive)
-            })
-            .collect())
+        let mut members = Vec::new();
+        self.dir.for_each_record(|s| {
+            let alive = verdicts.alive(s.owner_pid, s.owner_start);
+            members.push(member(s, alive));
+        })?;
+        Ok(members)
     }
 
     /// The endpoint named `name`, if one is on the bus and ready.
@@ -396,7 +402,7 @@ pub(crate) fn reclaim(guard: &LockGuard<'_>, s: &Snapshot) {
     guard.set_state(s.index, state::LEAVING);
     guard.bump_epoch();
     fault::point(CrashPoint::ReclaimMarked);
-    let _ = Channel::unlink(&s.inbox);
+    let _ = Channel::unlink(&s.inbox());
     fault::point(CrashPoint::ReclaimUnlinked);
     guard.set_state(s.index, state::FREE);
     guard.bump_epoch();
@@ -418,11 +424,11 @@ fn create_inbox(inbox: &str, bytes: usize) -> Result<Channel> {
 pub(crate) fn member(s: Snapshot, alive: bool) -> Member {
     Member {
         alive,
-        name: s.name.as_str().into(),
+        name: s.name,
         generation: s.generation,
         pid: s.owner_pid,
         joined_at: UNIX_EPOCH + Duration::from_nanos(s.joined_unix_ns),
         ready: s.state == state::LIVE,
-        inbox: s.inbox,
+        bus: s.bus,
     }
 }

@@ -68,6 +68,7 @@ use std::fs::File;
 use std::mem::{offset_of, size_of};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use atbus::{process, Backoff};
@@ -237,11 +238,17 @@ pub struct Snapshot {
     pub generation: u64,
     /// When the record was claimed, nanoseconds since the Unix epoch.
     pub joined_unix_ns: u64,
-    /// Inbox channel name.
-    pub inbox: String,
+    /// The bus name, which the inbox channel's name starts with.
+    pub(crate) bus: Arc<str>,
 }
 
 impl Snapshot {
+    /// The endpoint's inbox channel name. The record stores it too; reads check that it
+    /// is exactly [`inbox_name`](crate::inbox_name) of the bus, name and generation.
+    pub fn inbox(&self) -> String {
+        name::inbox_name(&self.bus, self.name.as_str(), self.generation)
+    }
+
     /// Whether the owner process is alive, as far as can be told ("cannot tell" = alive).
     pub fn owner_alive(&self) -> bool {
         process::is_same_alive(self.owner_pid, self.owner_start as u32)
@@ -285,7 +292,8 @@ impl RawRecord {
 
 /// A mapped, validated directory.
 pub struct Directory {
-    bus: String,
+    /// Shared with every [`Snapshot`] read from it (their inbox names derive from it).
+    bus: Arc<str>,
     map: MmapRaw,
     /// Validated against the object's size at open; never re-read from the header.
     capacity: usize,
@@ -646,7 +654,7 @@ impl Directory {
     fn validate(&self, index: usize, raw: &RawRecord) -> Result<Option<Snapshot>> {
         let corrupt = |what: String| {
             Err(Error::Corrupt {
-                bus: self.bus.clone(),
+                bus: self.bus.to_string(),
                 reason: format!("record {index}: {what}"),
             })
         };
@@ -670,9 +678,6 @@ impl Directory {
                 "inbox name is not {expected:?}, the one its name and generation give"
             ));
         }
-        // SAFETY: `inbox` was just found equal, byte for byte, to the concatenation of
-        // `str`s (bus name, name, ".g", decimal digits), so it is valid UTF-8.
-        let expected = unsafe { String::from_utf8_unchecked(inbox.to_vec()) };
         Ok(Some(Snapshot {
             index,
             seq: raw.seq,
@@ -682,7 +687,7 @@ impl Directory {
             owner_start: raw.owner_start,
             generation: raw.generation,
             joined_unix_ns: raw.joined_unix_ns,
-            inbox: expected,
+            bus: self.bus.clone(),
         }))
     }
 
@@ -709,7 +714,7 @@ impl Directory {
         }
         if self.read_only {
             return Err(Error::Corrupt {
-                bus: self.bus.clone(),
+                bus: self.bus.to_string(),
                 reason: format!(
                     "record {index} stayed mid-update through {READ_TRIES} reads (a writer \
                      descheduled or dead mid-claim; the next join repairs it)"
@@ -722,14 +727,29 @@ impl Directory {
 
     /// Every record that is not free, in index order.
     pub fn snapshot(&self) -> Result<Vec<Snapshot>> {
-        let mut all = Vec::new();
+        let mut all = Vec::with_capacity(self.records_in_use());
+        self.for_each_record(|s| all.push(s))?;
+        Ok(all)
+    }
+
+    /// How many records are not free now: a relaxed count to size a vector, which may
+    /// be out of date by the time the records are read.
+    pub fn records_in_use(&self) -> usize {
+        (0..self.capacity)
+            .filter(|&i| self.record(i).state.load(Ordering::Relaxed) != state::FREE)
+            .count()
+    }
+
+    /// Hands every record that is not free to `f`, in index order, read as
+    /// [`snapshot`](Directory::snapshot) reads them, without collecting them.
+    pub fn for_each_record(&self, mut f: impl FnMut(Snapshot)) -> Result<()> {
         let mut raw = RawRecord::EMPTY;
         for i in 0..self.capacity {
             if let Some(s) = self.read_with(i, &mut raw)? {
-                all.push(s);
+                f(s);
             }
         }
-        Ok(all)
+        Ok(())
     }
 
     /// The live record named `name`, if any (lock-free).
@@ -755,7 +775,7 @@ impl Directory {
     pub fn lock(&self) -> Result<LockGuard<'_>> {
         if self.read_only {
             return Err(Error::ReadOnly {
-                bus: self.bus.clone(),
+                bus: self.bus.to_string(),
             });
         }
         let lock = &self.header().lock;
@@ -833,7 +853,7 @@ impl LockGuard<'_> {
             true => self.dir.validate(index, &raw),
             // Only a process writing without the lock (a scribbler) can cause this.
             false => Err(Error::Corrupt {
-                bus: self.dir.bus.clone(),
+                bus: self.dir.bus.to_string(),
                 reason: format!("record {index} changes while the lock is held"),
             }),
         }
@@ -846,7 +866,7 @@ impl LockGuard<'_> {
         let last = h.next_generation.load(Ordering::Relaxed);
         let Some(next) = last.checked_add(1) else {
             return Err(Error::Corrupt {
-                bus: self.dir.bus.clone(),
+                bus: self.dir.bus.to_string(),
                 reason: "the generation counter is exhausted".into(),
             });
         };

@@ -330,7 +330,7 @@ impl Endpoint {
         if !s.owner_alive() {
             return Err(gone());
         }
-        let channel = match Channel::open(&s.inbox) {
+        let channel = match Channel::open(&s.inbox()) {
             Ok(channel) => channel,
             // Unlinked between our look at the record and now: it left.
             Err(atbus::Error::NotFound { .. }) => return Err(gone()),

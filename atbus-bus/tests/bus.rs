@@ -42,6 +42,18 @@ fn leaving_frees_the_record_and_unlinks_the_inbox_and_generations_never_repeat()
     let (first, inbox) = (a.generation(), a.inbox().to_string());
     assert_eq!(inbox, format!("{}.a.g{first}", tb.name));
     assert!(shm_path(&inbox).exists());
+    // A member's name compares with a &str and orders as one; its inbox is the endpoint's.
+    let b = bus.join("b").unwrap();
+    let members = bus.members().unwrap();
+    assert_eq!(members.len(), 2);
+    assert!(members[0].name == "a" && "b" == members[1].name && members[0].name < members[1].name);
+    assert_eq!(
+        (members[0].inbox(), members[1].inbox()),
+        (inbox.clone(), b.inbox().to_string())
+    );
+    assert_eq!(members[1].generation, b.generation());
+    assert_eq!(bus.lookup("b").unwrap().unwrap(), members[1]);
+    drop(b);
     let meta = std::fs::metadata(shm_path(&tb.name)).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     drop(a);

@@ -58,7 +58,7 @@ fn race(n: usize) {
         ("svc", winner, generation)
     );
     assert!(members[0].alive && members[0].ready);
-    let inbox = members[0].inbox.clone();
+    let inbox = members[0].inbox();
     assert!(shm_path(&inbox).exists());
     // The losers exit on their own; the winner leaves when its stdin closes.
     for p in &mut peers {
@@ -242,7 +242,7 @@ fn a_server_leaving_while_a_request_waits_gives_peer_gone() {
     server.expect("joined");
     let waiting = request_in_background(&bus, Duration::from_secs(30));
     // Wait until the request is in the server's inbox (it never reads it).
-    let inbox = bus.lookup("svc").unwrap().unwrap().inbox;
+    let inbox = bus.lookup("svc").unwrap().unwrap().inbox();
     let channel = atbus::Channel::open(&inbox).unwrap();
     let deadline = Instant::now() + WAIT;
     let mut backoff = atbus::Backoff::new();

@@ -27,7 +27,9 @@ fn lefts(events: &[MemberEvent]) -> BTreeMap<(String, u64), bool> {
     events
         .iter()
         .map(|e| match e {
-            MemberEvent::Left { member, died } => ((member.name.clone(), member.generation), *died),
+            MemberEvent::Left { member, died } => {
+                ((member.name.to_string(), member.generation), *died)
+            }
             other => panic!("expected only Left events, got {other:?}"),
         })
         .collect()
@@ -47,7 +49,7 @@ fn the_first_look_reports_every_member_and_later_looks_only_changes() {
             MemberEvent::Joined(m) => {
                 assert!(m.alive && m.ready, "{m:?}");
                 assert_eq!(m.pid, std::process::id());
-                (m.name.clone(), m.generation)
+                (m.name.to_string(), m.generation)
             }
             other => panic!("{other:?}"),
         })
@@ -191,13 +193,19 @@ fn a_watcher_under_churn_ends_with_the_member_set_of_members() {
         for e in events {
             match e {
                 MemberEvent::Joined(m) => {
-                    assert!(set.insert(m.name, m.generation).is_none(), "joined twice");
+                    assert!(
+                        set.insert(m.name.to_string(), m.generation).is_none(),
+                        "joined twice"
+                    );
                 }
                 MemberEvent::Left { member, .. } => {
-                    assert_eq!(set.remove(&member.name), Some(member.generation));
+                    assert_eq!(set.remove(member.name.as_str()), Some(member.generation));
                 }
                 MemberEvent::Restarted { old, new, .. } => {
-                    assert_eq!(set.insert(new.name, new.generation), Some(old.generation));
+                    assert_eq!(
+                        set.insert(new.name.to_string(), new.generation),
+                        Some(old.generation)
+                    );
                 }
             }
         }
@@ -242,7 +250,7 @@ fn a_watcher_under_churn_ends_with_the_member_set_of_members() {
         .unwrap()
         .into_iter()
         .filter(|m| m.alive && m.ready)
-        .map(|m| (m.name, m.generation))
+        .map(|m| (m.name.to_string(), m.generation))
         .collect();
     assert_eq!(set, members);
     assert_eq!(members.len(), live.len());

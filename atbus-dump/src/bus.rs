@@ -60,9 +60,10 @@ fn bus_error(e: atbus_bus::Error) -> Failure {
 }
 
 fn row(m: &Member) -> Row {
-    let stats = Inspector::open(&m.inbox).ok().map(|i| i.stats());
+    let inbox = m.inbox();
+    let stats = Inspector::open(&inbox).ok().map(|i| i.stats());
     Row {
-        name: m.name.clone(),
+        name: m.name.to_string(),
         generation: m.generation,
         pid: m.pid,
         alive: m.alive,
@@ -71,7 +72,7 @@ fn row(m: &Member) -> Row {
             .joined_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
-        inbox: m.inbox.clone(),
+        inbox,
         inbox_in_flight: stats.as_ref().map(|s| s.in_flight()),
         inbox_sent: stats.as_ref().map(|s| s.messages_sent),
         inbox_received: stats.as_ref().map(|s| s.messages_received),
@@ -85,6 +86,7 @@ fn orphan_inboxes(bus: &str, members: &[Member]) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/dev/shm") else {
         return Vec::new();
     };
+    let named: std::collections::HashSet<String> = members.iter().map(|m| m.inbox()).collect();
     let mut orphans: Vec<String> = entries
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter_map(|file| {
@@ -95,7 +97,7 @@ fn orphan_inboxes(bus: &str, members: &[Member]) -> Vec<String> {
             atbus_bus::Name::parse(endpoint)?;
             Some(format!("/{inbox}"))
         })
-        .filter(|inbox| !members.iter().any(|m| &m.inbox == inbox))
+        .filter(|inbox| !named.contains(inbox))
         .collect();
     orphans.sort();
     orphans.dedup();

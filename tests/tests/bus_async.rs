@@ -158,7 +158,7 @@ fn an_async_request_whose_server_is_killed_ends_with_peer_gone_within_a_second()
         )
         .unwrap();
         let pid = server.id();
-        let inbox = b.lookup("server").unwrap().expect("server joined").inbox;
+        let inbox = b.lookup("server").unwrap().expect("server joined").inbox();
         let killer = tokio::task::spawn_blocking(move || {
             let inspector = atbus::Inspector::open(&inbox).unwrap();
             let deadline = Instant::now() + LIMIT;
