@@ -71,6 +71,9 @@ pub const W_KILLED: usize = 7;
 pub const W_STALLS: usize = 8;
 /// Incarnation number of this writer id (parent-written).
 pub const W_INCARNATION: usize = 9;
+/// Messages of the send call `W_IN_SEND` marks (a batch: from that sequence on), 0 or 1
+/// for a single send.
+pub const W_IN_SEND_COUNT: usize = 10;
 
 // Reader line of a stream record: the fields the journal carries.
 /// Next expected sequence (highest seen + 1).

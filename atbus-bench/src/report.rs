@@ -21,6 +21,8 @@ pub struct StreamRow {
     pub full: u64,
     pub abandoned: u64,
     pub in_send: u64,
+    /// Messages of the marked send call (up to a batch).
+    pub in_send_count: u64,
     pub killed: bool,
     pub stalls: u64,
     pub rec: [u64; board::R_FIELDS],
@@ -54,6 +56,7 @@ impl Snapshot {
                 full: b.w(s, board::W_FULL).load(Relaxed),
                 abandoned: b.w(s, board::W_ABANDONED).load(Relaxed),
                 in_send: b.w(s, board::W_IN_SEND).load(Relaxed),
+                in_send_count: b.w(s, board::W_IN_SEND_COUNT).load(Relaxed),
                 killed: b.w(s, board::W_KILLED).load(Relaxed) != 0,
                 stalls: b.w(s, board::W_STALLS).load(Relaxed),
                 rec: b.read_record(s),
@@ -150,6 +153,9 @@ pub fn summarize(
         s.reordered += rec[board::R_REORDER];
         s.corrupted += rec[board::R_CORRUPT];
         let in_flight = r.killed && r.in_send != 0;
+        // A writer killed in a send call may have published some of its messages (up to
+        // a batch) without counting them.
+        let in_flight_messages = if in_flight { r.in_send_count.max(1) } else { 0 };
         let next = rec[board::R_NEXT];
         s.lost_tail += r.ok.saturating_sub(next);
         if in_flight {
@@ -159,7 +165,7 @@ pub fn summarize(
                 s.in_flight_not_delivered += 1;
             }
         }
-        s.unattributed += next.saturating_sub(r.ok + u64::from(in_flight));
+        s.unattributed += next.saturating_sub(r.ok + in_flight_messages);
     }
     s.unattributed += snap.unattributed;
     s.lost = s.lost_gap + s.lost_tail;
@@ -178,7 +184,7 @@ pub fn summarize(
     // bad node.
     let st = &snap.stats;
     let bad = st.crc_failures + st.check_failures;
-    if s.abandoned > 0 || faults.stalls > 0 {
+    if s.abandoned.max(st.abandoned) > 0 || faults.stalls > 0 {
         s.lost_to_stalled_writers = s.lost.min(bad.max(st.bad_nodes));
     }
     // Then gaps a new reader found at a stream's first message: at most one per kill.
@@ -192,7 +198,9 @@ pub fn summarize(
     s.unexplained =
         s.unexplained_lost + s.unexplained_duplicated + s.reordered + s.corrupted + s.unattributed;
     s.skip_blocks = st.dead_writer_blocks + st.timeout_blocks;
-    s.torn_block_sources = s.in_flight_not_delivered + s.abandoned;
+    // Sends the library saw abandoned (a batch cut short reports what it sent instead).
+    let abandoned = s.abandoned.max(st.abandoned);
+    s.torn_block_sources = s.in_flight_not_delivered + abandoned;
     let secs = elapsed.as_secs_f64().max(1e-9);
     s.msgs_per_s = s.delivered as f64 / secs;
     s.mib_per_s = s.delivered_bytes as f64 / secs / (1u64 << 20) as f64;
@@ -202,21 +210,21 @@ pub fn summarize(
         s.notes.push(format!(
             "torn blocks skipped ({} dead-writer + {} timeout) = sends that could leave one \
              ({} killed mid-send and not delivered + {} abandoned)",
-            st.dead_writer_blocks, st.timeout_blocks, s.in_flight_not_delivered, s.abandoned
+            st.dead_writer_blocks, st.timeout_blocks, s.in_flight_not_delivered, abandoned
         ));
     } else if s.skip_blocks < s.torn_block_sources {
         s.notes.push(format!(
             "torn blocks skipped ({} dead-writer + {} timeout) < sends that could leave one \
              ({} killed mid-send and not delivered + {} abandoned): a writer killed while \
              waiting on a full ring, or before claiming, left no block",
-            st.dead_writer_blocks, st.timeout_blocks, s.in_flight_not_delivered, s.abandoned
+            st.dead_writer_blocks, st.timeout_blocks, s.in_flight_not_delivered, abandoned
         ));
     } else {
         s.notes.push(format!(
             "torn blocks skipped ({} dead-writer + {} timeout) > sends that could leave one \
              ({} killed mid-send and not delivered + {} abandoned): a run of torn nodes can \
              count as more than one block when another writer's block is skipped with it",
-            st.dead_writer_blocks, st.timeout_blocks, s.in_flight_not_delivered, s.abandoned
+            st.dead_writer_blocks, st.timeout_blocks, s.in_flight_not_delivered, abandoned
         ));
     }
     let attributed = s.lost_to_stalled_writers + s.lost_to_handover;
@@ -243,7 +251,9 @@ pub fn summarize(
             "{} blocks failed crc32 / {} failed header checks: {}",
             st.crc_failures,
             st.check_failures,
-            if s.abandoned > 0 {
+            // The library's count: a batch cut short by `Abandoned` reports the messages
+            // it did send, not the abandonment.
+            if abandoned > 0 {
                 "overwritten by a writer that woke after the reader skipped its block"
             } else {
                 "NO writer overran the timeout: unexplained"
@@ -583,6 +593,7 @@ pub fn json(
             "writers": run.args.writers,
             "reader_mode": run.args.reader_mode.name(),
             "zero_copy": run.args.zero_copy,
+            "batch_send": run.args.batch_send,
             "sizes": run.sizes.label(),
             "size_min": run.sizes.min(),
             "size_max": run.sizes.max(),

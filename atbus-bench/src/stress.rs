@@ -67,6 +67,10 @@ pub struct StressArgs {
     /// Writers send with `reserve` + fill in place + `commit` instead of `send`.
     #[arg(long)]
     pub zero_copy: bool,
+    /// Writers send 16 messages a call with `try_send_batch` (one claim for as many as
+    /// fit) instead of `send`.
+    #[arg(long, conflicts_with = "zero_copy")]
+    pub batch_send: bool,
     #[command(flatten)]
     pub faults: FaultArgs,
 }
@@ -126,6 +130,8 @@ pub struct WriterRole {
     cpu: Option<usize>,
     #[arg(long)]
     zero_copy: bool,
+    #[arg(long)]
+    batch_send: bool,
 }
 
 /// Arguments of the hidden reader role.
@@ -164,9 +170,14 @@ pub fn writer_role(a: WriterRole) -> Result<(), String> {
     let writer = channel.writer();
     let s = a.stream as usize;
     let stop = board.control(board::C_STOP);
-    let limit = board.control(board::C_LIMIT).load(Ordering::Relaxed);
-    let claimed = board.control(board::C_CLAIMED);
-    let mut budget = 0u64;
+    let mut budget = Budget {
+        limit: board.control(board::C_LIMIT).load(Ordering::Relaxed),
+        claimed: board.control(board::C_CLAIMED),
+        left: 0,
+    };
+    if a.batch_send {
+        return batch_writer(&a, &board, &writer, &sizes, &mut budget);
+    }
     let mut buf = vec![0u8; sizes.max()];
     let (mut ok, mut bytes, mut full, mut abandoned) = (0u64, 0u64, 0u64, 0u64);
     let mut seq = 0u64;
@@ -174,15 +185,8 @@ pub fn writer_role(a: WriterRole) -> Result<(), String> {
         if stop.load(Ordering::Relaxed) != 0 {
             break;
         }
-        if limit != u64::MAX {
-            if budget == 0 {
-                let b = claimed.fetch_add(BUDGET_BATCH, Ordering::Relaxed);
-                if b >= limit {
-                    break;
-                }
-                budget = BUDGET_BATCH.min(limit - b);
-            }
-            budget -= 1;
+        if !budget.take() {
+            break;
         }
         let word = payload::header_word(a.stream, seq);
         let n = sizes.size_for(a.seed, word);
@@ -191,12 +195,14 @@ pub fn writer_role(a: WriterRole) -> Result<(), String> {
             payload::fill(msg, word, a.seed, 1);
         }
         let in_send = board.w(s, board::W_IN_SEND);
+        let in_send_count = board.w(s, board::W_IN_SEND_COUNT);
         let mut backoff = Backoff::new();
         loop {
             // Marks the send call only (not the backoff between Full retries), so a kill
             // outside `send` is not counted as one that may have torn a block. With
             // --zero-copy the mark spans reserve, the fill in the ring and commit.
             in_send.store(seq + 1, Ordering::Relaxed);
+            in_send_count.store(1, Ordering::Relaxed);
             let sent = if a.zero_copy {
                 writer.reserve(n).and_then(|mut slot| {
                     payload::fill(&mut slot, word, a.seed, 1);
@@ -235,6 +241,112 @@ pub fn writer_role(a: WriterRole) -> Result<(), String> {
         }
         in_send.store(0, Ordering::Relaxed);
         seq += 1;
+    }
+    Ok(())
+}
+
+/// The shared message budget of a `--messages` run: writers take it in steps of
+/// [`BUDGET_BATCH`].
+struct Budget<'a> {
+    limit: u64,
+    claimed: &'a std::sync::atomic::AtomicU64,
+    left: u64,
+}
+
+impl Budget<'_> {
+    /// Takes one message from the budget; `false` when it is spent (never without
+    /// `--messages`).
+    fn take(&mut self) -> bool {
+        if self.limit == u64::MAX {
+            return true;
+        }
+        if self.left == 0 {
+            let b = self.claimed.fetch_add(BUDGET_BATCH, Ordering::Relaxed);
+            if b >= self.limit {
+                return false;
+            }
+            self.left = BUDGET_BATCH.min(self.limit - b);
+        }
+        self.left -= 1;
+        true
+    }
+}
+
+/// Messages a `--batch-send` writer hands to one `try_send_batch` call.
+const SEND_BATCH: usize = 16;
+
+/// `--batch-send`: the writer role's loop with `try_send_batch`. The board marks the
+/// call (first sequence + 1 in `W_IN_SEND`, how many in `W_IN_SEND_COUNT`), so that a
+/// writer killed mid-batch is allowed that many published but uncounted messages, and
+/// `W_OK` counts every message the library reported sent. A batch cut short by
+/// `Abandoned` goes on from the first unsent message: the stream stays gap-free.
+fn batch_writer(
+    a: &WriterRole,
+    board: &Board,
+    writer: &atbus::Writer,
+    sizes: &Sizes,
+    budget: &mut Budget<'_>,
+) -> Result<(), String> {
+    let s = a.stream as usize;
+    let stop = board.control(board::C_STOP);
+    let (in_send, in_send_count) = (
+        board.w(s, board::W_IN_SEND),
+        board.w(s, board::W_IN_SEND_COUNT),
+    );
+    let max = sizes.max();
+    let mut store = vec![0u8; max * SEND_BATCH];
+    let mut lens = [0usize; SEND_BATCH];
+    let (mut ok, mut bytes, mut full, mut abandoned) = (0u64, 0u64, 0u64, 0u64);
+    let mut seq = 0u64;
+    'batches: while stop.load(Ordering::Relaxed) == 0 {
+        let mut count = 0;
+        while count < SEND_BATCH && budget.take() {
+            let word = payload::header_word(a.stream, seq + count as u64);
+            let n = sizes.size_for(a.seed, word);
+            payload::fill(&mut store[count * max..count * max + n], word, a.seed, 1);
+            lens[count] = n;
+            count += 1;
+        }
+        if count == 0 {
+            break;
+        }
+        let mut done = 0;
+        let mut backoff = Backoff::new();
+        while done < count {
+            let msgs: [&[u8]; SEND_BATCH] =
+                std::array::from_fn(|i| &store[i * max..i * max + lens[i]]);
+            in_send.store(seq + done as u64 + 1, Ordering::Relaxed);
+            in_send_count.store((count - done) as u64, Ordering::Relaxed);
+            match writer.try_send_batch(&msgs[done..count]) {
+                Ok(k) => {
+                    ok += k as u64;
+                    bytes += lens[done..done + k].iter().sum::<usize>() as u64;
+                    board.w(s, board::W_OK).store(ok, Ordering::Relaxed);
+                    board.w(s, board::W_BYTES).store(bytes, Ordering::Relaxed);
+                    done += k;
+                    backoff.reset();
+                }
+                Err(Error::Full) => {
+                    in_send.store(0, Ordering::Relaxed);
+                    full += 1;
+                    board.w(s, board::W_FULL).store(full, Ordering::Relaxed);
+                    if stop.load(Ordering::Relaxed) != 0 {
+                        break 'batches;
+                    }
+                    backoff.snooze();
+                }
+                Err(Error::Abandoned { .. }) => {
+                    // None of the rest was delivered: sent again from `done` on.
+                    abandoned += 1;
+                    board
+                        .w(s, board::W_ABANDONED)
+                        .store(abandoned, Ordering::Relaxed);
+                }
+                Err(e) => return Err(format!("writer stream {s}: send_batch failed: {e}")),
+            }
+        }
+        in_send.store(0, Ordering::Relaxed);
+        seq += count as u64;
     }
     Ok(())
 }
@@ -580,6 +692,9 @@ impl Run {
         if self.args.zero_copy {
             args.push("--zero-copy".into());
         }
+        if self.args.batch_send {
+            args.push("--batch-send".into());
+        }
         if !self.args.writer_cpus.is_empty() {
             let cpu = self.args.writer_cpus[id % self.args.writer_cpus.len()];
             args.extend(["--cpu".into(), cpu.to_string()]);
@@ -753,6 +868,8 @@ pub fn run(args: StressArgs) -> Result<i32, Fail> {
         run.args.reader_mode.name(),
         if run.args.zero_copy {
             ", zero-copy writers"
+        } else if run.args.batch_send {
+            ", batch-sending writers"
         } else {
             ""
         },

@@ -206,6 +206,7 @@ fn stress_mode_accounts_for_everything(mode: &[&str], stalls: bool) {
         .map_or("poll", |i| mode[i + 1]);
     assert_eq!(c["reader_mode"], reader_mode, "{ctx}");
     assert_eq!(c["zero_copy"], mode.contains(&"--zero-copy"), "{ctx}");
+    assert_eq!(c["batch_send"], mode.contains(&"--batch-send"), "{ctx}");
     assert!(!shm_exists(c["channel"].as_str().unwrap()));
 }
 
@@ -232,4 +233,9 @@ fn in_place_reader_with_stalled_writers_accounts_for_everything() {
 #[test]
 fn zero_copy_writers_with_stalls_account_for_everything() {
     stress_mode_accounts_for_everything(&["--zero-copy"], true);
+}
+
+#[test]
+fn batch_sending_writers_with_stalls_account_for_everything() {
+    stress_mode_accounts_for_everything(&["--batch-send"], true);
 }
