@@ -179,7 +179,7 @@ pub fn writer_role(a: WriterRole) -> Result<(), String> {
         return batch_writer(&a, &board, &writer, &sizes, &mut budget);
     }
     let mut buf = vec![0u8; sizes.max()];
-    let (mut ok, mut bytes, mut full, mut abandoned) = (0u64, 0u64, 0u64, 0u64);
+    let mut tally = Tally::new(&board, s);
     let mut seq = 0u64;
     'messages: loop {
         if stop.load(Ordering::Relaxed) != 0 {
@@ -213,29 +213,20 @@ pub fn writer_role(a: WriterRole) -> Result<(), String> {
             };
             match sent {
                 Ok(()) => {
-                    ok += 1;
-                    bytes += n as u64;
-                    board.w(s, board::W_OK).store(ok, Ordering::Relaxed);
-                    board.w(s, board::W_BYTES).store(bytes, Ordering::Relaxed);
+                    tally.sent(1, n as u64);
                     break;
                 }
                 Err(Error::Full) => {
                     in_send.store(0, Ordering::Relaxed);
-                    full += 1;
-                    board.w(s, board::W_FULL).store(full, Ordering::Relaxed);
+                    tally.full();
                     if stop.load(Ordering::Relaxed) != 0 {
                         break 'messages;
                     }
                     backoff.snooze();
                 }
-                Err(Error::Abandoned { .. }) => {
-                    // Not delivered (the library's promise): send the same message again,
-                    // so the stream stays gap-free.
-                    abandoned += 1;
-                    board
-                        .w(s, board::W_ABANDONED)
-                        .store(abandoned, Ordering::Relaxed);
-                }
+                // Not delivered (the library's promise): send the same message again, so
+                // the stream stays gap-free.
+                Err(Error::Abandoned { .. }) => tally.abandoned(),
                 Err(e) => return Err(format!("writer stream {s}: send failed: {e}")),
             }
         }
@@ -243,6 +234,52 @@ pub fn writer_role(a: WriterRole) -> Result<(), String> {
         seq += 1;
     }
     Ok(())
+}
+
+/// A writer's counts, each mirrored on its board line (relaxed stores) for the parent.
+struct Tally<'a> {
+    board: &'a Board,
+    stream: usize,
+    ok: u64,
+    bytes: u64,
+    full: u64,
+    abandoned: u64,
+}
+
+impl<'a> Tally<'a> {
+    fn new(board: &'a Board, stream: usize) -> Tally<'a> {
+        Tally {
+            board,
+            stream,
+            ok: 0,
+            bytes: 0,
+            full: 0,
+            abandoned: 0,
+        }
+    }
+
+    /// `messages` sends of `bytes` bytes in all returned `Ok`.
+    fn sent(&mut self, messages: u64, bytes: u64) {
+        self.ok += messages;
+        self.bytes += bytes;
+        let w = |i| self.board.w(self.stream, i);
+        w(board::W_OK).store(self.ok, Ordering::Relaxed);
+        w(board::W_BYTES).store(self.bytes, Ordering::Relaxed);
+    }
+
+    /// A send returned `Full`.
+    fn full(&mut self) {
+        self.full += 1;
+        let w = self.board.w(self.stream, board::W_FULL);
+        w.store(self.full, Ordering::Relaxed);
+    }
+
+    /// A send returned `Abandoned`.
+    fn abandoned(&mut self) {
+        self.abandoned += 1;
+        let w = self.board.w(self.stream, board::W_ABANDONED);
+        w.store(self.abandoned, Ordering::Relaxed);
+    }
 }
 
 /// The shared message budget of a `--messages` run: writers take it in steps of
@@ -296,7 +333,7 @@ fn batch_writer(
     let max = sizes.max();
     let mut store = vec![0u8; max * SEND_BATCH];
     let mut lens = [0usize; SEND_BATCH];
-    let (mut ok, mut bytes, mut full, mut abandoned) = (0u64, 0u64, 0u64, 0u64);
+    let mut tally = Tally::new(board, s);
     let mut seq = 0u64;
     'batches: while stop.load(Ordering::Relaxed) == 0 {
         let mut count = 0;
@@ -319,29 +356,20 @@ fn batch_writer(
             in_send_count.store((count - done) as u64, Ordering::Relaxed);
             match writer.try_send_batch(&msgs[done..count]) {
                 Ok(k) => {
-                    ok += k as u64;
-                    bytes += lens[done..done + k].iter().sum::<usize>() as u64;
-                    board.w(s, board::W_OK).store(ok, Ordering::Relaxed);
-                    board.w(s, board::W_BYTES).store(bytes, Ordering::Relaxed);
+                    tally.sent(k as u64, lens[done..done + k].iter().sum::<usize>() as u64);
                     done += k;
                     backoff.reset();
                 }
                 Err(Error::Full) => {
                     in_send.store(0, Ordering::Relaxed);
-                    full += 1;
-                    board.w(s, board::W_FULL).store(full, Ordering::Relaxed);
+                    tally.full();
                     if stop.load(Ordering::Relaxed) != 0 {
                         break 'batches;
                     }
                     backoff.snooze();
                 }
-                Err(Error::Abandoned { .. }) => {
-                    // None of the rest was delivered: sent again from `done` on.
-                    abandoned += 1;
-                    board
-                        .w(s, board::W_ABANDONED)
-                        .store(abandoned, Ordering::Relaxed);
-                }
+                // None of the rest was delivered: sent again from `done` on.
+                Err(Error::Abandoned { .. }) => tally.abandoned(),
                 Err(e) => return Err(format!("writer stream {s}: send_batch failed: {e}")),
             }
         }
