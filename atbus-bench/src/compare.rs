@@ -920,16 +920,13 @@ fn measure(
         for l in &large {
             println!("{l}");
         }
-        println!(
-            "cpu: {cpu} ({vendor}, {} CPUs)\nverdict: {}",
-            procs::cpu_count(),
-            if interrupted && !bad {
-                "interrupted (the runs that completed passed their checks)"
-            } else if bad {
-                "FAILED: a transport lost, duplicated or corrupted messages, or a run failed"
-            } else {
-                "every delivered message passed its checks"
-            }
+        crate::report::print_verdict(
+            (&cpu, &vendor),
+            interrupted,
+            bad.then_some(
+                "FAILED: a transport lost, duplicated or corrupted messages, or a run failed",
+            ),
+            "every delivered message passed its checks",
         );
     }
     let outcome = if bad {

@@ -127,6 +127,25 @@ pub struct Summary {
     pub mib_per_s: f64,
 }
 
+/// The last two lines of a `compare` or `rpc` text report: the CPU, and the verdict —
+/// `failed` if a run failed, else "interrupted" if the run was cut short, else `passed`.
+pub fn print_verdict(
+    (cpu, vendor): (&str, &str),
+    interrupted: bool,
+    failed: Option<&str>,
+    passed: &str,
+) {
+    let verdict = match failed {
+        Some(failed) => failed,
+        None if interrupted => "interrupted (the runs that completed passed their checks)",
+        None => passed,
+    };
+    println!(
+        "cpu: {cpu} ({vendor}, {} CPUs)\nverdict: {verdict}",
+        crate::procs::cpu_count()
+    );
+}
+
 /// Accounts for every message: what was sent, delivered, lost, and why.
 pub fn summarize(
     run: &Run,

@@ -1392,16 +1392,11 @@ fn report(
         for l in &lines {
             println!("{l}");
         }
-        println!(
-            "cpu: {cpu} ({vendor}, {} CPUs)\nverdict: {}",
-            procs::cpu_count(),
-            if interrupted && !bad {
-                "interrupted (the runs that completed passed their checks)"
-            } else if bad {
-                "FAILED: a run failed (a wrong reply, a client or server error)"
-            } else {
-                "every reply passed its checks"
-            }
+        crate::report::print_verdict(
+            (cpu, vendor),
+            interrupted,
+            bad.then_some("FAILED: a run failed (a wrong reply, a client or server error)"),
+            "every reply passed its checks",
         );
     }
     Ok(if bad {
