@@ -12,7 +12,7 @@ use crate::directory::state;
 use crate::envelope::{self, Envelope, Kind};
 use crate::error::{Error, Result};
 use crate::fault::{self, CrashPoint};
-use crate::name::{self, Name};
+use crate::name::{self, Name, NAME_BYTES};
 
 /// How often a waiting call looks at its peer's record and process: a peer that dies or
 /// leaves is reported (`PeerGone`) this long after at most, plus the look itself.
@@ -412,27 +412,27 @@ impl Endpoint {
 
     /// One message from the inbox into `self.buf`: its envelope and where its payload
     /// lies (`self.buf[at..len]`); `None` if it was malformed (counted).
+    #[inline(always)]
     fn receive_raw(&mut self, wait: Wait) -> Result<Option<(Envelope, usize, usize)>> {
         loop {
-            let mut buf = std::mem::take(&mut self.buf);
             // A long wait goes in slices of SWEEP_PERIOD, sweeping the bus between them
             // (one load unless a sweep is due).
-            let (got, sliced) = match wait {
-                Wait::Now => (self.reader().try_recv_meta(&mut buf), false),
-                Wait::Until(_) | Wait::Forever => {
-                    let left = match wait {
-                        Wait::Until(deadline) => deadline.saturating_duration_since(Instant::now()),
-                        _ => Duration::MAX,
-                    };
-                    let slice = left.min(SWEEP_PERIOD);
-                    (
-                        self.reader().recv_meta_timeout(&mut buf, slice),
-                        slice < left,
-                    )
+            let (slice, sliced) = match wait {
+                Wait::Now => (Duration::ZERO, false),
+                Wait::Until(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    (left.min(SWEEP_PERIOD), left > SWEEP_PERIOD)
                 }
+                Wait::Forever => (SWEEP_PERIOD, true),
             };
-            self.buf = buf;
-            match got {
+            let reader = self.reader.as_mut().expect("the reader lives until drop");
+            // The result is matched where the call left it (no move of it first: each
+            // copy of a just-returned struct costs a stall reading it back).
+            match if matches!(wait, Wait::Now) {
+                reader.try_recv_meta(&mut self.buf)
+            } else {
+                reader.recv_meta_timeout(&mut self.buf, slice)
+            } {
                 Err(atbus::Error::Timeout) if sliced => {
                     // Best effort: a busy lock or a damaged record is for the next sweep
                     // (or the operator's `atbus-dump bus --check`), not this receive.
@@ -440,14 +440,17 @@ impl Endpoint {
                 }
                 Ok(meta) => {
                     let Some((envelope, at)) =
-                        envelope::decode(&self.buf[..meta.len], meta.writer_pid)
+                        envelope::decode(&self.buf, meta.len, meta.writer_pid)
                     else {
                         self.stats.malformed += 1;
                         return Ok(None);
                     };
                     return Ok(Some((envelope, at, meta.len)));
                 }
-                Err(atbus::Error::BufferTooSmall { needed }) => self.buf.resize(needed, 0),
+                Err(atbus::Error::BufferTooSmall { needed }) => {
+                    // Room for `decode`'s name window after the longest message.
+                    self.buf.resize(needed + NAME_BYTES + 2, 0)
+                }
                 Err(e) => return Err(e.into()),
             }
         }

@@ -18,7 +18,7 @@
 //! after its sender left the bus. Everything is untrusted on receipt: a message that
 //! does not decode is dropped and counted (`malformed`), never a panic.
 
-use crate::name::Name;
+use crate::name::{Name, NAME_BYTES};
 
 /// What a message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -115,18 +115,27 @@ pub(crate) fn encode(
     }
 }
 
-/// Decodes the envelope at the start of `bytes`: the envelope (with `from_pid` as given)
-/// and the payload's offset, or `None` if the bytes are not a well-formed envelope.
-pub(crate) fn decode(bytes: &[u8], from_pid: u32) -> Option<(Envelope, usize)> {
+/// Decodes the envelope at the start of the message `buf[..len]`: the envelope (with
+/// `from_pid` as given) and the payload's offset, or `None` if the message is not a
+/// well-formed envelope. Bytes of `buf` after the message, if any, are read (and
+/// ignored) to take the sender's name as one fixed-size window: give a buffer with
+/// [`NAME_BYTES`] + 2 bytes to spare and the name is copied without a byte loop.
+#[inline(always)]
+pub(crate) fn decode(buf: &[u8], len: usize, from_pid: u32) -> Option<(Envelope, usize)> {
+    let bytes = buf.get(..len)?;
     let kind = match *bytes.first()? {
         0 => Kind::Data,
         1 => Kind::Request,
         2 => Kind::Reply,
         _ => return None,
     };
-    let len = usize::from(*bytes.get(1)?);
-    let from = Name::new(bytes.get(2..2 + len)?)?;
-    let mut at = 2 + len;
+    let name_len = usize::from(*bytes.get(1)?);
+    let name = bytes.get(2..2 + name_len)?;
+    let from = match buf.get(2..2 + NAME_BYTES).and_then(|w| w.try_into().ok()) {
+        Some(window) => Name::from_window(window, name_len)?,
+        None => Name::new(name)?,
+    };
+    let mut at = 2 + name_len;
     let from_generation = get_varint(bytes, &mut at)?;
     let (correlation, to_generation) = match kind {
         Kind::Data => (0, 0),
@@ -147,6 +156,7 @@ pub(crate) fn decode(bytes: &[u8], from_pid: u32) -> Option<(Envelope, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::name::MAX_ENDPOINT_NAME;
 
     #[test]
     fn every_kind_round_trips_and_data_costs_a_few_bytes() {
@@ -159,7 +169,7 @@ mod tests {
             encode(&mut buf, kind, "client", 5, corr, to);
             let header = buf.len();
             buf.extend_from_slice(b"payload");
-            let (env, at) = decode(&buf, 42).unwrap();
+            let (env, at) = decode(&buf, buf.len(), 42).unwrap();
             assert_eq!(at, header);
             assert_eq!(&buf[at..], b"payload");
             assert_eq!(
@@ -170,6 +180,36 @@ mod tests {
         }
         encode(&mut buf, Kind::Data, "client", 5, 0, 0);
         assert_eq!(buf.len(), 9);
+    }
+
+    #[test]
+    fn the_sender_name_is_the_same_read_through_the_window_or_not() {
+        // A buffer longer than the message (as an endpoint's receive buffer is): the
+        // name is taken as a fixed-size window that runs past it into stale bytes.
+        for name in ["a", "client", &"n".repeat(MAX_ENDPOINT_NAME)] {
+            let mut msg = Vec::new();
+            encode(&mut msg, Kind::Request, name, 9, 77, 0);
+            msg.extend_from_slice(b"xy");
+            let short = decode(&msg, msg.len(), 3).unwrap();
+            for stale in [0u8, b'/', 0xff, b'z'] {
+                let mut buf = msg.clone();
+                buf.resize(msg.len() + NAME_BYTES + 2, stale);
+                let windowed = decode(&buf, msg.len(), 3).unwrap();
+                assert_eq!(windowed, short, "{name} {stale}");
+                assert_eq!(windowed.0.from(), name);
+                assert_eq!(windowed.0.from, Name::parse(name).unwrap());
+                assert_eq!(&buf[windowed.1..msg.len()], b"xy");
+            }
+        }
+        // A bad byte inside the name is refused either way; one just after it is not
+        // part of the name.
+        let mut msg = Vec::new();
+        encode(&mut msg, Kind::Data, "ab", 1, 0, 0);
+        let mut bad = msg.clone();
+        bad[3] = b'/';
+        bad.resize(msg.len() + 80, b'a');
+        assert!(decode(&bad, msg.len(), 1).is_none());
+        assert!(decode(&bad[..msg.len()], msg.len(), 1).is_none());
     }
 
     #[test]
@@ -185,13 +225,13 @@ mod tests {
             b"\x02\x01a\x01\x01",
         ];
         for bytes in bad {
-            assert!(decode(bytes, 1).is_none(), "{bytes:?}");
+            assert!(decode(bytes, bytes.len(), 1).is_none(), "{bytes:?}");
         }
         // Every prefix of a good reply is refused too.
         let mut buf = Vec::new();
         encode(&mut buf, Kind::Reply, "abc", 1 << 40, 1 << 50, 7);
         for cut in 0..buf.len() {
-            assert!(decode(&buf[..cut], 1).is_none(), "{cut}");
+            assert!(decode(&buf, cut, 1).is_none(), "{cut}");
         }
     }
 }

@@ -86,25 +86,42 @@ pub(crate) fn is_inbox_name(bytes: &[u8], bus: &str, name: &[u8], generation: u6
 
 /// An endpoint name held inline (no allocation): what an [`Envelope`](crate::Envelope)
 /// carries. Always a valid endpoint name.
-// Equality compares the whole array: the bytes past `len` are always zero (`new`).
+//
+// The name's bytes, then zeros, then its length in the last byte: 64 bytes that are
+// built in registers and stored whole (`from_window`), so that the copies a received
+// envelope goes through read back what one store wrote. Equality compares the whole
+// array: the bytes between the name and the length are always zero.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Name {
-    len: u8,
-    bytes: [u8; MAX_ENDPOINT_NAME],
+    raw: [u8; NAME_BYTES],
 }
+
+/// The size of a [`Name`]: the longest name and its length byte.
+pub(crate) const NAME_BYTES: usize = MAX_ENDPOINT_NAME + 1;
 
 impl Name {
     /// `bytes` as a name, if it is a valid endpoint name.
     pub(crate) fn new(bytes: &[u8]) -> Option<Name> {
-        if !is_endpoint_name(bytes) {
+        let mut window = [0; NAME_BYTES];
+        window.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Name::from_window(&window, bytes.len())
+    }
+
+    /// The first `len` bytes of `window` as a name, if they are a valid endpoint name;
+    /// the bytes after them are ignored. A fixed-size loop without branches, which the
+    /// compiler turns into a few vector instructions: received envelopes go through it.
+    #[inline]
+    pub(crate) fn from_window(window: &[u8; NAME_BYTES], len: usize) -> Option<Name> {
+        if !is_endpoint_name(window.get(..len)?) {
             return None;
         }
-        let mut name = Name {
-            len: bytes.len() as u8,
-            bytes: [0; MAX_ENDPOINT_NAME],
-        };
-        name.bytes[..bytes.len()].copy_from_slice(bytes);
-        Some(name)
+        let mut raw = [0; NAME_BYTES];
+        for (i, (out, &b)) in raw.iter_mut().zip(window).enumerate() {
+            let keep = u8::from(i < len).wrapping_neg();
+            let len_byte = if i == MAX_ENDPOINT_NAME { len as u8 } else { 0 };
+            *out = (b & keep) | len_byte;
+        }
+        Some(Name { raw })
     }
 
     /// `name` as a `Name`, if it is a valid endpoint name.
@@ -114,14 +131,14 @@ impl Name {
 
     /// The name's bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len).min(MAX_ENDPOINT_NAME)]
+        let len = usize::from(self.raw[MAX_ENDPOINT_NAME]).min(MAX_ENDPOINT_NAME);
+        &self.raw[..len]
     }
 
     /// The name.
     pub fn as_str(&self) -> &str {
-        let bytes = &self.bytes[..usize::from(self.len).min(MAX_ENDPOINT_NAME)];
-        // Only ASCII is ever stored (checked in `new`), so this never fails.
-        std::str::from_utf8(bytes).unwrap_or("")
+        // Only ASCII is ever stored (checked in `from_window`), so this never fails.
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
     }
 }
 

@@ -329,29 +329,23 @@ impl Reader {
     /// # atbus::Channel::unlink(&name)?;
     /// # Ok::<(), atbus::Error>(())
     /// ```
+    #[inline]
     pub fn try_recv_meta(&mut self, buf: &mut [u8]) -> Result<Meta> {
+        self.role.check()?;
         self.wake_up();
-        loop {
-            let ready = self.poll()?;
-            if buf.len() < ready.len {
-                return Err(Error::BufferTooSmall { needed: ready.len });
-            }
-            // Relaxed: published with the block (the writer stored it before its release
-            // store of the header's seq and its release publish CAS, which `poll` acquired).
-            let writer_pid = self
-                .seg
-                .block_header(ready.index())
-                .writer_pid
-                .load(Ordering::Relaxed);
-            let meta = Meta {
+        let received = self
+            .state
+            .recv_with(&self.seg, self.clock, buf, |seg, ready| Meta {
                 len: ready.len,
-                writer_pid,
+                // Relaxed: published with the block (the writer stored it before its release
+                // store of the header's seq and its release publish CAS, which `poll` acquired).
+                writer_pid: seg
+                    .block_header(ready.index())
+                    .writer_pid
+                    .load(Ordering::Relaxed),
                 seq: ready.seq(),
-            };
-            if self.state.take(&self.seg, ready, buf) {
-                return Ok(meta);
-            }
-        }
+            });
+        self.settle(received)
     }
 
     /// Like [`try_recv_meta`](Reader::try_recv_meta), waiting up to `timeout` for a
@@ -490,13 +484,17 @@ impl Reader {
         self.wake_up();
         let mut n = 0;
         while n < max {
-            let ready = match self.state.poll(&self.seg, self.clock) {
-                Ok(ready) => ready,
-                Err(Error::Empty) => break,
-                Err(e) => {
-                    self.state.finish_batch(&self.seg);
-                    return Err(e);
-                }
+            // The common case first, so that `Ready` stays in registers (see `poll_fast`).
+            let ready = match self.state.poll_fast(&self.seg) {
+                Some(ready) => ready,
+                None => match self.state.poll_slow(&self.seg, self.clock) {
+                    Ok(ready) => ready,
+                    Err(Error::Empty) => break,
+                    Err(e) => {
+                        self.state.finish_batch(&self.seg);
+                        return Err(e);
+                    }
+                },
             };
             if self.scratch.len() < ready.len {
                 self.scratch.resize(ready.len, 0);
@@ -644,6 +642,7 @@ impl Reader {
         self.clock = clock;
     }
 
+    #[inline]
     fn poll(&mut self) -> Result<Ready> {
         self.role.check()?;
         let polled = self.state.poll(&self.seg, self.clock);

@@ -221,17 +221,17 @@ pub(crate) fn send_parts(
         .map(|p| p.len())
         .fold(0usize, usize::saturating_add);
     check_len(seg, len)?;
-    if len <= GATHER_UP_TO && parts.len() > 1 {
+    if parts.len() > 1 {
         // Small: gathered on the stack and sent as one piece, so the crc runs once over
         // the whole payload (a short part, an envelope of a few bytes, would go through
-        // the portable crc on its own).
-        let mut gathered = [0u8; GATHER_UP_TO];
-        let mut at = 0;
-        for part in parts {
-            gathered[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
+        // the portable crc on its own). A small buffer for small messages: zeroing 512
+        // bytes for each 64-byte message was a tenth of a bus send.
+        if len <= GATHER_SMALL {
+            return send_gathered::<GATHER_SMALL>(seg, cached_read, pid, parts, len);
         }
-        return send(seg, cached_read, pid, &gathered[..len]);
+        if len <= GATHER_UP_TO {
+            return send_gathered::<GATHER_UP_TO>(seg, cached_read, pid, parts, len);
+        }
     }
     let counters = slots::for_thread(seg.header());
     let block = claim_block(seg, &counters, cached_read, pid, len)?;
@@ -258,6 +258,29 @@ pub(crate) fn send_parts(
     }
     fault_point!(BeforePublish);
     publish(seg, &counters, &block, crc, false)
+}
+
+/// The smaller of `send_parts`'s two gathering buffers.
+const GATHER_SMALL: usize = 128;
+
+/// Sends `parts` (`len` bytes in all, at most `N`) gathered into a buffer of `N` bytes.
+fn send_gathered<const N: usize>(
+    seg: &Segment,
+    cached_read: &AtomicU64,
+    pid: u32,
+    parts: &[&[u8]],
+    len: usize,
+) -> Result<()> {
+    /// Cache-line aligned: where a stack buffer happens to lie moved the send's speed.
+    #[repr(align(64))]
+    struct Gathered<const N: usize>([u8; N]);
+    let mut gathered = Gathered([0u8; N]);
+    let mut at = 0;
+    for part in parts {
+        gathered.0[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    send(seg, cached_read, pid, &gathered.0[..len])
 }
 
 /// Copies `data` into the claimed `block` and returns its crc32 (0 without checksums).
@@ -404,7 +427,7 @@ pub(crate) fn check_len(seg: &Segment, len: usize) -> Result<()> {
 
 /// Claims a block for `len` payload bytes and writes what the reader needs to skip it
 /// should we die (length, pid, sequence). The crc is written at publish.
-#[inline]
+#[inline(always)]
 pub(crate) fn claim_block(
     seg: &Segment,
     counters: &Counters<'_>,
@@ -734,26 +757,34 @@ impl ReadState {
     /// skipped on the way. `Empty` when nothing is ready yet.
     #[inline]
     pub(crate) fn poll(&mut self, seg: &Segment, now: fn() -> Instant) -> Result<Ready> {
-        // The common case inline (a published block that checks out), so that the
-        // caller gets `Ready` in registers; everything else in `poll_slow`, which starts
-        // over from the same position.
-        let pos = self.pos;
-        if pos <= MAX_POSITION {
-            let geo = seg.geometry();
-            let index = geo.index(pos);
-            // Acquire: pairs with the writer's release CAS that set WRITTEN.
-            let word = seg.head(index).load(Ordering::Acquire);
-            if classify(word, pos, geo.node_count) == Head::Published {
-                if let Some(ready) = self.check(seg, pos, index) {
-                    return Ok(ready);
-                }
-            }
+        match self.poll_fast(seg) {
+            Some(ready) => Ok(ready),
+            None => self.poll_slow(seg, now),
         }
-        self.poll_slow(seg, now)
+    }
+
+    /// The common case of [`poll`](Self::poll), inline: a published block that checks
+    /// out. `None` for everything else, which `poll_slow` handles, starting over from
+    /// the same position. Callers that match on it before calling `poll_slow` keep
+    /// `Ready` in registers (not passed through the stack as a `Result`).
+    #[inline(always)]
+    pub(crate) fn poll_fast(&mut self, seg: &Segment) -> Option<Ready> {
+        let pos = self.pos;
+        if pos > MAX_POSITION {
+            return None;
+        }
+        let geo = seg.geometry();
+        let index = geo.index(pos);
+        // Acquire: pairs with the writer's release CAS that set WRITTEN.
+        let word = seg.head(index).load(Ordering::Acquire);
+        if classify(word, pos, geo.node_count) != Head::Published {
+            return None;
+        }
+        self.check(seg, pos, index)
     }
 
     #[inline(never)]
-    fn poll_slow(&mut self, seg: &Segment, now: fn() -> Instant) -> Result<Ready> {
+    pub(crate) fn poll_slow(&mut self, seg: &Segment, now: fn() -> Instant) -> Result<Ready> {
         let count = seg.geometry().node_count;
         let rc = &seg.header().reader_counters;
         loop {
@@ -1079,23 +1110,42 @@ impl ReadState {
     /// Receives the next message into `buf`: `Empty`, `BufferTooSmall` (the message stays),
     /// or its length. Blocks that fail their crc on the way are skipped and counted.
     ///
-    /// Not tuned further on purpose: a version whose common case skipped the trip of
-    /// `Ready` through the stack (one core, 64 B: 21 ns a receive instead of 44) ran
-    /// 1->1 64 B at about half the rate, because the reader then catches the writer and
-    /// polls the node being written (docs/benchmarks.md, "a cheaper reader").
+    /// The common case keeps `Ready` in registers (`poll_fast`). On an Intel Xeon host
+    /// that once made 1->1 64 B slower (the reader catches the writer sooner and polls
+    /// the node being written); on AMD EPYC, with the writer's own stall gone too, it
+    /// is faster at 1->1 and 3->1 (docs/benchmarks.md, "a cheaper reader").
     pub(crate) fn recv_into(
         &mut self,
         seg: &Segment,
         now: fn() -> Instant,
         buf: &mut [u8],
     ) -> Result<usize> {
+        self.recv_with(seg, now, buf, |_, ready| ready.len)
+    }
+
+    /// Like [`recv_into`](Self::recv_into), returning what `describe` makes of the
+    /// block (read before the block is consumed) instead of its length. Inlined into its
+    /// callers so that the description is built in registers, not passed through the
+    /// stack as a `Ready`.
+    #[inline(always)]
+    pub(crate) fn recv_with<T>(
+        &mut self,
+        seg: &Segment,
+        now: fn() -> Instant,
+        buf: &mut [u8],
+        describe: impl Fn(&Segment, &Ready) -> T,
+    ) -> Result<T> {
         loop {
-            let ready = self.poll(seg, now)?;
+            let ready = match self.poll_fast(seg) {
+                Some(ready) => ready,
+                None => self.poll_slow(seg, now)?,
+            };
             if buf.len() < ready.len {
                 return Err(Error::BufferTooSmall { needed: ready.len });
             }
+            let description = describe(seg, &ready);
             if self.take(seg, ready, buf) {
-                return Ok(ready.len);
+                return Ok(description);
             }
         }
     }
