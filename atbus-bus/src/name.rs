@@ -102,9 +102,13 @@ pub(crate) const NAME_BYTES: usize = MAX_ENDPOINT_NAME + 1;
 impl Name {
     /// `bytes` as a name, if it is a valid endpoint name.
     pub(crate) fn new(bytes: &[u8]) -> Option<Name> {
-        let mut window = [0; NAME_BYTES];
-        window.get_mut(..bytes.len())?.copy_from_slice(bytes);
-        Name::from_window(&window, bytes.len())
+        if !is_endpoint_name(bytes) {
+            return None;
+        }
+        let mut raw = [0; NAME_BYTES];
+        raw[..bytes.len()].copy_from_slice(bytes);
+        raw[MAX_ENDPOINT_NAME] = bytes.len() as u8;
+        Some(Name { raw })
     }
 
     /// The first `len` bytes of `window` as a name, if they are a valid endpoint name;
