@@ -19,12 +19,20 @@ const IDLE_SLICE: Duration = Duration::from_millis(100);
 /// Futex sleep while a claimed block is unwritten: its writer's publish wakes us, but if
 /// it died nobody will, so look again soon.
 const TORN_SLICE: Duration = Duration::from_millis(1);
-/// Empty polls a blocking receive (and [`Reader::arm`]) spins through before it sleeps
-/// (well under a microsecond). Longer hurts: measured with `atbus-bench latency --reader
+/// Empty polls a blocking receive spins through before it sleeps (well under a
+/// microsecond). Longer hurts: measured with `atbus-bench latency --reader
 /// block,unix-dgram` (10 k msgs/s, sleeping writer), 100 polls (a few microseconds) gave
 /// a p50 wake-up of 10-11 us against 6-7 us for 10 polls, while the spin caught a
 /// message only when they came microseconds apart anyway.
 const SPIN_POLLS: u32 = 10;
+/// Empty polls [`Reader::arm`] spins through before it arms (a few microseconds, about
+/// what a sleep and a wake-up cost the kernel). Measured with `atbus-bench rpc`, event-loop
+/// server, and `latency --reader fd` (AMD EPYC, 2 vCPUs), p50: 10 polls took 8 B round
+/// trips from 8.5 to 1.4 us but left 1 KiB ones at 3.9 us (the server still slept between
+/// most); 30 made those 2.7 us, 100 also 16 KiB ones 20 -> 13 us and the one-way latency
+/// at 100 k msgs/s 7.0 -> 3.6 us; 300 did no better. At 10 k msgs/s (nothing to catch) the
+/// latency stayed 4.7 us.
+const ARM_SPIN_POLLS: u32 = 100;
 
 /// Receives messages from a channel. There is exactly one reader per channel across all
 /// processes: [`Channel::reader`](crate::Channel::reader) takes the role, and dropping the
@@ -216,9 +224,9 @@ impl Reader {
     /// reader is going to sleep, then looks once more. `Armed`: nothing is ready and it is
     /// safe to wait until the fd is readable; `Ready`: a message is ready, receive it.
     ///
-    /// First it polls a few times, as a blocking receive does before it sleeps (well under
-    /// a microsecond): an event loop whose next message is that close (a request/reply
-    /// server whose client answers at once) goes on without a sleep and a wake-up.
+    /// First it polls for a few microseconds, about what a sleep and a wake-up cost: an
+    /// event loop whose next message is that close (a request/reply server whose client
+    /// answers at once) goes on without either.
     ///
     /// No wake-up is lost: a message published after the flag is set either is seen by
     /// the last look (`Ready`) or makes its writer ring the doorbell. While the reader is
@@ -246,11 +254,7 @@ impl Reader {
     /// ```
     pub fn arm(&mut self) -> Result<Arm> {
         self.wake_up();
-        // Measured with `atbus-bench rpc --sizes 8 --transports atbus-fd,unix-stream`
-        // (AMD EPYC, 2 vCPUs): the event-loop server's round trip p50 went from 8.5 us
-        // to 1.4 us with one client (and 14.9 to 1.5 us with eight); 100 or 1000 polls
-        // did no better, and `latency --reader fd` stayed where it was.
-        for _ in 0..SPIN_POLLS {
+        for _ in 0..ARM_SPIN_POLLS {
             match self.poll() {
                 Err(Error::Empty) => std::hint::spin_loop(),
                 Ok(_) => return Ok(Arm::Ready),
