@@ -661,11 +661,19 @@ impl Reader {
         self.clock = clock;
     }
 
-    #[inline]
+    /// The next ready block, or why there is none. The common case is matched before the
+    /// slow path is called, and the function inlined, so that `Ready` reaches the caller
+    /// in registers (see `ReadState::poll_fast`).
+    #[inline(always)]
     fn poll(&mut self) -> Result<Ready> {
         self.role.check()?;
-        let polled = self.state.poll(&self.seg, self.clock);
-        self.settle(polled)
+        match self.state.poll_fast(&self.seg) {
+            Some(ready) => Ok(ready),
+            None => {
+                let polled = self.state.poll_slow(&self.seg, self.clock);
+                self.settle(polled)
+            }
+        }
     }
 }
 
