@@ -425,6 +425,7 @@ impl Endpoint {
                 }
                 Wait::Forever => (SWEEP_PERIOD, true),
             };
+            // Not `self.reader()`: `self.buf` is borrowed beside it.
             let reader = self.reader.as_mut().expect("the reader lives until drop");
             // The result is matched where the call left it (no move of it first: each
             // copy of a just-returned struct costs a stall reading it back).

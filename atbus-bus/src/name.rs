@@ -113,7 +113,8 @@ impl Name {
 
     /// The first `len` bytes of `window` as a name, if they are a valid endpoint name;
     /// the bytes after them are ignored. A fixed-size loop without branches, which the
-    /// compiler turns into a few vector instructions: received envelopes go through it.
+    /// compiler vectorizes (no byte-wise stores to read back): received envelopes go
+    /// through it.
     #[inline]
     pub(crate) fn from_window(window: &[u8; NAME_BYTES], len: usize) -> Option<Name> {
         if !is_endpoint_name(window.get(..len)?) {

@@ -271,7 +271,7 @@ fn send_gathered<const N: usize>(
     parts: &[&[u8]],
     len: usize,
 ) -> Result<()> {
-    /// Cache-line aligned: where a stack buffer happens to lie moved the send's speed.
+    /// Cache-line aligned, so that the copy's 16-byte loads never straddle a line.
     #[repr(align(64))]
     struct Gathered<const N: usize>([u8; N]);
     let mut gathered = Gathered([0u8; N]);
