@@ -657,7 +657,7 @@ fn measure(
         println!(
             "atbus-bench compare: {} workloads x {} transports (atbus-zc: reserve/commit + \
              try_recv_in_place; atbus-batch: recv_batch of {}; atbus-batch-send: try_send_batch of {}; \
-             atbus-send-to: bus endpoints, try_send_to + try_recv_into; the last three \
+             atbus-send-to: bus endpoints, try_send_to + try_recv_with; the last three \
              messages up to 1 KiB), {} rounds of {:.1} s runs \
              ({} runs, alternating transports), {}",
             workloads.len(),

@@ -38,7 +38,7 @@ pub enum Kind {
     /// of the write cursor each), copying `try_recv`.
     AtbusBatchSend,
     /// The bus on top of atbus: each writer an endpoint sending with `try_send_to` to
-    /// the reader's endpoint, which receives with `try_recv_into` (`atbus_bus`; the
+    /// the reader's endpoint, which receives with `try_recv_with` (`atbus_bus`; the
     /// envelope costs a few bytes per message).
     AtbusSendTo,
     /// The simplest correct multi-writer shared-memory ring ([`crate::limit`]).
@@ -587,8 +587,8 @@ fn write_all(fd: RawFd, mut data: &[u8]) -> Result<(), String> {
 pub enum Receiver {
     /// An atbus reader and how it receives.
     Atbus(atbus::Reader, Kind),
-    /// The reader's bus endpoint and the buffer its payloads are received into.
-    Bus(atbus_bus::Endpoint, Vec<u8>),
+    /// The reader's bus endpoint (payloads are checked in its receive buffer).
+    Bus(atbus_bus::Endpoint),
     /// The `limit` ring's reader: messages are checked in their slot.
     Limit(RingReader),
     /// The iceoryx2 subscriber: samples are checked in shared memory.
@@ -617,7 +617,7 @@ impl Receiver {
                 let ep = bus
                     .join_with(BUS_READER, *inbox_bytes)
                     .map_err(|e| e.to_string())?;
-                Receiver::Bus(ep, Vec::with_capacity(64 << 10))
+                Receiver::Bus(ep)
             }
             Endpoint::Limit(n) => Receiver::Limit(Ring::open(n)?.reader()),
             #[cfg(feature = "iceoryx2")]
@@ -708,11 +708,15 @@ impl Receiver {
                     }
                 }
             }
-            Receiver::Bus(ep, payload) => {
+            Receiver::Bus(ep) => {
                 let mut backoff = Backoff::new();
+                let mut f = Some(f);
                 loop {
-                    match ep.try_recv_into(payload) {
-                        Ok(_) => return Ok(f(payload)),
+                    // The payload where the endpoint received it (as `try_recv` into
+                    // `scratch` above: one copy out of the ring). `f` runs at most once.
+                    match ep.try_recv_with(|_, payload| f.take().map(|f| f(payload))) {
+                        Ok(Some(r)) => return Ok(r),
+                        Ok(None) => return Err("bus: a receive ran its closure twice".into()),
                         Err(atbus_bus::Error::Empty) => backoff.snooze(),
                         Err(e) => return Err(e.to_string()),
                     }

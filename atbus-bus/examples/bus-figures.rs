@@ -7,7 +7,8 @@
 //!   `recv`, which also decodes the envelope and allocates the payload's `Vec`), three
 //!   alternating runs of 1,000,000 each;
 //! * each side alone: 1,000,000 `try_send` / `try_send_to` into a 256 MiB inbox, then
-//!   `try_recv` / `try_recv_into` draining it (second of two passes), twice.
+//!   `try_recv` / `try_recv_into` draining it, then filled again and drained with
+//!   `try_recv_with` (second of two passes), twice.
 //!
 //! Run: `cargo run --release -p atbus-bus --example bus-figures`
 
@@ -99,30 +100,40 @@ fn raw_split(name: &str) -> (f64, f64) {
     (send, recv)
 }
 
-/// As `raw_split`, through the bus.
-fn bus_split(bus: &Bus) -> (f64, f64) {
+/// As `raw_split`, through the bus: (send rate, `try_recv_into` rate, `try_recv_with`
+/// rate), the inbox filled again before each receive.
+fn bus_split(bus: &Bus) -> (f64, f64, f64) {
     let mut sink = bus.join_with("sink", 256 << 20).unwrap();
     let mut src = bus.join("src").unwrap();
     let msg = [7u8; 64];
     // Resolve and map the inbox before timing.
     src.try_send_to("sink", &msg).unwrap();
     sink.try_recv().unwrap();
-    let (mut send, mut recv) = (0.0, 0.0);
-    // Twice: the second pass runs on pages both mappings have touched.
-    for _ in 0..2 {
+    let (mut send, mut into, mut with) = (0.0, 0.0, 0.0);
+    let mut payload = Vec::new();
+    let fill = |src: &mut atbus_bus::Endpoint| {
         let start = Instant::now();
         for _ in 0..MESSAGES {
             src.try_send_to("sink", &msg).unwrap();
         }
-        send = MESSAGES as f64 / start.elapsed().as_secs_f64();
-        let mut payload = Vec::new();
+        MESSAGES as f64 / start.elapsed().as_secs_f64()
+    };
+    // Twice: the second pass runs on pages both mappings have touched.
+    for _ in 0..2 {
+        send = fill(&mut src);
         let start = Instant::now();
         for _ in 0..MESSAGES {
             sink.try_recv_into(&mut payload).unwrap();
         }
-        recv = MESSAGES as f64 / start.elapsed().as_secs_f64();
+        into = MESSAGES as f64 / start.elapsed().as_secs_f64();
+        fill(&mut src);
+        let start = Instant::now();
+        for _ in 0..MESSAGES {
+            sink.try_recv_with(|_, p| p.len()).unwrap();
+        }
+        with = MESSAGES as f64 / start.elapsed().as_secs_f64();
     }
-    (send, recv)
+    (send, into, with)
 }
 
 fn main() {
@@ -130,11 +141,12 @@ fn main() {
     let bus_name = format!("/atbus-bus-figures-{pid}");
     let bus = Bus::create(&bus_name).unwrap();
     if std::env::var_os("BUS_FIGURES_SPLIT_ONLY").is_some() {
-        let (bs, br) = bus_split(&bus);
+        let (bs, br, bw) = bus_split(&bus);
         println!(
-            "bus alone: send {:.2}, receive {:.2} M msg/s",
+            "bus alone: send {:.2}, receive {:.2} (try_recv_with {:.2}) M msg/s",
             bs / 1e6,
-            br / 1e6
+            br / 1e6,
+            bw / 1e6
         );
         let (rs, rr) = raw_split(&format!("/atbus-bus-figures-raw-{pid}"));
         println!(
@@ -209,16 +221,19 @@ fn main() {
     );
     for _ in 0..2 {
         let (rs, rr) = raw_split(&raw_name);
-        let (bs, br) = bus_split(&bus);
+        let (bs, br, bw) = bus_split(&bus);
         println!(
             "64 B, one side alone (1 M into a 256 MiB inbox, then drained; second of two passes): send raw {:.2} vs \
-             bus {:.2} M msg/s (ratio {:.2}); receive raw {:.2} vs bus {:.2} M msg/s (ratio {:.2})",
+             bus {:.2} M msg/s (ratio {:.2}); receive raw {:.2} vs bus {:.2} M msg/s (ratio {:.2}), \
+             try_recv_with {:.2} M msg/s (ratio {:.2})",
             rs / 1e6,
             bs / 1e6,
             bs / rs,
             rr / 1e6,
             br / 1e6,
-            br / rr
+            br / rr,
+            bw / 1e6,
+            bw / rr
         );
     }
     Bus::unlink(&bus_name).unwrap();

@@ -18,7 +18,7 @@
 //! after its sender left the bus. Everything is untrusted on receipt: a message that
 //! does not decode is dropped and counted (`malformed`), never a panic.
 
-use crate::name::{Name, NAME_BYTES};
+use crate::name::{Name, HEAD_BYTES};
 
 /// What a message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -118,10 +118,16 @@ pub(crate) fn encode(
 /// Decodes the envelope at the start of the message `buf[..len]`: the envelope (with
 /// `from_pid` as given) and the payload's offset, or `None` if the message is not a
 /// well-formed envelope. Bytes of `buf` after the message, if any, are read (and
-/// ignored) to take the sender's name as one fixed-size window: give a buffer with
-/// [`NAME_BYTES`] + 2 bytes to spare and the name is copied without a byte loop.
+/// ignored) to take the sender's name from a fixed-size head: give a buffer of at
+/// least [`HEAD_BYTES`] and the name is read without a byte loop. `known` is the last
+/// sender's name, kept by the caller: see [`Name::from_head`].
 #[inline(always)]
-pub(crate) fn decode(buf: &[u8], len: usize, from_pid: u32) -> Option<(Envelope, usize)> {
+pub(crate) fn decode(
+    buf: &[u8],
+    len: usize,
+    from_pid: u32,
+    known: &mut Name,
+) -> Option<(Envelope, usize)> {
     let bytes = buf.get(..len)?;
     let kind = match *bytes.first()? {
         0 => Kind::Data,
@@ -131,8 +137,8 @@ pub(crate) fn decode(buf: &[u8], len: usize, from_pid: u32) -> Option<(Envelope,
     };
     let name_len = usize::from(*bytes.get(1)?);
     let name = bytes.get(2..2 + name_len)?;
-    let from = match buf.get(2..2 + NAME_BYTES).and_then(|w| w.try_into().ok()) {
-        Some(window) => Name::from_window(window, name_len)?,
+    let from = match buf.get(..HEAD_BYTES).and_then(|h| h.try_into().ok()) {
+        Some(head) => Name::from_head(head, name_len, known)?,
         None => Name::new(name)?,
     };
     let mut at = 2 + name_len;
@@ -169,7 +175,7 @@ mod tests {
             encode(&mut buf, kind, "client", 5, corr, to);
             let header = buf.len();
             buf.extend_from_slice(b"payload");
-            let (env, at) = decode(&buf, buf.len(), 42).unwrap();
+            let (env, at) = decode(&buf, buf.len(), 42, &mut { Name::NONE }).unwrap();
             assert_eq!(at, header);
             assert_eq!(&buf[at..], b"payload");
             assert_eq!(
@@ -186,15 +192,18 @@ mod tests {
     fn the_sender_name_is_the_same_read_through_the_window_or_not() {
         // A buffer longer than the message (as an endpoint's receive buffer is): the
         // name is taken as a fixed-size window that runs past it into stale bytes.
+        // `known` carries the last good name from one decode to the next, as an
+        // endpoint's receive does: a name equal to it skips validation.
+        let mut known = Name::NONE;
         for name in ["a", "client", &"n".repeat(MAX_ENDPOINT_NAME)] {
             let mut msg = Vec::new();
             encode(&mut msg, Kind::Request, name, 9, 77, 0);
             msg.extend_from_slice(b"xy");
-            let short = decode(&msg, msg.len(), 3).unwrap();
+            let short = decode(&msg, msg.len(), 3, &mut { Name::NONE }).unwrap();
             for stale in [0u8, b'/', 0xff, b'z'] {
                 let mut buf = msg.clone();
-                buf.resize(msg.len() + NAME_BYTES + 2, stale);
-                let windowed = decode(&buf, msg.len(), 3).unwrap();
+                buf.resize(msg.len().max(HEAD_BYTES), stale);
+                let windowed = decode(&buf, msg.len(), 3, &mut known).unwrap();
                 assert_eq!(windowed, short, "{name} {stale}");
                 assert_eq!(windowed.0.from(), name);
                 assert_eq!(windowed.0.from, Name::parse(name).unwrap());
@@ -205,11 +214,33 @@ mod tests {
         // part of the name.
         let mut msg = Vec::new();
         encode(&mut msg, Kind::Data, "ab", 1, 0, 0);
+        let mut good = msg.clone();
+        good.resize(msg.len() + 80, b'a');
+        assert_eq!(
+            decode(&good, msg.len(), 1, &mut known).unwrap().0.from(),
+            "ab"
+        );
+        assert_eq!(known, Name::parse("ab").unwrap());
         let mut bad = msg.clone();
         bad[3] = b'/';
         bad.resize(msg.len() + 80, b'a');
-        assert!(decode(&bad, msg.len(), 1).is_none());
-        assert!(decode(&bad[..msg.len()], msg.len(), 1).is_none());
+        assert!(decode(&bad, msg.len(), 1, &mut known).is_none());
+        assert!(decode(&bad[..msg.len()], msg.len(), 1, &mut known).is_none());
+        // The refused name did not replace the known one.
+        assert_eq!(known, Name::parse("ab").unwrap());
+        assert_eq!(
+            decode(&good, msg.len(), 1, &mut known).unwrap().0.from(),
+            "ab"
+        );
+        // "a" followed by a 'b' (its generation, 98) is "a", though "ab" is known.
+        let mut a = Vec::new();
+        encode(&mut a, Kind::Data, "a", u64::from(b'b'), 0, 0);
+        assert_eq!(&a[2..4], b"ab");
+        let len = a.len();
+        a.resize(HEAD_BYTES, 0);
+        let (env, at) = decode(&a, len, 1, &mut known).unwrap();
+        assert_eq!((env.from(), env.from_generation, at), ("a", 98, len));
+        assert_eq!(known, Name::parse("a").unwrap());
     }
 
     #[test]
@@ -225,13 +256,16 @@ mod tests {
             b"\x02\x01a\x01\x01",
         ];
         for bytes in bad {
-            assert!(decode(bytes, bytes.len(), 1).is_none(), "{bytes:?}");
+            assert!(
+                decode(bytes, bytes.len(), 1, &mut { Name::NONE }).is_none(),
+                "{bytes:?}"
+            );
         }
         // Every prefix of a good reply is refused too.
         let mut buf = Vec::new();
         encode(&mut buf, Kind::Reply, "abc", 1 << 40, 1 << 50, 7);
         for cut in 0..buf.len() {
-            assert!(decode(&buf, cut, 1).is_none(), "{cut}");
+            assert!(decode(&buf, cut, 1, &mut { Name::NONE }).is_none(), "{cut}");
         }
     }
 }

@@ -87,10 +87,9 @@ pub(crate) fn is_inbox_name(bytes: &[u8], bus: &str, name: &[u8], generation: u6
 /// An endpoint name held inline (no allocation): what an [`Envelope`](crate::Envelope)
 /// carries. Always a valid endpoint name.
 //
-// The name's bytes, then zeros, then its length in the last byte: 64 bytes that are
-// built in registers and stored whole (`from_window`), so that the copies a received
-// envelope goes through read back what one store wrote. Equality compares the whole
-// array: the bytes between the name and the length are always zero.
+// The name's bytes, then zeros, then its length in the last byte: 64 bytes that
+// `from_head` compares in registers with a received message's bytes. Equality compares
+// the whole array: the bytes between the name and the length are always zero.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Name {
     raw: [u8; NAME_BYTES],
@@ -98,6 +97,10 @@ pub struct Name {
 
 /// The size of a [`Name`]: the longest name and its length byte.
 pub(crate) const NAME_BYTES: usize = MAX_ENDPOINT_NAME + 1;
+
+/// How much of a received message [`Name::from_head`] reads: the kind and length bytes
+/// and the longest name, rounded up to whole 8-byte words.
+pub(crate) const HEAD_BYTES: usize = NAME_BYTES + 8;
 
 impl Name {
     /// `bytes` as a name, if it is a valid endpoint name.
@@ -111,23 +114,50 @@ impl Name {
         Some(Name { raw })
     }
 
-    /// The first `len` bytes of `window` as a name, if they are a valid endpoint name;
-    /// the bytes after them are ignored. A fixed-size loop without branches, which the
-    /// compiler vectorizes (no byte-wise stores to read back): received envelopes go
-    /// through it.
+    /// The sender's name of a received message whose first [`HEAD_BYTES`] bytes are
+    /// `head` (a kind byte, the name's length `len`, the name, then anything), if it is
+    /// a valid endpoint name. A name equal to `known` (a name this function returned
+    /// before, or [`Name::NONE`]) is returned without validating it again: an inbox
+    /// sees the same few senders over and over. A name that validates becomes `known`.
+    ///
+    /// `head` is read in aligned 8-byte words, shifted into place, masked and compared
+    /// with `known` in registers: the receive that calls this has just stored `head`
+    /// with 16-byte stores, and a load across two of them would wait for both.
     #[inline]
-    pub(crate) fn from_window(window: &[u8; NAME_BYTES], len: usize) -> Option<Name> {
-        if !is_endpoint_name(window.get(..len)?) {
+    pub(crate) fn from_head(head: &[u8; HEAD_BYTES], len: usize, known: &mut Name) -> Option<Name> {
+        if len == 0 || len > MAX_ENDPOINT_NAME {
             return None;
         }
-        let mut raw = [0; NAME_BYTES];
-        for (i, (out, &b)) in raw.iter_mut().zip(window).enumerate() {
-            let keep = u8::from(i < len).wrapping_neg();
-            let len_byte = if i == MAX_ENDPOINT_NAME { len as u8 } else { 0 };
-            *out = (b & keep) | len_byte;
+        let word = |bytes: &[u8], j: usize| {
+            u64::from_le_bytes(bytes[8 * j..8 * j + 8].try_into().unwrap())
+        };
+        let mut differs = 0;
+        for i in 0..NAME_BYTES / 8 {
+            // Bytes 8i..8i+8 of the name: head bytes 2+8i..10+8i.
+            let w = (word(head, i) >> 16) | (word(head, i + 1) << 48);
+            let kept = len.saturating_sub(8 * i).min(8);
+            let mut w = if kept == 8 {
+                w
+            } else {
+                w & ((1 << (8 * kept)) - 1)
+            };
+            if i == NAME_BYTES / 8 - 1 {
+                w |= (len as u64) << 56; // the length byte, as `raw` keeps it
+            }
+            differs |= w ^ word(&known.raw, i);
         }
-        Some(Name { raw })
+        if differs == 0 {
+            return Some(*known);
+        }
+        let name = Name::new(&head[2..2 + len])?;
+        *known = name;
+        Some(name)
     }
+
+    /// No name: its length byte is 0, which no valid name has, so it equals none.
+    pub(crate) const NONE: Name = Name {
+        raw: [0; NAME_BYTES],
+    };
 
     /// `name` as a `Name`, if it is a valid endpoint name.
     pub fn parse(name: &str) -> Option<Name> {
@@ -142,7 +172,7 @@ impl Name {
 
     /// The name.
     pub fn as_str(&self) -> &str {
-        // Only ASCII is ever stored (checked in `from_window`), so this never fails.
+        // Only ASCII is ever stored (checked in `new`), so this never fails.
         std::str::from_utf8(self.as_bytes()).unwrap_or("")
     }
 }

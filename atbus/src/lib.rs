@@ -133,4 +133,4 @@ pub use reader::{Arm, Meta, Reader};
 pub use ring::{set_fault_hook, Step};
 pub use stats::Stats;
 #[cfg(not(loom))]
-pub use writer::{Reservation, Writer};
+pub use writer::{Prefix, Reservation, Writer};

@@ -260,6 +260,26 @@ pub(crate) fn send_parts(
     publish(seg, &counters, &block, crc, false)
 }
 
+/// Sends one message: `prefix` then `body`. `prefix_crc` is the crc32 of `prefix`, so
+/// that only the body goes through the crc kernel (a prefix of a few bytes alone would
+/// take the portable crc, and gathering it with the body costs a copy).
+pub(crate) fn send_prefixed(
+    seg: &Segment,
+    cached_read: &AtomicU64,
+    pid: u32,
+    prefix: &[u8],
+    prefix_crc: u32,
+    body: &[u8],
+) -> Result<()> {
+    let len = prefix.len().saturating_add(body.len());
+    check_len(seg, len)?;
+    let counters = slots::for_thread(seg.header());
+    let block = claim_block(seg, &counters, cached_read, pid, len)?;
+    seg.write_payload(block.index, 0, prefix);
+    let crc = write_payload_at(seg, &counters, &block, prefix.len(), body, prefix_crc)?;
+    publish(seg, &counters, &block, crc, false)
+}
+
 /// The smaller of `send_parts`'s two gathering buffers.
 const GATHER_SMALL: usize = 128;
 
@@ -300,13 +320,26 @@ fn write_payload(
     block: &Claimed,
     data: &[u8],
 ) -> Result<u32> {
+    write_payload_at(seg, counters, block, 0, data, 0)
+}
+
+/// [`write_payload`] of `data` at `offset` in the block's payload, the crc continued
+/// from `crc` (that of the bytes before `offset`).
+#[inline(always)]
+fn write_payload_at(
+    seg: &Segment,
+    counters: &Counters<'_>,
+    block: &Claimed,
+    offset: usize,
+    data: &[u8],
+    mut crc: u32,
+) -> Result<u32> {
     let checksums = seg.settings().checksums;
-    let mut crc = 0;
-    let mut copy = |offset: usize, part: &[u8]| {
+    let mut copy = |at: usize, part: &[u8]| {
         if checksums {
-            crc = seg.write_payload_crc(block.index, offset, part, crc);
+            crc = seg.write_payload_crc(block.index, offset + at, part, crc);
         } else {
-            seg.write_payload(block.index, offset, part);
+            seg.write_payload(block.index, offset + at, part);
         }
     };
     let mid = if data.len() >= SPLIT_FROM {

@@ -120,6 +120,48 @@ impl Writer {
         self.wait_for_space(deadline, || self.try_send_parts(parts))
     }
 
+    /// Sends one message: `prefix`'s bytes, then `body` (the reader receives one message
+    /// of their total length). The prefix's crc was computed once, when it was made, so
+    /// a header sent in front of many bodies costs a copy of its bytes and nothing more.
+    /// Fails as [`try_send`](Writer::try_send).
+    ///
+    /// ```
+    /// # let name = format!("/atbus-doc-send-prefixed-{}", std::process::id());
+    /// let channel = atbus::Channel::create(&name, 1 << 20, &atbus::Config::default())?;
+    /// let writer = channel.writer();
+    /// let header = atbus::Prefix::new(b"from=7;");
+    /// writer.try_send_prefixed(&header, b"hello")?;
+    /// writer.try_send_prefixed(&header, b"again")?;
+    /// let mut reader = channel.reader()?;
+    /// assert_eq!(reader.try_recv_vec()?, b"from=7;hello");
+    /// assert_eq!(reader.try_recv_vec()?, b"from=7;again");
+    /// # atbus::Channel::unlink(&name)?;
+    /// # Ok::<(), atbus::Error>(())
+    /// ```
+    #[inline]
+    pub fn try_send_prefixed(&self, prefix: &Prefix, body: &[u8]) -> Result<()> {
+        ring::send_prefixed(
+            &self.seg,
+            &self.cached_read,
+            self.pid,
+            &prefix.bytes,
+            prefix.crc,
+            body,
+        )
+    }
+
+    /// [`try_send_prefixed`](Writer::try_send_prefixed), waiting up to `timeout` for the
+    /// reader to free space as [`send_timeout`](Writer::send_timeout) does.
+    pub fn send_prefixed_timeout(
+        &self,
+        prefix: &Prefix,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<()> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.wait_for_space(deadline, || self.try_send_prefixed(prefix, body))
+    }
+
     /// Sends several messages with one claim of space: a prefix of `messages`, as many
     /// as fit now in one claim (at most the largest message the channel takes, in
     /// nodes). Returns how many were sent, at least one; call again with the rest. Fails,
@@ -277,6 +319,28 @@ impl std::fmt::Debug for Writer {
             .field("channel", &self.seg.name())
             .field("pid", &self.pid)
             .finish()
+    }
+}
+/// Bytes sent in front of many messages (a protocol header, an envelope) with their
+/// crc32 computed once: see [`Writer::try_send_prefixed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prefix {
+    bytes: Box<[u8]>,
+    crc: u32,
+}
+
+impl Prefix {
+    /// A prefix of `bytes` (copied).
+    pub fn new(bytes: &[u8]) -> Prefix {
+        Prefix {
+            bytes: bytes.into(),
+            crc: crc32fast::hash(bytes),
+        }
+    }
+
+    /// The prefix's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
     }
 }
 

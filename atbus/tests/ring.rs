@@ -642,3 +642,47 @@ fn a_message_sent_in_parts_arrives_as_one_byte_for_byte() {
     let s = ch.stats();
     assert_eq!((s.messages_sent, s.crc_failures), (8, 0));
 }
+
+#[test]
+fn a_prefixed_message_arrives_as_prefix_then_body_with_a_good_crc() {
+    for checksums in [true, false] {
+        let name = Named::new("prefixed");
+        let config = Config::builder().checksums(checksums).build().unwrap();
+        let ch = Channel::create(&name.0, 1 << 20, &config).unwrap();
+        let w = ch.writer();
+        let mut r = ch.reader().unwrap();
+        let mut sent = 0;
+        // Lengths around the crc kernel's 16-byte minimum, the node size and the split
+        // of payloads of 1 KiB and more.
+        for (i, &prefix_len) in [0usize, 1, 9, 15, 16, 17, 100].iter().enumerate() {
+            let prefix = atbus::Prefix::new(&payload(i as u64, prefix_len));
+            assert_eq!(prefix.as_bytes(), &payload(i as u64, prefix_len)[..]);
+            for (j, &body_len) in [0usize, 1, 15, 16, 64, 1023, 1024, 5000].iter().enumerate() {
+                let body = payload((i * 100 + j) as u64, body_len);
+                if j % 2 == 0 {
+                    w.try_send_prefixed(&prefix, &body).unwrap();
+                } else {
+                    w.send_prefixed_timeout(&prefix, &body, std::time::Duration::from_secs(5))
+                        .unwrap();
+                }
+                sent += 1;
+                assert_eq!(
+                    r.try_recv_vec().unwrap(),
+                    [prefix.as_bytes(), &body[..]].concat(),
+                    "prefix {prefix_len}, body {body_len}, checksums {checksums}"
+                );
+            }
+        }
+        let too_big = vec![0u8; w.max_message_len()];
+        assert!(matches!(
+            w.try_send_prefixed(&atbus::Prefix::new(b"x"), &too_big),
+            Err(Error::TooLarge { .. })
+        ));
+        assert!(matches!(r.try_recv_vec(), Err(Error::Empty)));
+        let s = ch.stats();
+        assert_eq!(
+            (s.messages_sent, s.crc_failures, s.bad_blocks),
+            (sent, 0, 0)
+        );
+    }
+}
