@@ -21,6 +21,8 @@ pub const PEER_POLL: Duration = Duration::from_millis(100);
 pub const REQUEST_POLL: Duration = Duration::from_micros(50);
 /// Destinations whose resolved writer an endpoint keeps; beyond, the oldest is dropped.
 const MAX_TARGETS: usize = 64;
+/// How many recent senders' names a receive remembers (see `Endpoint::known_senders`).
+const KNOWN_SENDERS: usize = 8;
 
 /// A received message: its envelope and its payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,8 +140,9 @@ pub struct Endpoint {
     data_prefix: atbus::Prefix,
     /// The incoming message being received.
     buf: Vec<u8>,
-    /// The sender of the last message received (its name is not validated again).
-    last_sender: Name,
+    /// Recent senders' names, by their pid modulo [`KNOWN_SENDERS`]: a name found here
+    /// is not validated again (several senders interleave in a busy inbox).
+    known_senders: [Name; KNOWN_SENDERS],
     /// Messages that arrived while a request waited, in arrival order.
     held: VecDeque<Message>,
     next_correlation: u64,
@@ -180,7 +183,7 @@ impl Endpoint {
             targets: Vec::new(),
             out: Vec::with_capacity(256),
             buf: vec![0; 4096],
-            last_sender: Name::NONE,
+            known_senders: [Name::NONE; KNOWN_SENDERS],
             held: VecDeque::new(),
             next_correlation: 1,
             stats: EndpointStats::default(),
@@ -454,7 +457,7 @@ impl Endpoint {
                         &self.buf,
                         meta.len,
                         meta.writer_pid,
-                        &mut self.last_sender,
+                        &mut self.known_senders[meta.writer_pid as usize % KNOWN_SENDERS],
                     ) else {
                         self.stats.malformed += 1;
                         return Ok(None);

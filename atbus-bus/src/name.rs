@@ -118,7 +118,8 @@ impl Name {
     /// `head` (a kind byte, the name's length `len`, the name, then anything), if it is
     /// a valid endpoint name. A name equal to `known` (a name this function returned
     /// before, or [`Name::NONE`]) is returned without validating it again: an inbox
-    /// sees the same few senders over and over. A name that validates becomes `known`.
+    /// sees the same few senders over and over (the caller keeps one `known` per
+    /// sender pid slot). A name that validates becomes `known`.
     ///
     /// `head` is read in aligned 8-byte words, shifted into place, masked and compared
     /// with `known` in registers: the receive that calls this has just stored `head`

@@ -496,3 +496,62 @@ fn a_record_of_a_reused_pid_is_dead_and_one_of_another_users_live_process_is_ali
     bus.join("y").unwrap();
     std::mem::forget(y);
 }
+
+#[test]
+fn interleaved_senders_of_one_process_are_told_apart_by_every_receive() {
+    // One process, so one pid: the receive's cache of known sender names (by pid) misses
+    // at every change of sender and must never hand out the previous sender's name.
+    let tb = TempBus::new("interleaved");
+    let bus = Bus::create(&tb.name).unwrap();
+    let mut sink = bus.join("sink").unwrap();
+    let names = ["a", "ab", "abc", "a-much-longer-endpoint-name", "b"];
+    let mut senders: Vec<_> = names.iter().map(|n| bus.join(n).unwrap()).collect();
+    let expected: Vec<(usize, Vec<u8>)> = (0..200)
+        .map(|i: usize| ((i * 7 + i / 3) % names.len(), format!("m{i}").into_bytes()))
+        .collect();
+    for (who, msg) in &expected {
+        senders[*who].try_send_to("sink", msg).unwrap();
+    }
+    let mut payload = Vec::new();
+    for (i, (who, msg)) in expected.iter().enumerate() {
+        let generation = senders[*who].generation();
+        let (from, from_generation, pid, body) = match i % 3 {
+            0 => sink
+                .try_recv_with(|e, p| {
+                    (
+                        e.from().to_string(),
+                        e.from_generation,
+                        e.from_pid,
+                        p.to_vec(),
+                    )
+                })
+                .unwrap(),
+            1 => {
+                let e = sink.try_recv_into(&mut payload).unwrap();
+                (
+                    e.from().to_string(),
+                    e.from_generation,
+                    e.from_pid,
+                    payload.clone(),
+                )
+            }
+            _ => {
+                let m = sink.try_recv().unwrap();
+                let e = m.envelope;
+                (
+                    e.from().to_string(),
+                    e.from_generation,
+                    e.from_pid,
+                    m.payload,
+                )
+            }
+        };
+        assert_eq!(
+            (from.as_str(), from_generation, pid, &body),
+            (names[*who], generation, std::process::id(), msg),
+            "message {i}"
+        );
+    }
+    assert!(matches!(sink.try_recv_with(|_, _| ()), Err(Error::Empty)));
+    assert_eq!(sink.stats().malformed, 0);
+}
