@@ -74,8 +74,6 @@ struct EndpointState {
     /// buffer given to `atbus_endpoint_request`. `atbus_endpoint_recv` returns them
     /// before anything else.
     held: VecDeque<BusMessage>,
-    /// The payload buffer of receives, reused.
-    payload: Vec<u8>,
 }
 
 /// Who sent a received message and what it is. Filled by `atbus_endpoint_recv`; pass a
@@ -456,7 +454,6 @@ pub unsafe extern "C" fn atbus_bus_join(
             state: Mutex::new(EndpointState {
                 endpoint,
                 held: VecDeque::new(),
-                payload: Vec::new(),
             }),
         }));
         // SAFETY: checked above; the handle's ownership passes to the caller.
@@ -575,28 +572,37 @@ pub unsafe extern "C" fn atbus_endpoint_recv(
         let mut guard = lock(h);
         let s = &mut *guard;
         if s.held.is_empty() {
-            let envelope = match Wait::from_ms(timeout_ms) {
-                Wait::Now => s.endpoint.try_recv_into(&mut s.payload)?,
-                Wait::For(timeout) => s.endpoint.recv_into_timeout(&mut s.payload, timeout)?,
-                // A timeout beyond the clock's range waits for ever.
-                Wait::Forever => s
-                    .endpoint
-                    .recv_into_timeout(&mut s.payload, Duration::MAX)?,
-            };
-            let len = s.payload.len();
-            if len <= buf.len() {
-                buf[..len].copy_from_slice(&s.payload);
-                // SAFETY: both checked non-NULL and aligned above; the caller promises
-                // they are writable.
-                unsafe {
-                    env.write(c_envelope(&envelope));
-                    out_len.write(len);
+            // Straight from the endpoint's buffer into `buf` when it fits (one copy);
+            // otherwise kept for the next call, never lost.
+            let mut take = |envelope: &Envelope, payload: &[u8]| match buf.get_mut(..payload.len())
+            {
+                Some(to) => {
+                    to.copy_from_slice(payload);
+                    Ok((*envelope, payload.len()))
                 }
-                return Ok(());
+                None => Err(BusMessage {
+                    envelope: *envelope,
+                    payload: payload.to_vec(),
+                }),
+            };
+            let taken = match Wait::from_ms(timeout_ms) {
+                Wait::Now => s.endpoint.try_recv_with(&mut take)?,
+                Wait::For(timeout) => s.endpoint.recv_with_timeout(timeout, &mut take)?,
+                // A timeout beyond the clock's range waits for ever.
+                Wait::Forever => s.endpoint.recv_with_timeout(Duration::MAX, &mut take)?,
+            };
+            match taken {
+                Ok((envelope, len)) => {
+                    // SAFETY: both checked non-NULL and aligned above; the caller
+                    // promises they are writable.
+                    unsafe {
+                        env.write(c_envelope(&envelope));
+                        out_len.write(len);
+                    }
+                    return Ok(());
+                }
+                Err(message) => s.held.push_back(message),
             }
-            // Too large for `buf`: kept for the next call, never lost.
-            let payload = std::mem::take(&mut s.payload);
-            s.held.push_back(BusMessage { envelope, payload });
         }
         // SAFETY: out_len and env were checked non-NULL and aligned; the caller promises
         // they are writable.
