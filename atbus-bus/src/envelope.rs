@@ -268,4 +268,42 @@ mod tests {
             assert!(decode(&buf, cut, 1, &mut { Name::NONE }).is_none(), "{cut}");
         }
     }
+
+    #[test]
+    fn a_remembered_name_never_changes_what_a_message_decodes_to() {
+        // Envelopes from a few senders, some mutated at random (the name, its length, the
+        // bytes after it), decoded one after another with the name cache an endpoint
+        // keeps, and each also with no name known: the answers must be the same.
+        let names = ["a", "ab", "abc", "client-7", &"n".repeat(MAX_ENDPOINT_NAME)];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut known = Name::NONE;
+        let mut accepted = 0;
+        for _ in 0..50_000 {
+            let r = next();
+            let name = names[(r % names.len() as u64) as usize];
+            let kind = [Kind::Data, Kind::Request, Kind::Reply][(r >> 8) as usize % 3];
+            let mut msg = Vec::new();
+            encode(&mut msg, kind, name, r >> 16 & 0xffff, r >> 32, r >> 40);
+            msg.extend_from_slice(&r.to_le_bytes()[..(r >> 60) as usize % 8]);
+            let len = msg.len();
+            for _ in 0..(r >> 56) % 3 {
+                let at = (next() % len as u64) as usize;
+                msg[at] = next() as u8;
+            }
+            // Stale bytes after the message, as in an endpoint's buffer.
+            msg.resize(len.max(HEAD_BYTES) + (r >> 62) as usize, next() as u8);
+            let cached = decode(&msg, len, 9, &mut known);
+            assert_eq!(cached, decode(&msg, len, 9, &mut { Name::NONE }), "{msg:?}");
+            assert_eq!(cached, decode(&msg[..len], len, 9, &mut { Name::NONE }));
+            accepted += usize::from(cached.is_some());
+        }
+        // Both outcomes were exercised.
+        assert!((10_000..50_000).contains(&accepted), "{accepted}");
+    }
 }
