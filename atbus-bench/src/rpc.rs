@@ -393,8 +393,7 @@ impl Conn {
     fn round_trip(&mut self, req: &[u8], reply: &mut Vec<u8>) -> Result<(), String> {
         match self {
             Conn::Atbus(ep) => {
-                *reply = ep
-                    .request(SERVER, req, REQUEST_TIMEOUT)
+                ep.request_into(SERVER, req, reply, REQUEST_TIMEOUT)
                     .map_err(|e| format!("request: {e}"))?;
                 Ok(())
             }

@@ -54,6 +54,13 @@ enum Head {
     Built,
 }
 
+/// What a message that arrives while a request waits is (see `Endpoint::sort`).
+enum Sorted {
+    Reply,
+    Hold,
+    Dropped,
+}
+
 /// A request sent and waiting for its reply.
 pub(crate) struct Pending {
     correlation: u64,
@@ -578,28 +585,62 @@ impl Endpoint {
     }
 
     /// Like [`request`](Endpoint::request), but returns the whole reply: its envelope
-    /// (sender generation and pid, correlation id) with the payload. The C ABI uses it
-    /// to hand a reply too large for the caller's buffer to `atbus_endpoint_recv`.
+    /// (sender generation and pid, correlation id) with the payload.
     pub fn request_message(
         &mut self,
         to: &str,
         request: &[u8],
         timeout: Duration,
     ) -> Result<Message> {
+        self.request_with(to, request, timeout, |envelope, payload| Message {
+            envelope: *envelope,
+            payload: payload.to_vec(),
+        })
+    }
+
+    /// Like [`request`](Endpoint::request), but puts the reply's payload into `reply`
+    /// (cleared first, its capacity reused) and returns its envelope: no allocation once
+    /// `reply` has grown to the largest reply.
+    pub fn request_into(
+        &mut self,
+        to: &str,
+        request: &[u8],
+        reply: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Envelope> {
+        self.request_with(to, request, timeout, |envelope, payload| {
+            reply.clear();
+            reply.extend_from_slice(payload);
+            *envelope
+        })
+    }
+
+    /// Like [`request`](Endpoint::request), but hands the reply's envelope and payload
+    /// to `f` where the endpoint received them (as
+    /// [`try_recv_with`](Endpoint::try_recv_with) does) and returns what `f` returns.
+    /// The C ABI uses it to copy a reply straight into the caller's buffer, or to keep
+    /// one too large for it.
+    pub fn request_with<R>(
+        &mut self,
+        to: &str,
+        request: &[u8],
+        timeout: Duration,
+        f: impl FnOnce(&Envelope, &[u8]) -> R,
+    ) -> Result<R> {
         let wait = Wait::after(timeout);
         let mut pending = self.send_request(to, request, wait)?;
-        if let Some(reply) = self.poll_for_reply(&pending, wait)? {
-            return Ok(reply);
+        if let Some((envelope, at, len)) = self.poll_for_reply(&pending, wait)? {
+            return Ok(f(&envelope, &self.buf[at..len]));
         }
         loop {
             let slice = match wait {
                 Wait::Until(deadline) => Wait::Until(deadline.min(pending.next_look)),
                 _ => Wait::Until(pending.next_look),
             };
-            match self.receive(slice) {
-                Ok(Some(m)) => {
-                    if let Some(reply) = self.take_reply(&pending, m) {
-                        return Ok(reply);
+            match self.receive_raw(slice) {
+                Ok(Some((envelope, at, len))) => {
+                    if self.is_reply(&pending, &envelope, at, len) {
+                        return Ok(f(&envelope, &self.buf[at..len]));
                     }
                 }
                 Ok(None) | Err(Error::Timeout) => {}
@@ -615,18 +656,23 @@ impl Endpoint {
     /// Polls the inbox for `pending`'s reply for up to [`REQUEST_POLL`] (or until
     /// `wait` ends), yielding the CPU every 64 polls so that a server on the same core
     /// can answer: a reply that comes within that time costs neither side a futex sleep
-    /// and wake-up, which are most of a short round trip. `None` if it did not come.
-    fn poll_for_reply(&mut self, pending: &Pending, wait: Wait) -> Result<Option<Message>> {
+    /// and wake-up, which are most of a short round trip. The reply's envelope and where
+    /// it lies in `self.buf`, or `None` if it did not come.
+    fn poll_for_reply(
+        &mut self,
+        pending: &Pending,
+        wait: Wait,
+    ) -> Result<Option<(Envelope, usize, usize)>> {
         let start = Instant::now();
         let budget = match wait {
             Wait::Until(deadline) => deadline.saturating_duration_since(start).min(REQUEST_POLL),
             _ => REQUEST_POLL,
         };
         for polls in 1u32.. {
-            match self.receive(Wait::Now) {
-                Ok(Some(m)) => {
-                    if let Some(reply) = self.take_reply(pending, m) {
-                        return Ok(Some(reply));
+            match self.receive_raw(Wait::Now) {
+                Ok(Some((envelope, at, len))) => {
+                    if self.is_reply(pending, &envelope, at, len) {
+                        return Ok(Some((envelope, at, len)));
                     }
                 }
                 Ok(None) => {}
@@ -666,21 +712,46 @@ impl Endpoint {
     }
 
     /// `m` if it is `pending`'s reply. Otherwise holds `m` for `recv` (data, requests)
-    /// or drops and counts it (a reply to something else).
+    /// or drops and counts it (a reply to something else). (The async endpoint's.)
+    #[cfg(feature = "tokio")]
     pub(crate) fn take_reply(&mut self, pending: &Pending, m: Message) -> Option<Message> {
-        let e = &m.envelope;
+        match self.sort(pending, &m.envelope) {
+            Sorted::Reply => return Some(m),
+            Sorted::Hold => self.held.push_back(m),
+            Sorted::Dropped => {}
+        }
+        None
+    }
+
+    /// Whether the message received into `self.buf[at..len]` is `pending`'s reply;
+    /// if not, it is held for `recv` or dropped and counted, as in `take_reply`.
+    fn is_reply(&mut self, pending: &Pending, envelope: &Envelope, at: usize, len: usize) -> bool {
+        match self.sort(pending, envelope) {
+            Sorted::Reply => return true,
+            Sorted::Hold => self.held.push_back(Message {
+                envelope: *envelope,
+                payload: self.buf[at..len].to_vec(),
+            }),
+            Sorted::Dropped => {}
+        }
+        false
+    }
+
+    /// What a message that arrives while `pending` waits is: its reply, one to hold
+    /// (data, requests), or a reply to something else (counted here).
+    fn sort(&mut self, pending: &Pending, e: &Envelope) -> Sorted {
         if e.kind != Kind::Reply {
-            self.held.push_back(m);
+            Sorted::Hold
         } else if e.correlation == pending.correlation
             && e.to_generation == self.generation
             && e.from == pending.peer
             && e.from_generation == pending.peer_generation
         {
-            return Some(m);
+            Sorted::Reply
         } else {
             self.stats.dropped_replies += 1;
+            Sorted::Dropped
         }
-        None
     }
 
     /// Once per [`PEER_POLL`]: `PeerGone` if the peer of `pending` left, died or

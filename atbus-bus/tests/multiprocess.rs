@@ -170,12 +170,35 @@ fn requests_across_processes_get_their_replies_and_data_meanwhile_is_kept_in_ord
     let mut server = Peer::spawn(&["serve", &tb.name, "svc"]);
     let server_generation: u64 = server.expect("ready").parse().unwrap();
     let mut client = bus.join("client").unwrap();
+    let mut into = Vec::new();
     for i in 0..REQUESTS {
         let request = payload::payload(7, i);
-        let reply = client.request("svc", &request, WAIT).unwrap();
+        // The three ways of waiting for a reply, in turn; the last two give its envelope.
+        let (reply, envelope) = match i % 3 {
+            0 => (client.request("svc", &request, WAIT).unwrap(), None),
+            1 => {
+                let e = client
+                    .request_into("svc", &request, &mut into, WAIT)
+                    .unwrap();
+                (into.clone(), Some(e))
+            }
+            _ => {
+                let (e, bytes) = client
+                    .request_with("svc", &request, WAIT, |e, p| (*e, p.to_vec()))
+                    .unwrap();
+                (bytes, Some(e))
+            }
+        };
         let mut expected = request.clone();
         expected.reverse();
         assert_eq!(reply, expected, "request {i}");
+        if let Some(e) = envelope {
+            assert_eq!(
+                (e.kind, e.from(), e.from_generation, e.correlation),
+                (Kind::Reply, "svc", server_generation, u64::from(i) + 1),
+                "request {i}"
+            );
+        }
     }
     // Each request's server sent a data note before its reply: all were held, in order.
     assert_eq!(client.stats().held, REQUESTS as usize);

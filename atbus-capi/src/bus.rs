@@ -674,16 +674,32 @@ pub unsafe extern "C" fn atbus_endpoint_request(
             Wait::Forever => Duration::MAX,
         };
         let mut s = lock(h);
-        let answer = s.endpoint.request_message(to, request, timeout)?;
-        let len = answer.payload.len();
+        let cap = reply.len();
+        // Straight into `reply` when it fits (one copy); otherwise kept for recv.
+        let answer =
+            s.endpoint
+                .request_with(to, request, timeout, |envelope, payload| {
+                    match reply.get_mut(..payload.len()) {
+                        Some(to) => {
+                            to.copy_from_slice(payload);
+                            Ok(payload.len())
+                        }
+                        None => Err(BusMessage {
+                            envelope: *envelope,
+                            payload: payload.to_vec(),
+                        }),
+                    }
+                })?;
+        let len = match &answer {
+            Ok(len) => *len,
+            Err(kept) => kept.payload.len(),
+        };
         // SAFETY: checked non-NULL and aligned above.
         unsafe { reply_len.write(len) };
-        if len > reply.len() {
-            let cap = reply.len();
-            s.held.push_back(answer);
+        if let Err(kept) = answer {
+            s.held.push_back(kept);
             return Err(too_small(len, cap, "reply"));
         }
-        reply[..len].copy_from_slice(&answer.payload);
         Ok(())
     })
 }
