@@ -321,6 +321,7 @@ impl std::fmt::Debug for Writer {
             .finish()
     }
 }
+
 /// Bytes sent in front of many messages (a protocol header, an envelope) with their
 /// crc32 computed once: see [`Writer::try_send_prefixed`].
 #[derive(Clone, Debug, PartialEq, Eq)]
