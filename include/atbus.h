@@ -279,7 +279,7 @@ typedef struct atbus_config {
    */
   bool detect_dead_writers;
   /**
-   * Compute a crc32 of every payload (writers) and check it (the reader). Default
+   * Compute a crc32c of every payload (writers) and check it (the reader). Default
    * true. Off saves ~0.7 us per 16 KiB on each side, but a writer that stalled past
    * the timeout and woke to scribble on reused nodes can then get damaged bytes
    * delivered: only for channels whose writers never stall that long.
@@ -374,7 +374,7 @@ typedef struct atbus_stats {
    */
   uint64_t bad_blocks;
   /**
-   * Blocks whose crc32 did not match their payload.
+   * Blocks whose crc32c did not match their payload.
    */
   uint64_t crc_failures;
   /**

@@ -142,7 +142,7 @@ fn crc32(c: &mut Criterion) {
         let data = vec![0x3Cu8; size];
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_function(BenchmarkId::from_parameter(size), |b| {
-            b.iter(|| crc32fast::hash(black_box(&data)))
+            b.iter(|| atbus::layout::payload_crc(black_box(&data)))
         });
     }
     g.finish();

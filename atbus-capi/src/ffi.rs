@@ -155,7 +155,7 @@ pub struct atbus_config {
     /// Skip a torn block at once when its writer's process no longer exists (needs every
     /// process of the channel in one pid namespace). Default true.
     pub detect_dead_writers: bool,
-    /// Compute a crc32 of every payload (writers) and check it (the reader). Default
+    /// Compute a crc32c of every payload (writers) and check it (the reader). Default
     /// true. Off saves ~0.7 us per 16 KiB on each side, but a writer that stalled past
     /// the timeout and woke to scribble on reused nodes can then get damaged bytes
     /// delivered: only for channels whose writers never stall that long.
@@ -205,7 +205,7 @@ pub struct atbus_stats {
     pub bad_nodes: u64,
     /// Published blocks that failed a check (crc or header) and were skipped.
     pub bad_blocks: u64,
-    /// Blocks whose crc32 did not match their payload.
+    /// Blocks whose crc32c did not match their payload.
     pub crc_failures: u64,
     /// Blocks whose length, node count or sequence did not check out.
     pub check_failures: u64,

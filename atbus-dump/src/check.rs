@@ -43,7 +43,7 @@ pub enum Kind {
     BadLength,
     /// A published block whose header sequence is not its position.
     BadHeader,
-    /// A published block whose payload does not match the crc32 in its header.
+    /// A published block whose payload does not match the crc32c in its header.
     CrcMismatch,
     /// A node head in a state no atbus process leaves it in at that place.
     Orphan,
@@ -81,10 +81,10 @@ pub struct Finding {
     pub seq: Option<u64>,
     /// Payload length from the block header (when the header is written).
     pub len: Option<u32>,
-    /// crc32 in the block header (crc mismatches), sealed with the sequence
+    /// crc32c in the block header (crc mismatches), sealed with the sequence
     /// (`Inspector::sealed_crc`).
     pub crc_header: Option<u32>,
-    /// crc32 of the payload copy, sealed the same way (crc mismatches).
+    /// crc32c of the payload copy, sealed the same way (crc mismatches).
     pub crc_payload: Option<u32>,
     /// Writer process id from the block header (when the header is written).
     pub writer_pid: Option<u32>,
@@ -116,7 +116,7 @@ pub struct CheckReport {
     pub write_cursor_after: u64,
     /// Nodes walked between the cursors.
     pub nodes_walked: u64,
-    /// Published blocks whose header and crc32 checked out.
+    /// Published blocks whose header and crc32c checked out.
     pub blocks_ok: u64,
     /// Their payload bytes.
     pub bytes_ok: u64,
@@ -370,7 +370,7 @@ impl Walker<'_> {
                 p,
                 nodes,
                 format!(
-                    "published block of {} bytes: payload crc32 (sealed with seq) {crc:#010x}, \
+                    "published block of {} bytes: payload crc32c (sealed with seq) {crc:#010x}, \
                      header says {:#010x} (a writer stalled past the timeout may have written into \
                      reused nodes); the reader will skip it and count crc_failures",
                     bh.len, bh.crc
@@ -634,9 +634,9 @@ fn print_text(out: &mut impl Write, r: &CheckReport) -> std::io::Result<()> {
         r.blocks_ok,
         r.bytes_ok,
         if r.checksums {
-            "crc32 verified on a copy"
+            "crc32c verified on a copy"
         } else {
-            "crc32 not verified: the channel has checksums off"
+            "crc32c not verified: the channel has checksums off"
         },
         r.padding_blocks,
         r.aborted_blocks,

@@ -315,7 +315,7 @@ pub fn run(out: &mut impl Write, name: &str, json: bool) -> Outcome {
         out,
         "  checksums      {}",
         if r.config.checksums {
-            "crc32 of every payload, checked by the reader"
+            "crc32c of every payload, checked by the reader"
         } else {
             "off (payloads are not checked)"
         }
@@ -391,7 +391,7 @@ pub fn run(out: &mut impl Write, name: &str, json: bool) -> Outcome {
                 (
                     "crc_failures",
                     s.crc_failures,
-                    "  of which crc32 mismatches",
+                    "  of which crc32c mismatches",
                 ),
                 (
                     "check_failures",

@@ -157,7 +157,7 @@ fn show_json_counts_what_was_sent_and_received() {
     let v = json(&out);
     assert_eq!(v["name"], ch.name.as_str());
     assert_eq!(v["header"]["magic"], "0x3130765355425441");
-    assert_eq!(v["header"]["version"], 3);
+    assert_eq!(v["header"]["version"], atbus::layout::VERSION);
     let id = v["header"]["channel_id"].as_str().unwrap();
     assert_eq!(id.len(), 16, "{id}");
     assert_eq!(
@@ -235,11 +235,11 @@ fn nodes_prints_one_line_per_node_with_flags_and_free_positions() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = stdout(&out);
     // Node 0: its head (START|WRITTEN at position 0), then the block header of "abc":
-    // len 3, crc32("abc") = 0x352441c2 sealed with position 0 (no change), little endian.
+    // len 3, crc32c("abc") = 0x364b3fb7 sealed with position 0 (no change), little endian.
     assert!(
         text.lines().any(|l| l
             == "node 0 seq=0 start=yes written=yes padding=no \
-                data=000000000000000303000000c2412435 <- read"),
+                data=000000000000000303000000b73f4b36 <- read"),
         "{text}"
     );
     assert!(
@@ -290,7 +290,7 @@ fn nodes_prints_one_line_per_node_with_flags_and_free_positions() {
     assert_eq!(nodes[0]["seq"], 0);
     assert_eq!(nodes[0]["next"], Value::Null);
     assert_eq!(nodes[0]["cursors"][0], "read");
-    assert_eq!(nodes[0]["data"], "000000000000000303000000c2412435");
+    assert_eq!(nodes[0]["data"], "000000000000000303000000b73f4b36");
     assert_eq!(nodes[0]["head"], "published");
     // Node 2 is inside the second block: its first word is payload.
     assert_eq!(nodes[2]["head"], "other");
@@ -384,7 +384,7 @@ fn check_reports_a_crc_mismatch_and_exits_1() {
     assert_eq!(a["position"], 1);
     assert_eq!(a["len"], 14);
     // Stored and compared sealed with the block's sequence (seq 1).
-    let sealed = |bytes: &[u8]| atbus::layout::sealed_crc(crc32fast::hash(bytes), 1);
+    let sealed = |bytes: &[u8]| atbus::layout::sealed_crc(atbus::layout::payload_crc(bytes), 1);
     assert_eq!(a["crc_header"], sealed(b"second message"));
     assert_eq!(a["crc_payload"], sealed(b"secXnd message"));
     let text = stdout(&dump(&["check", &ch.name]));
@@ -458,7 +458,7 @@ fn check_skips_aborted_reservations_and_honours_checksums_off() {
     assert_eq!(v["blocks_ok"], 1);
     assert_eq!(v["checksums"], false);
     let text = stdout(&dump(&["check", &ch.name]));
-    assert!(text.contains("crc32 not verified"), "{text}");
+    assert!(text.contains("crc32c not verified"), "{text}");
     let v = json(&dump(&["show", &ch.name, "--json"]));
     assert_eq!(v["config"]["checksums"], false);
 }

@@ -17,7 +17,7 @@ const PIECE: usize = 2048;
 /// # Safety
 /// `src` must be valid for reads and `dst` for writes of `len` bytes, and the ranges must
 /// not overlap. Either side may be shared memory that another process writes; the bytes
-/// read are then whatever the hardware returns, and callers verify them (crc32).
+/// read are then whatever the hardware returns, and callers verify them (crc32c).
 #[inline]
 pub unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
     if len < SPLIT_ABOVE {

@@ -106,7 +106,7 @@ pub enum Error {
         /// Its process id.
         pid: u32,
     },
-    /// A message read in place failed its crc32 check after the closure saw it: a writer
+    /// A message read in place failed its crc32c check after the closure saw it: a writer
     /// that had stalled past the timeout wrote into its nodes. The message is lost
     /// (counted in `crc_failures`); undo whatever the closure did with it.
     Damaged,

@@ -136,7 +136,7 @@ pub struct NodeView {
 pub struct BlockHeaderView {
     /// Payload length.
     pub len: u32,
-    /// crc32 of the payload.
+    /// crc32c of the payload.
     pub crc: u32,
     /// Sequence: the block's position.
     pub seq: u64,
@@ -331,8 +331,8 @@ impl Inspector {
         Some(bytes[BLOCK_HEADER_SIZE..].to_vec())
     }
 
-    /// The crc32 a writer stores in the header of a block at position `pos` with this
-    /// payload: the payload's crc32 sealed with the position (compare it with
+    /// The crc32c a writer stores in the header of a block at position `pos` with this
+    /// payload: the payload's crc32c sealed with the position (compare it with
     /// [`BlockHeaderView::crc`] to check a block as the reader does).
     pub fn sealed_crc(&self, payload: &[u8], pos: u64) -> u32 {
         layout::sealed_crc(self.seg.crc32(payload), pos)

@@ -68,8 +68,9 @@ use crate::sync::atomic::{AtomicU32, AtomicU64};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ATBUSv01");
 /// Layout version; bumped on any incompatible change of this file or of the protocol.
 /// Version 2 moved the node heads into the nodes and made a block's sequence its
-/// position; version 3 made the doorbell a FIFO and added `wake.bell_epoch`.
-pub const VERSION: u32 = 3;
+/// position; version 3 made the doorbell a FIFO and added `wake.bell_epoch`; version 4
+/// changed the payload checksum from zlib's crc32 to crc32c ([`payload_crc`]).
+pub const VERSION: u32 = 4;
 /// Endianness and word size of the creator: `0xA7B0` then 0x01 for little endian, then
 /// the pointer width in bytes.
 pub const ABI_TAG: u32 = 0xA7B0_0000
@@ -392,7 +393,7 @@ pub struct BlockHeader {
     pub head: AtomicU64,
     /// Payload length in bytes.
     pub len: AtomicU32,
-    /// crc32 (IEEE, crc32fast) of the payload, sealed with the sequence: [`sealed_crc`].
+    /// crc32c of the payload ([`payload_crc`]), sealed with the sequence: [`sealed_crc`].
     pub crc: AtomicU32,
     /// Process id of the writer, for dead-writer detection.
     pub writer_pid: AtomicU32,
@@ -402,7 +403,18 @@ pub struct BlockHeader {
     pub seq: AtomicU64,
 }
 
-/// The crc32 a block header stores: the payload's crc32 sealed with the block's
+/// crc32c (Castagnoli, as iSCSI and the SSE4.2 `crc32` instruction compute it) of a
+/// payload: what a writer seals into the block header ([`sealed_crc`]). Layout versions
+/// before 4 used zlib's crc32.
+///
+/// ```
+/// assert_eq!(atbus::layout::payload_crc(b"123456789"), 0xe306_9283);
+/// ```
+pub fn payload_crc(payload: &[u8]) -> u32 {
+    crate::crc::crc32c(0, payload)
+}
+
+/// The crc a block header stores: the payload's crc32c sealed with the block's
 /// sequence (its position, 56 bits, as found in its published head).
 ///
 /// Binding the two matters when a writer that stalled past the timeout wakes and writes

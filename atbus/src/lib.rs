@@ -3,8 +3,8 @@
 //! Server processes on one Linux host pass messages many-to-one through a ring of
 //! fixed-size nodes in POSIX shared memory. Any number of writers, in any processes,
 //! claim space with a compare-exchange on a shared write cursor, write a block (header
-//! with length, crc32 and sequence, then the payload) and publish it by flagging its
-//! first node. Exactly one reader consumes, verifies the crc32 on its own copy, and skips
+//! with length, crc32c and sequence, then the payload) and publish it by flagging its
+//! first node. Exactly one reader consumes, verifies the crc32c on its own copy, and skips
 //! blocks torn by a writer that died or stalled mid-write, counting everything it skips.
 //!
 //! ```
@@ -41,7 +41,7 @@
 //!   checks its block before writing its header (and, from 1 KiB on, again between the
 //!   halves of its payload), and stops with `Abandoned`. Only a writer descheduled in
 //!   the middle of a copy writes on into nodes since reused; the damaged message then
-//!   fails its crc32 (sealed with the block's sequence) or sequence check and is skipped
+//!   fails its crc32c (sealed with the block's sequence) or sequence check and is skipped
 //!   and counted (`crc_failures`, `check_failures`). Its sender had been told `Ok`, so
 //!   this is the one way a successful send is lost, and it needs a writer stalled past
 //!   the timeout.
@@ -84,7 +84,6 @@ mod backoff;
 mod channel;
 mod config;
 mod copy;
-#[cfg(not(loom))]
 mod crc;
 pub mod doorbell;
 mod error;

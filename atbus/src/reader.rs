@@ -451,7 +451,7 @@ impl Reader {
     /// Hands the next message to `f` as a slice *inside the ring* (no copy), then frees
     /// its nodes. `Empty` when nothing is ready.
     ///
-    /// The crc32 is checked after `f` returns, on the same bytes: the bytes can change
+    /// The crc32c is checked after `f` returns, on the same bytes: the bytes can change
     /// under `f` only if a writer that stalled past the channel's timeout (and whose
     /// block the reader therefore skipped) wakes and writes into nodes since reused by
     /// this message. Then `f` may have seen any mix of the two messages' bytes, and the

@@ -260,7 +260,7 @@ pub(crate) fn send_parts(
     publish(seg, &counters, &block, crc, false)
 }
 
-/// Sends one message: `prefix` then `body`. `prefix_crc` is the crc32 of `prefix`, so
+/// Sends one message: `prefix` then `body`. `prefix_crc` is the crc32c of `prefix`, so
 /// that only the body goes through the crc kernel (a prefix of a few bytes alone would
 /// take the portable crc, and gathering it with the body costs a copy).
 pub(crate) fn send_prefixed(
@@ -303,7 +303,7 @@ fn send_gathered<const N: usize>(
     send(seg, cached_read, pid, &gathered.0[..len])
 }
 
-/// Copies `data` into the claimed `block` and returns its crc32 (0 without checksums).
+/// Copies `data` into the claimed `block` and returns its crc32c (0 without checksums).
 ///
 /// We own the block's bytes: our claim CAS succeeded, so no other writer of this lap
 /// writes them and the reader reads them only after WRITTEN — unless we stall past the
@@ -753,7 +753,7 @@ impl Ready {
         self.index
     }
 
-    /// Whether a payload with this crc32 is the one published under this head.
+    /// Whether a payload with this crc32c is the one published under this head.
     fn crc_matches(&self, payload_crc: u32) -> bool {
         layout::sealed_crc(payload_crc, self.pos) == self.crc
     }

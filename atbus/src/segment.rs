@@ -19,7 +19,7 @@ use nix::sys::stat::Mode;
 
 use crate::config::Config;
 use crate::copy::copy_bytes;
-use crate::crc::Crc32;
+use crate::crc::Crc32c;
 use crate::error::{Error, Result};
 use crate::layout::{self, BlockHeader, Geometry, Header, NodeState, HEADER_SIZE};
 use crate::sync::atomic::{AtomicU64, Ordering};
@@ -189,7 +189,7 @@ pub struct Segment {
     settings: Settings,
     /// How this CPU computes crc32s (detected once: per call it was a tenth of a 64-byte
     /// crc's instructions).
-    crc: Crc32,
+    crc: Crc32c,
     /// The object's permission bits at create or open (`fstat`), for the doorbell's mode.
     mode: u32,
     /// This process's open doorbell FIFO, for writers ringing the reader; closed with
@@ -296,7 +296,7 @@ impl Segment {
             name: name.into(),
             map,
             geo,
-            crc: Crc32::detect(),
+            crc: Crc32c::detect(),
             mode: config.mode & 0o777,
             bell: Default::default(),
             settings: Settings {
@@ -491,7 +491,7 @@ impl Segment {
             map,
             geo,
             settings,
-            crc: Crc32::detect(),
+            crc: Crc32c::detect(),
             mode: meta.mode & 0o777,
             bell: Default::default(),
         };
@@ -531,7 +531,7 @@ impl Segment {
 }
 
 impl SegmentView for Segment {
-    /// crc32 (IEEE) of `data`, as `crc32fast::hash` computes it.
+    /// crc32c of `data` (see [`crate::layout::payload_crc`]).
     #[inline]
     fn crc32(&self, data: &[u8]) -> u32 {
         self.crc.checksum(data)
@@ -622,7 +622,7 @@ impl SegmentView for Segment {
         unsafe { copy_bytes(data.as_ptr(), at, data.len()) };
     }
 
-    /// [`write_payload`](Self::write_payload), returning the crc32 of `data` continued from
+    /// [`write_payload`](Self::write_payload), returning the crc32c of `data` continued from
     /// `crc` (0 for the payload's first bytes).
     fn write_payload_crc(&self, index: u64, offset: usize, data: &[u8], crc: u32) -> u32 {
         let at = self.payload_range(index, offset, data.len());
@@ -630,7 +630,7 @@ impl SegmentView for Segment {
         unsafe { self.crc.copy(at, data.as_ptr(), data.len(), crc) }
     }
 
-    /// [`read_payload`](Self::read_payload), returning the crc32 of the bytes it stored in
+    /// [`read_payload`](Self::read_payload), returning the crc32c of the bytes it stored in
     /// `buf` (even if a faulty writer changed the ring meanwhile).
     fn read_payload_crc(&self, index: u64, buf: &mut [u8]) -> u32 {
         let at = self.payload_range(index, 0, buf.len());

@@ -245,9 +245,9 @@ impl SegmentView for Segment {
     /// No cache to warm in the model.
     fn prefetch_nodes_for_write(&self, _index: u64, _nodes: u64) {}
 
-    /// crc32 (IEEE) of `data`.
+    /// crc32c of `data`.
     fn crc32(&self, data: &[u8]) -> u32 {
-        crc32fast::hash(data)
+        crate::crc::crc32c(0, data)
     }
 
     fn block_header(&self, index: u64) -> &BlockHeader {
@@ -270,18 +270,16 @@ impl SegmentView for Segment {
         }
     }
 
-    /// `write_payload`, returning the crc32 of `data` continued from `crc`.
+    /// `write_payload`, returning the crc32c of `data` continued from `crc`.
     fn write_payload_crc(&self, index: u64, offset: usize, data: &[u8], crc: u32) -> u32 {
         self.write_payload(index, offset, data);
-        let mut h = crc32fast::Hasher::new_with_initial(crc);
-        h.update(data);
-        h.finalize()
+        crate::crc::crc32c(crc, data)
     }
 
-    /// `read_payload`, returning the crc32 of the bytes copied.
+    /// `read_payload`, returning the crc32c of the bytes copied.
     fn read_payload_crc(&self, index: u64, buf: &mut [u8]) -> u32 {
         self.read_payload(index, buf);
-        crc32fast::hash(buf)
+        crate::crc::crc32c(0, buf)
     }
 
     fn write_payload(&self, index: u64, offset: usize, data: &[u8]) {

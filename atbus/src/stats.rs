@@ -35,7 +35,7 @@ pub struct Stats {
     pub bad_nodes: u64,
     /// Published blocks that failed a check (crc or header) and were skipped.
     pub bad_blocks: u64,
-    /// Blocks whose crc32 did not match their payload.
+    /// Blocks whose crc32c did not match their payload.
     pub crc_failures: u64,
     /// Blocks whose length, node count or sequence did not check out.
     pub check_failures: u64,

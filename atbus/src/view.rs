@@ -49,14 +49,14 @@ pub(crate) trait SegmentView {
     fn prefetch_nodes(&self, index: u64, nodes: u64);
     /// A hint to load nodes `index..index + nodes` into the cache for writing.
     fn prefetch_nodes_for_write(&self, index: u64, nodes: u64);
-    /// crc32 (IEEE) of `data`.
+    /// crc32c of `data`.
     fn crc32(&self, data: &[u8]) -> u32;
     /// Copies `data` into the payload of the block at `index`, `offset` bytes in.
     fn write_payload(&self, index: u64, offset: usize, data: &[u8]);
-    /// `write_payload`, returning the crc32 of `data` continued from `crc`.
+    /// `write_payload`, returning the crc32c of `data` continued from `crc`.
     fn write_payload_crc(&self, index: u64, offset: usize, data: &[u8], crc: u32) -> u32;
     /// Copies the first `buf.len()` payload bytes of the block at `index` into `buf`.
     fn read_payload(&self, index: u64, buf: &mut [u8]);
-    /// `read_payload`, returning the crc32 of the bytes it stored in `buf`.
+    /// `read_payload`, returning the crc32c of the bytes it stored in `buf`.
     fn read_payload_crc(&self, index: u64, buf: &mut [u8]) -> u32;
 }

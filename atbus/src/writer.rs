@@ -169,7 +169,7 @@ impl Writer {
     /// (`Full`, `TooLarge`, `Abandoned`); a later message too large for the channel ends
     /// the prefix before it. An empty slice sends nothing and returns 0.
     ///
-    /// The reader receives ordinary messages, each checked by its own crc32, in order; a
+    /// The reader receives ordinary messages, each checked by its own crc32c, in order; a
     /// writer that dies mid-batch loses the messages it had not published, which the
     /// reader skips (and counts) as it skips any torn block. Where one `try_send` costs
     /// a compare-exchange to claim and one to publish, a batch of `n` costs `n + 1`, and
@@ -323,7 +323,7 @@ impl std::fmt::Debug for Writer {
 }
 
 /// Bytes sent in front of many messages (a protocol header, an envelope) with their
-/// crc32 computed once: see [`Writer::try_send_prefixed`].
+/// crc32c computed once: see [`Writer::try_send_prefixed`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prefix {
     bytes: Box<[u8]>,
@@ -335,7 +335,7 @@ impl Prefix {
     pub fn new(bytes: &[u8]) -> Prefix {
         Prefix {
             bytes: bytes.into(),
-            crc: crc32fast::hash(bytes),
+            crc: crate::crc::crc32c(0, bytes),
         }
     }
 
@@ -353,7 +353,7 @@ pub struct Reservation<'a> {
 }
 
 impl Reservation<'_> {
-    /// Publishes the message (computing its crc32 over the bytes in the ring).
+    /// Publishes the message (computing its crc32c over the bytes in the ring).
     /// `Abandoned` if this took longer than the channel's timeout and the reader skipped
     /// the block.
     pub fn commit(self) -> Result<()> {

@@ -372,23 +372,23 @@ mod corrupt {
             f.seek(SeekFrom::Start(offset)).unwrap();
             f.write_all(bytes).unwrap();
         };
-        // A segment of an older layout version (2: a socket doorbell) is refused, saying
-        // what to do; so is a version from the future.
-        patch(8, &2u32.to_le_bytes());
+        // A segment of an older layout version (3: zlib's crc32) is refused, saying what
+        // to do; so is a version from the future.
+        patch(8, &3u32.to_le_bytes());
         let e = Channel::open(&path).unwrap_err();
         assert!(matches!(e, Error::Incompatible { .. }), "{e:?}");
         let text = e.to_string();
         assert!(
-            text.contains("layout version 2, this build reads version 3")
+            text.contains("layout version 3, this build reads version 4")
                 && text.contains("recreate it"),
             "{text}"
         );
-        patch(8, &4u32.to_le_bytes());
+        patch(8, &5u32.to_le_bytes());
         assert!(matches!(
             Channel::open(&path),
             Err(Error::Incompatible { .. })
         ));
-        patch(8, &3u32.to_le_bytes());
+        patch(8, &4u32.to_le_bytes());
         Channel::open(&path).unwrap();
         patch(20, &100u32.to_le_bytes()); // node size
         assert!(matches!(Channel::open(&path), Err(Error::Corrupt { .. })));
