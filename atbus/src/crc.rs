@@ -309,24 +309,6 @@ unsafe fn block32<const COPY: bool>(dst: *mut u8, src: *const u8, o: usize) -> _
     }
 }
 
-/// Loads the 16 bytes at offset `o` (and stores them to `dst` if `COPY`).
-///
-/// # Safety
-/// `o + 16` bytes are valid for reads from `src` and, if `COPY`, writes to `dst`.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "sse2")]
-unsafe fn block16<const COPY: bool>(dst: *mut u8, src: *const u8, o: usize) -> __m128i {
-    // SAFETY: the caller's contract; unaligned loads and stores need no alignment.
-    unsafe {
-        let v = _mm_loadu_si128(src.add(o).cast());
-        if COPY {
-            _mm_storeu_si128(dst.add(o).cast(), v);
-        }
-        v
-    }
-}
-
 /// The crc register `c` after the 16 bytes in `v`.
 #[cfg(target_arch = "x86_64")]
 #[inline]
@@ -459,7 +441,7 @@ unsafe fn copy_streams<const COPY: bool, const PREFETCHW: bool>(
             o += 32;
         }
         if len - o >= 16 {
-            c = crc_block16(c, block16::<COPY>(dst, src, o));
+            c = crc_block16(c, block::<COPY>(dst, src, o));
             o += 16;
         }
         if len - o >= 8 {
