@@ -44,10 +44,19 @@ fn short_stress_with_a_writer_kill_a_stall_and_a_reader_kill_accounts_for_everyt
     assert!(f["writer_kills"].as_u64().unwrap() >= 1, "{ctx}");
     assert!(f["writer_stalls"].as_u64().unwrap() >= 1, "{ctx}");
     assert!(f["reader_kills"].as_u64().unwrap() >= 1, "{ctx}");
-    // Every loss is attributed to a fault, and bounded by the fault counts.
+    // Every loss is attributed to a fault, and bounded by the fault counts: one per
+    // reader kill, and one per block a stalled writer's late copy destroyed. The library
+    // counts those as bad blocks where the reader can tell, and every node of them as a
+    // bad node (a late copy over nodes that start other blocks destroys their heads):
+    // the 10^10 soak lost 28 with 0 bad blocks and 62 bad nodes.
     let lost = t["lost"].as_u64().unwrap();
+    let channel = &v["channel"];
+    let destroyed = channel["bad_blocks"]
+        .as_u64()
+        .unwrap()
+        .max(channel["bad_nodes"].as_u64().unwrap());
     assert!(
-        lost <= f["reader_kills"].as_u64().unwrap() + v["channel"]["bad_blocks"].as_u64().unwrap(),
+        lost <= f["reader_kills"].as_u64().unwrap() + destroyed,
         "{ctx}"
     );
     // Writers' sends and the channel's counters agree, but for messages of killed
