@@ -123,7 +123,9 @@ impl Crc32c {
     #[inline]
     fn checksum_from(&self, crc: u32, data: &[u8]) -> u32 {
         let (src, len) = (data.as_ptr(), data.len());
-        // SAFETY: `src` is valid for `len` reads; without COPY nothing is written.
+        // SAFETY: `src` is valid for `len` reads (it is `data`'s); without COPY the
+        // kernels never touch `dst`, so the null pointer is never written; `crc` is a
+        // plain value.
         match unsafe { self.kernel::<false>(std::ptr::null_mut(), src, len, crc) } {
             Some(crc) => crc,
             None => !portable_update(!crc, data),
@@ -426,8 +428,10 @@ unsafe fn copy_streams<const COPY: bool, const PREFETCHW: bool>(
 ) -> u32 {
     let mut c = u64::from(!crc);
     let mut o = 0;
-    // SAFETY: every offset below stays inside `len` as `stripe` and `word` require;
-    // this function has their features.
+    // SAFETY: each access below (`stripe`, `block32`, `block`, `word` and the 4-, 2-
+    // and 1-byte reads and writes) is guarded by `len - o` at least its width, so it
+    // ends at or before `len`, inside the caller's ranges; this function has the
+    // features they need (SSE4.2, AVX2, PCLMULQDQ; PREFETCHW per the caller).
     unsafe {
         while len - o >= 3 * LONG_STREAM {
             c = stripe::<COPY, PREFETCHW>(dst, src, len, o, LONG_STREAM, c, k::SHIFT_LONG);
