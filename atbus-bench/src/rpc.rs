@@ -518,9 +518,9 @@ pub fn server_role(a: RpcRole) -> Result<(), String> {
             let mut ep = bus.join(SERVER).map_err(|e| e.to_string())?;
             ready();
             if t == Transport::AtbusSpin {
-                serve_spin(&mut ep, stop, a.size)
+                serve_spin(&mut ep, stop)
             } else {
-                serve_fd(&mut ep, stop, a.size)
+                serve_fd(&mut ep, stop)
             }
         }
         Transport::UnixStream => {
@@ -562,28 +562,25 @@ pub fn server_role(a: RpcRole) -> Result<(), String> {
     r.map_err(|e| format!("{who}: {e}"))
 }
 
-/// Answers one request received into `payload`.
-fn answer_request(
-    ep: &mut atbus_bus::Endpoint,
-    envelope: &atbus_bus::Envelope,
-    payload: &mut [u8],
-) -> Result<(), String> {
-    answer(payload);
-    ep.reply(envelope, payload)
-        .map_err(|e| format!("reply to {}: {e}", envelope.from()))
+/// Answers a request where the endpoint received it: changed in place, sent back from
+/// there (one copy in, one out, as the raw channels' server makes).
+fn answer_request(mut request: atbus_bus::Received<'_>) -> Result<(), String> {
+    answer(request.payload_mut());
+    request
+        .reply_in_place()
+        .map_err(|e| format!("reply to {}: {e}", request.envelope().from()))
 }
 
-/// The spinning server: `try_recv_into`, and while nothing comes, [`PollWait`] (spin,
+/// The spinning server: `try_recv_ref`, and while nothing comes, [`PollWait`] (spin,
 /// then `sched_yield` for up to 200 µs, then sleeps), reset after every request: the
 /// clients' processes share the two cores.
-fn serve_spin(ep: &mut atbus_bus::Endpoint, stop: &AtomicU64, size: usize) -> Result<(), String> {
-    let mut payload = Vec::with_capacity(size);
+fn serve_spin(ep: &mut atbus_bus::Endpoint, stop: &AtomicU64) -> Result<(), String> {
     let mut wait = PollWait::new();
     // Relaxed: the flag only ends the loop.
     while stop.load(Ordering::Relaxed) == 0 {
-        match ep.try_recv_into(&mut payload) {
-            Ok(envelope) => {
-                answer_request(ep, &envelope, &mut payload)?;
+        match ep.try_recv_ref() {
+            Ok(request) => {
+                answer_request(request)?;
                 wait.reset();
             }
             Err(atbus_bus::Error::Empty) => wait.idle(),
@@ -594,12 +591,11 @@ fn serve_spin(ep: &mut atbus_bus::Endpoint, stop: &AtomicU64, size: usize) -> Re
 }
 
 /// The event-loop server: receive until `Empty`, `arm`, `poll(2)` on the readiness fd.
-fn serve_fd(ep: &mut atbus_bus::Endpoint, stop: &AtomicU64, size: usize) -> Result<(), String> {
+fn serve_fd(ep: &mut atbus_bus::Endpoint, stop: &AtomicU64) -> Result<(), String> {
     let fd = ep
         .readiness_fd()
         .map_err(|e| format!("readiness fd: {e}"))?
         .as_raw_fd();
-    let mut payload = Vec::with_capacity(size);
     let mut pfd = [libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -607,8 +603,8 @@ fn serve_fd(ep: &mut atbus_bus::Endpoint, stop: &AtomicU64, size: usize) -> Resu
     }];
     loop {
         loop {
-            match ep.try_recv_into(&mut payload) {
-                Ok(envelope) => answer_request(ep, &envelope, &mut payload)?,
+            match ep.try_recv_ref() {
+                Ok(request) => answer_request(request)?,
                 Err(atbus_bus::Error::Empty) => break,
                 Err(e) => return Err(format!("receive: {e}")),
             }

@@ -553,6 +553,62 @@ impl Endpoint {
         self.next_with(wait, f)
     }
 
+    /// Receives the next message and lends it where it lies, in the endpoint's receive
+    /// buffer: read or change its payload, then answer a request with it in place
+    /// ([`Received::reply_in_place`]) or with another message. An echo-like server then
+    /// copies a request once on its way in and once on its way out, no more. `Empty` if
+    /// no message is ready now.
+    ///
+    /// ```
+    /// # let bus_name = format!("/atbus-doc-ref-{}", std::process::id());
+    /// use std::time::Duration;
+    /// let bus = atbus_bus::Bus::create(&bus_name)?;
+    /// let mut server = bus.join("upper")?;
+    /// let mut client = bus.join("client")?;
+    /// let handle = std::thread::spawn(move || -> atbus_bus::Result<()> {
+    ///     let mut request = server.recv_ref_timeout(Duration::from_secs(5))?;
+    ///     request.payload_mut().make_ascii_uppercase();
+    ///     request.reply_in_place()
+    /// });
+    /// assert_eq!(client.request("upper", b"ping", Duration::from_secs(5))?, b"PING");
+    /// handle.join().unwrap()?;
+    /// # drop(client);
+    /// # atbus_bus::Bus::unlink(&bus_name)?;
+    /// # Ok::<(), atbus_bus::Error>(())
+    /// ```
+    pub fn try_recv_ref(&mut self) -> Result<Received<'_>> {
+        self.next_ref(Wait::Now)
+    }
+
+    /// Like [`try_recv_ref`](Endpoint::try_recv_ref), waiting up to `timeout` for a
+    /// message: `Timeout` if none arrives.
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<Received<'_>> {
+        self.next_ref(Wait::after(timeout))
+    }
+
+    fn next_ref(&mut self, wait: Wait) -> Result<Received<'_>> {
+        if let Some(m) = self.held.pop_front() {
+            return Ok(Received {
+                envelope: m.envelope,
+                place: Place::Held(m.payload),
+                endpoint: self,
+            });
+        }
+        loop {
+            match self.receive_raw(wait)? {
+                Some((e, _, _)) if e.kind == Kind::Reply => self.stats.dropped_replies += 1,
+                Some((envelope, at, len)) => {
+                    return Ok(Received {
+                        envelope,
+                        place: Place::Buffer { at, len },
+                        endpoint: self,
+                    })
+                }
+                None => {}
+            }
+        }
+    }
+
     /// The next message from the inbox (not from `held`) handed to `f` in place; replies
     /// that match no request are dropped and counted.
     #[inline(always)]
@@ -851,6 +907,100 @@ impl Endpoint {
             return Ok(Arm::Ready);
         }
         Ok(self.reader().arm()?)
+    }
+}
+
+/// Where a [`Received`] message's payload lies.
+enum Place {
+    /// `buf[at..len]` of the endpoint.
+    Buffer { at: usize, len: usize },
+    /// Its own buffer: a message held while a request waited.
+    Held(Vec<u8>),
+}
+
+/// A message lent where the endpoint received it, by
+/// [`try_recv_ref`](Endpoint::try_recv_ref): its envelope, its payload (which may be
+/// changed in place) and the replies to it. The endpoint is borrowed until it is dropped.
+pub struct Received<'a> {
+    endpoint: &'a mut Endpoint,
+    envelope: Envelope,
+    place: Place,
+}
+
+impl Received<'_> {
+    /// Kind, sender, correlation id.
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    /// The payload, exactly as sent (unless changed through
+    /// [`payload_mut`](Received::payload_mut)).
+    pub fn payload(&self) -> &[u8] {
+        match &self.place {
+            Place::Buffer { at, len } => &self.endpoint.buf[*at..*len],
+            Place::Held(payload) => payload,
+        }
+    }
+
+    /// The payload, to change in place before [`reply_in_place`](Received::reply_in_place).
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        match &mut self.place {
+            Place::Buffer { at, len } => &mut self.endpoint.buf[*at..*len],
+            Place::Held(payload) => payload,
+        }
+    }
+
+    /// The message, copied out of the endpoint's buffer.
+    pub fn to_message(&self) -> Message {
+        Message {
+            envelope: self.envelope,
+            payload: self.payload().to_vec(),
+        }
+    }
+
+    /// Answers the request with `message`, as [`Endpoint::reply`] does.
+    pub fn reply(&mut self, message: &[u8]) -> Result<()> {
+        self.endpoint.reply(&self.envelope, message)
+    }
+
+    /// Answers the request with its own payload as it is now (see
+    /// [`payload_mut`](Received::payload_mut)): waits for room while the requester
+    /// lives, fails as [`Endpoint::reply`] does.
+    pub fn reply_in_place(&mut self) -> Result<()> {
+        self.reply_payload(Wait::Forever)
+    }
+
+    /// Like [`reply_in_place`](Received::reply_in_place), or fails at once: `Full` when
+    /// the requester's inbox has no room now (nothing was sent; the message is still
+    /// here to answer again).
+    pub fn try_reply_in_place(&mut self) -> Result<()> {
+        self.reply_payload(Wait::Now)
+    }
+
+    fn reply_payload(&mut self, wait: Wait) -> Result<()> {
+        let ep = &mut *self.endpoint;
+        match &self.place {
+            Place::Held(payload) => ep.reply_with(&self.envelope, payload, wait),
+            Place::Buffer { at, len } => {
+                // Out of the endpoint for the send (which needs the endpoint mutable but
+                // never its receive buffer), and back. Three words moved, no copy; were
+                // the send to panic, the endpoint would grow a new buffer on its next
+                // receive.
+                let buf = std::mem::take(&mut ep.buf);
+                let sent = ep.reply_with(&self.envelope, &buf[*at..*len], wait);
+                ep.buf = buf;
+                sent
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Received<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Received")
+            .field("envelope", &self.envelope)
+            .field("len", &self.payload().len())
+            .finish()
     }
 }
 

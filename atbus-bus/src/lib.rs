@@ -120,7 +120,7 @@ pub use aio::AsyncEndpoint;
 pub use atbus::Arm;
 pub use bus::{Bus, Member, OpenOptions, DEFAULT_INBOX_BYTES, SWEEP_PERIOD};
 pub use directory::{DEFAULT_CAPACITY, MAX_CAPACITY};
-pub use endpoint::{Endpoint, EndpointStats, Message, PEER_POLL, REQUEST_POLL};
+pub use endpoint::{Endpoint, EndpointStats, Message, Received, PEER_POLL, REQUEST_POLL};
 pub use envelope::{Envelope, Kind};
 pub use error::{Error, Result};
 pub use name::{inbox_name, Name, MAX_BUS_NAME, MAX_ENDPOINT_NAME};

@@ -8,6 +8,7 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
+use atbus::{Backoff, Channel};
 use atbus_bus::directory::{offsets, state, HEADER_SIZE, RECORD_SIZE};
 use atbus_bus::{Bus, Error, Kind};
 use common::{shm_path, TempBus};
@@ -554,4 +555,94 @@ fn interleaved_senders_of_one_process_are_told_apart_by_every_receive() {
     }
     assert!(matches!(sink.try_recv_with(|_, _| ()), Err(Error::Empty)));
     assert_eq!(sink.stats().malformed, 0);
+}
+
+/// `n` bytes of message `i`: every byte differs between messages and positions.
+fn pattern(i: usize, n: usize) -> Vec<u8> {
+    (0..n).map(|j| (i * 131 + j * 7 + j / 251) as u8).collect()
+}
+
+/// What the in-place servers below make of a request: every byte's bits inverted.
+fn answered(request: &[u8]) -> Vec<u8> {
+    request.iter().map(|b| !b).collect()
+}
+
+#[test]
+fn a_request_lent_in_place_is_answered_with_its_changed_payload() {
+    let tb = TempBus::new("in-place");
+    let bus = Bus::create(&tb.name).unwrap();
+    let mut server = bus.join("server").unwrap();
+    let mut client = bus.join("client").unwrap();
+    // Around the endpoint's first receive buffer (4096 bytes) and up to the largest.
+    let max = server.max_payload_len();
+    let sizes = [0, 1, 31, 32, 33, 1000, 4000, 4096, 4097, 20_000, max];
+    std::thread::scope(|scope| {
+        let served = scope.spawn(move || {
+            // A data message first: lent like any other, but not a request to answer.
+            let mut data = server.recv_ref_timeout(WAIT).unwrap();
+            assert_eq!(data.envelope().kind, Kind::Data);
+            assert_eq!(data.payload(), b"data first");
+            assert!(matches!(data.try_reply_in_place(), Err(Error::NotARequest)));
+            assert_eq!(data.to_message().payload, b"data first");
+            drop(data);
+            for _ in sizes {
+                let mut request = server.recv_ref_timeout(WAIT).unwrap();
+                assert_eq!(request.envelope().kind, Kind::Request);
+                assert_eq!(request.envelope().from(), "client");
+                for b in request.payload_mut() {
+                    *b = !*b;
+                }
+                request.reply_in_place().unwrap();
+            }
+            assert!(matches!(server.try_recv_ref(), Err(Error::Empty)));
+            server.stats()
+        });
+        client.send_to("server", b"data first").unwrap();
+        for (i, &n) in sizes.iter().enumerate() {
+            let request = pattern(i, n);
+            let reply = client.request("server", &request, WAIT).unwrap();
+            assert!(reply == answered(&request), "reply {i} ({n} bytes)");
+        }
+        let stats = served.join().unwrap();
+        assert_eq!((stats.malformed, stats.dropped_replies), (0, 0));
+    });
+}
+
+#[test]
+fn a_request_held_while_another_waited_is_lent_and_answered_in_place() {
+    let tb = TempBus::new("held-in-place");
+    let bus = Bus::create(&tb.name).unwrap();
+    let mut server = bus.join("server").unwrap();
+    let mut upstream = bus.join("upstream").unwrap();
+    let mut client = bus.join("client").unwrap();
+    let inbox = Channel::open(server.inbox()).unwrap();
+    let held_request = pattern(7, 5000);
+    std::thread::scope(|scope| {
+        let asked = scope.spawn(|| client.request("server", &held_request, WAIT).unwrap());
+        let upstream = scope.spawn(move || {
+            let mut request = upstream.recv_ref_timeout(WAIT).unwrap();
+            request.payload_mut().reverse();
+            request.reply_in_place().unwrap();
+        });
+        // The client's request is in the server's inbox before the server asks
+        // upstream: the server's wait for its own reply must hold it.
+        let mut backoff = Backoff::new();
+        while inbox.stats().messages_sent == 0 {
+            backoff.snooze();
+        }
+        let reply = server.request("upstream", b"abc", WAIT).unwrap();
+        assert_eq!(reply, b"cba");
+        assert_eq!(server.stats().held, 1);
+        let mut request = server.try_recv_ref().unwrap();
+        assert_eq!(request.envelope().kind, Kind::Request);
+        assert!(request.payload() == held_request.as_slice());
+        for b in request.payload_mut() {
+            *b = !*b;
+        }
+        request.reply_in_place().unwrap();
+        drop(request);
+        assert!(asked.join().unwrap() == answered(&held_request));
+        upstream.join().unwrap();
+        assert!(matches!(server.try_recv_ref(), Err(Error::Empty)));
+    });
 }
