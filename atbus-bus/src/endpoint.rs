@@ -9,7 +9,7 @@ use atbus::{Arm, Channel, Reader, Writer};
 
 use crate::bus::{Bus, SWEEP_PERIOD};
 use crate::directory::state;
-use crate::envelope::{self, Envelope, Kind};
+use crate::envelope::{self, Envelope, Kind, ALIGN_BODY_FROM, MAX_ENVELOPE};
 use crate::error::{Error, Result};
 use crate::fault::{self, CrashPoint};
 use crate::name::{self, Name, HEAD_BYTES};
@@ -145,6 +145,8 @@ pub struct Endpoint {
     /// The envelope of every data message this endpoint sends (it never changes), with
     /// its crc: a data message's crc pass covers the body alone.
     data_prefix: atbus::Prefix,
+    /// The same, padded: for bodies of [`ALIGN_BODY_FROM`] bytes and more.
+    aligned_data_prefix: atbus::Prefix,
     /// The incoming message being received.
     buf: Vec<u8>,
     /// Recent senders' names, by their pid modulo [`KNOWN_SENDERS`]: a name found here
@@ -168,17 +170,22 @@ impl Endpoint {
         channel: Channel,
         reader: Reader,
     ) -> Endpoint {
-        let mut data_header = Vec::new();
-        envelope::encode(
-            &mut data_header,
-            Kind::Data,
-            name.as_str(),
-            generation,
-            0,
-            0,
-        );
+        let data_prefix = |padded| {
+            let mut head = Vec::new();
+            envelope::encode(
+                &mut head,
+                Kind::Data,
+                name.as_str(),
+                generation,
+                0,
+                0,
+                padded,
+            );
+            atbus::Prefix::new(&head)
+        };
         Endpoint {
-            data_prefix: atbus::Prefix::new(&data_header),
+            data_prefix: data_prefix(false),
+            aligned_data_prefix: data_prefix(true),
             bus,
             name,
             index,
@@ -228,7 +235,7 @@ impl Endpoint {
     /// The largest payload this endpoint's inbox accepts from a sender whose name has
     /// 63 bytes (other inboxes may differ).
     pub fn max_payload_len(&self) -> usize {
-        self.channel.max_message_len().saturating_sub(2 + 63 + 30)
+        self.channel.max_message_len().saturating_sub(MAX_ENVELOPE)
     }
 
     fn reader(&mut self) -> &mut Reader {
@@ -281,12 +288,14 @@ impl Endpoint {
             });
         }
         let parts = [&self.out[..], body];
+        let prefix = if body.len() >= ALIGN_BODY_FROM {
+            &self.aligned_data_prefix
+        } else {
+            &self.data_prefix
+        };
         let send = |slice: Option<Duration>| match (head, slice) {
-            (Head::Data, None) => t.writer.try_send_prefixed(&self.data_prefix, body),
-            (Head::Data, Some(slice)) => {
-                t.writer
-                    .send_prefixed_timeout(&self.data_prefix, body, slice)
-            }
+            (Head::Data, None) => t.writer.try_send_prefixed(prefix, body),
+            (Head::Data, Some(slice)) => t.writer.send_prefixed_timeout(prefix, body, slice),
             (Head::Built, None) => t.writer.try_send_parts(&parts),
             (Head::Built, Some(slice)) => t.writer.send_parts_timeout(&parts, slice),
         };
@@ -757,6 +766,7 @@ impl Endpoint {
             self.generation,
             correlation,
             0,
+            request.len() >= ALIGN_BODY_FROM,
         );
         let i = self.deliver(to, None, wait, Head::Built, request)?;
         Ok(Pending {
@@ -864,6 +874,7 @@ impl Endpoint {
             self.generation,
             request.correlation,
             request.from_generation,
+            message.len() >= ALIGN_BODY_FROM,
         );
         let from_generation = Some(request.from_generation);
         match self.deliver(request.from(), from_generation, wait, Head::Built, message) {
