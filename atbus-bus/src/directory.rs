@@ -761,7 +761,7 @@ impl Directory {
                 continue;
             }
             if let Some(s) = self.read(i)? {
-                if s.state == state::LIVE && s.name.as_bytes() == name.as_bytes() {
+                if s.state == state::LIVE && s.name.is(name) {
                     return Ok(Some(s));
                 }
             }

@@ -329,11 +329,7 @@ impl Endpoint {
     fn target(&mut self, to: &str) -> Result<usize> {
         let dir = self.bus.dir();
         let epoch = dir.epoch();
-        if let Some(i) = self
-            .targets
-            .iter()
-            .position(|t| t.name.as_bytes() == to.as_bytes())
-        {
+        if let Some(i) = self.targets.iter().position(|t| t.name.is(to)) {
             if self.targets[i].epoch == epoch {
                 return Ok(i);
             }
