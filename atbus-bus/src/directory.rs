@@ -4,7 +4,12 @@
 //! lock (a per-record sequence word detects torn reads) and serialises changes on a lock
 //! word that names its owner.
 //!
-//! # Layout (version 1, all fields little-endian atomics)
+//! # Layout (version 2, all fields little-endian atomics)
+//!
+//! Version 2 has version 1's layout. The version also stands for the bus's message
+//! format: from version 2, payloads of 256 bytes and more follow a padded envelope
+//! (`envelope.rs`), which a version-1 process would drop as malformed; it is refused at
+//! open instead.
 //!
 //! Header, 128 bytes at offset 0:
 //!
@@ -81,8 +86,8 @@ use crate::name::{self, Name};
 
 /// `b"ATBUSDIR"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ATBUSDIR");
-/// The layout version this build reads and writes.
-pub const VERSION: u32 = 1;
+/// The layout (and message format) version this build reads and writes.
+pub const VERSION: u32 = 2;
 /// Bytes of the directory header.
 pub const HEADER_SIZE: usize = 128;
 /// Bytes of one endpoint record.

@@ -646,3 +646,22 @@ fn a_request_held_while_another_waited_is_lent_and_answered_in_place() {
         assert!(matches!(server.try_recv_ref(), Err(Error::Empty)));
     });
 }
+
+#[test]
+fn a_bus_of_another_version_is_refused_with_what_to_do() {
+    let tb = TempBus::new("version");
+    drop(Bus::create(&tb.name).unwrap());
+    // Version 1: the same layout, the envelope without padding.
+    poke(&tb.name, offsets::VERSION, &1u32.to_le_bytes());
+    let err = Bus::open(&tb.name).unwrap_err();
+    assert!(matches!(err, Error::Incompatible { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("version 1, this build reads 2") && text.contains("recreate"),
+        "{text}"
+    );
+    // Recreated, it opens.
+    Bus::unlink(&tb.name).unwrap();
+    drop(Bus::create(&tb.name).unwrap());
+    Bus::open(&tb.name).unwrap();
+}
