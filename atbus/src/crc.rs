@@ -113,6 +113,13 @@ impl Crc32c {
         }
     }
 
+    /// Whether this CPU has PREFETCHW (and the kernel choice allows it): the condition
+    /// of [`prefetch_for_write`].
+    #[inline]
+    pub(crate) fn prefetchw(&self) -> bool {
+        self.prefetchw
+    }
+
     /// crc32c of `data`, by the same kernels without the copy.
     #[inline]
     pub(crate) fn checksum(&self, data: &[u8]) -> u32 {
@@ -344,10 +351,11 @@ fn shift(c: u64, k: i64) -> u64 {
 /// writer's copy into the ring then does not wait for each line the reader's core held.
 ///
 /// # Safety
-/// The CPU supports PREFETCHW. (A prefetch never faults and changes no memory.)
+/// The CPU supports PREFETCHW ([`Crc32c::prefetchw`]). (A prefetch never faults and
+/// changes no memory.)
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn prefetch_for_write(p: *const u8) {
+pub(crate) unsafe fn prefetch_for_write(p: *const u8) {
     // SAFETY: the caller's contract; the instruction reads and writes no memory, stack
     // or flags.
     unsafe {

@@ -395,14 +395,16 @@ pub(crate) fn send_batch(
         })
         .count();
     let counters = slots::for_thread(seg.header());
-    let pos = loop {
-        match claim_nodes(seg, &counters, cached_read, nodes_of(&messages[..count])) {
-            Ok(pos) => break pos,
+    let (pos, nodes) = loop {
+        let nodes = nodes_of(&messages[..count]);
+        match claim_nodes(seg, &counters, cached_read, nodes) {
+            Ok(pos) => break (pos, nodes),
             Err(Error::Full) if count > 1 => count /= 2,
             Err(e) => return Err(e),
         }
     };
     fault_point!(AfterClaim);
+    prefetch_ahead(seg, cached_read, pos + nodes, nodes);
     let batch = &messages[..count];
     let blocks = || {
         batch.iter().scan(pos, |p, m| {
@@ -446,6 +448,34 @@ pub(crate) fn send_batch(
     match failed {
         Some(e) if sent == 0 => Err(e),
         _ => Ok(sent),
+    }
+}
+
+/// How far past the end of its claim a batch asks for the nodes a later batch will
+/// write, and at most how many it asks for.
+const WRITE_AHEAD: u64 = 32;
+const WRITE_AHEAD_MAX: u64 = 64;
+
+/// After a batch's claim of `nodes` nodes ending at position `end`: asks the CPU to fetch,
+/// for writing, as many nodes `WRITE_AHEAD` nodes further on, where the writer's next
+/// batches go. Each node's lines were last held by the reader's core; fetched one block
+/// at a time, every publish CAS waits for them (a one-way line transfer is 30-40 ns
+/// between two cores that share a cache, over 200 ns on the 2-vCPU EPYC VMs when they
+/// do not). Nodes the reader has not released (as of this writer's last look at the
+/// read cursor) are left alone, not taken from under it. Measured with `atbus-bench
+/// compare` (1->1 and 3->1, 16 x 64 B batches) and `examples/handoff.rs`:
+/// docs/benchmarks.md, "Batches fetch their nodes ahead". Single sends do not: with a
+/// reader right behind the writer it made them slower.
+#[inline]
+fn prefetch_ahead(seg: &Segment, cached_read: &AtomicU64, end: u64, nodes: u64) {
+    let geo = seg.geometry();
+    let from = end + WRITE_AHEAD;
+    let nodes = nodes.min(WRITE_AHEAD_MAX);
+    let capacity = geo.node_count - 1 - seg.settings().protect_nodes;
+    // Relaxed: a hint that decides only whether to prefetch, which changes no memory.
+    let read = cached_read.load(Ordering::Relaxed);
+    if (from + nodes).wrapping_sub(read) <= capacity {
+        seg.prefetch_nodes_for_write(geo.index(from), nodes);
     }
 }
 
@@ -524,9 +554,9 @@ fn name_block(seg: &Segment, counters: &Counters<'_>, block: &Claimed, pid: u32)
     // them, instead of one store-miss at a time, with the publish CAS waiting for them
     // all. Measured with `atbus-bench compare` (same host, builds alternated): 1->1
     // 16 KiB +15-40%, 3->1 8 B-2 KiB and 1 KiB within noise; one-node blocks are left as
-    // they were. (The write hint compiles to PREFETCHT0 unless the build enables
-    // `prfchw`; a PREFETCHW written out measured level with it: 1->1 16 KiB 1.08x,
-    // 3->1 8 B-2 KiB 1.04x, both inside the run's spread.)
+    // they were. (PREFETCHW where the CPU has it, as for a batch's nodes ahead; it
+    // measured level with a plain prefetch here: 1->1 16 KiB 1.08x, 3->1 8 B-2 KiB 1.04x,
+    // both inside the run's spread.)
     if nodes > 1 {
         seg.prefetch_nodes_for_write(block.index + 1, nodes - 1);
     }
@@ -1204,11 +1234,22 @@ impl ReadState {
         ok
     }
 
-    /// Asks the CPU to load the nodes after a multi-node block (when writers have
-    /// claimed them), each node once, before the block is read: the reader's reads of
-    /// lines another core wrote otherwise wait for them one block at a time. Measured
-    /// with `atbus-bench compare`: 1 KiB messages ~1.3x; one-node blocks gained nothing,
-    /// so they skip even this call.
+    /// Whether to call [`prefetch_after`](Self::prefetch_after) for `ready`: always after
+    /// a multi-node block; after a one-node block only when writers have claimed
+    /// `PREFETCH_NODES` nodes past it that are not asked for yet (the reader is behind a
+    /// batch, say). A reader that keeps up with a writer of one-node blocks (nothing
+    /// claimed ahead) pays this test and no call.
+    #[inline(always)]
+    fn prefetch_due(&self, ready: &Ready) -> bool {
+        let end = ready.pos + ready.nodes + PREFETCH_NODES;
+        ready.nodes > 1 || (end <= self.cached_write && end > self.prefetched_to)
+    }
+
+    /// Asks the CPU to load the nodes after a block (when writers have claimed them),
+    /// each node once, before the block is read: the reader's reads of lines another core
+    /// wrote otherwise wait for them one block at a time. Measured with `atbus-bench
+    /// compare`: 1 KiB messages ~1.3x; batches of 16 x 64 B 1->1 (one-node blocks)
+    /// docs/benchmarks.md, "Batches fetch their nodes ahead".
     #[inline(never)]
     fn prefetch_after(&mut self, seg: &Segment, ready: Ready) {
         let next = ready.pos + ready.nodes;
@@ -1222,7 +1263,7 @@ impl ReadState {
 
     #[inline]
     fn copy_out(&mut self, seg: &Segment, ready: Ready, buf: &mut [u8]) -> bool {
-        if ready.nodes > 1 {
+        if self.prefetch_due(&ready) {
             self.prefetch_after(seg, ready);
         }
         // check() verified the block lies in the ring. A stalled writer may still scribble
@@ -1245,7 +1286,7 @@ impl ReadState {
         ready: Ready,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Option<R> {
-        if ready.nodes > 1 {
+        if self.prefetch_due(&ready) {
             self.prefetch_after(seg, ready);
         }
         let src = seg.node_ptr(ready.index).wrapping_add(BLOCK_HEADER_SIZE);

@@ -205,20 +205,17 @@ unsafe impl Send for Segment {}
 unsafe impl Sync for Segment {}
 
 impl Segment {
-    /// Prefetches every line of nodes `index..index + nodes` (clamped to the ring's end)
-    /// with prefetch hint `HINT` (`_MM_HINT_T0` to read, `_MM_HINT_ET0` to write; the
-    /// latter is PREFETCHT0 too unless the build enables `prfchw`).
+    /// Calls `prefetch` with the address of every cache line of nodes
+    /// `index..index + nodes` (clamped to the ring's end): addresses inside the data area.
     #[cfg(target_arch = "x86_64")]
     #[inline]
-    fn prefetch_lines<const HINT: i32>(&self, index: u64, nodes: u64) {
+    fn each_line(&self, index: u64, nodes: u64, prefetch: impl Fn(*const u8)) {
         if index < self.geo.node_count {
             let nodes = nodes.min(self.geo.node_count - index) as usize;
-            let start = self.node_ptr(index) as *const i8;
+            let start = self.node_ptr(index) as *const u8;
             let mut off = 0;
             while off < nodes * self.geo.node_size {
-                // SAFETY: a prefetch is a hint: it never faults and changes no memory;
-                // the addresses are inside the data area (nodes clamped to the ring).
-                unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(start.wrapping_add(off)) };
+                prefetch(start.wrapping_add(off));
                 off += 64;
             }
         }
@@ -583,14 +580,30 @@ impl SegmentView for Segment {
     #[inline]
     fn prefetch_nodes(&self, index: u64, nodes: u64) {
         #[cfg(target_arch = "x86_64")]
-        self.prefetch_lines::<{ std::arch::x86_64::_MM_HINT_T0 }>(index, nodes);
+        self.each_line(index, nodes, |p| {
+            // SAFETY: a prefetch is a hint: it never faults and changes no memory; the
+            // address is inside the data area (each_line).
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+            }
+        });
     }
 
-    // Out of line: one-node blocks, the small-message path, pay only the test for it.
+    /// As `prefetch_nodes`, asking for the lines in a state this core can write
+    /// (PREFETCHW, where the CPU has it; a plain prefetch otherwise). Out of line: the
+    /// one-node send path pays only the test for it.
     #[inline(never)]
     fn prefetch_nodes_for_write(&self, index: u64, nodes: u64) {
         #[cfg(target_arch = "x86_64")]
-        self.prefetch_lines::<{ std::arch::x86_64::_MM_HINT_ET0 }>(index, nodes);
+        if self.crc.prefetchw() {
+            // SAFETY: the CPU has PREFETCHW (`prefetchw()`); a prefetch never faults and
+            // changes no memory; the address is inside the data area (each_line).
+            self.each_line(index, nodes, |p| unsafe {
+                crate::crc::prefetch_for_write(p)
+            });
+        } else {
+            self.prefetch_nodes(index, nodes);
+        }
     }
 
     /// The 32 bytes at the start of node `index`: its head and, on a block's first

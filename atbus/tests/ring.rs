@@ -598,6 +598,43 @@ fn send_batch_waits_for_the_reader_and_sends_everything_in_order() {
 }
 
 #[test]
+fn batches_over_many_laps_arrive_in_order_byte_for_byte() {
+    // A ring of 300 nodes, a lap every 200 or so messages: batches of 1 to 20 messages
+    // (one- and multi-node) end at every position, so the nodes a batch asks for ahead
+    // of its claim (WRITE_AHEAD past its end) wrap at the ring's end, lie in nodes the
+    // reader has not released yet, or not; and the reader, behind a batch, asks for the
+    // one-node blocks after the one it reads.
+    let name = Named::new("batch-laps");
+    let ch = Channel::create(&name.0, tiny(300), &Config::default()).unwrap();
+    let msgs = batch_of(20_000, &[8, 64, 95, 96, 200, 64, 500, 16]);
+    let w = ch.writer();
+    let mut r = ch.reader().unwrap();
+    std::thread::scope(|s| {
+        let msgs = &msgs;
+        s.spawn(move || {
+            let mut rest = &msgs[..];
+            let mut size = 1;
+            while !rest.is_empty() {
+                let n = size.min(rest.len());
+                w.send_batch(&refs(&rest[..n])).unwrap();
+                rest = &rest[n..];
+                size = size % 20 + 1;
+            }
+        });
+        let mut buf = vec![0u8; 4096];
+        for (i, m) in msgs.iter().enumerate() {
+            let n = r
+                .recv_timeout(&mut buf, std::time::Duration::from_secs(20))
+                .unwrap();
+            assert_eq!(&buf[..n], &m[..], "message {i}");
+        }
+    });
+    let s = ch.stats();
+    assert_eq!((s.messages_sent, s.messages_received), (20_000, 20_000));
+    assert_eq!((s.bad_nodes, s.bad_blocks), (0, 0), "{s:?}");
+}
+
+#[test]
 fn a_message_sent_in_parts_arrives_as_one_byte_for_byte() {
     let name = Named::new("parts");
     let ch = Channel::create(&name.0, 1 << 20, &Config::default()).unwrap();
