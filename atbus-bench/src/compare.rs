@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::board::{self, Board};
 use crate::payload::{self, Checked, Sizes};
+use crate::placement::LineTransfer;
 use crate::procs;
 use crate::transport::{Endpoint, Kind, Receiver, Sender, SEND_BATCH};
 use crate::units::{bytes_arg, duration_arg};
@@ -537,6 +538,39 @@ fn memcpy_bandwidth(secs: f64) -> (f64, f64) {
     (ring_gbs, hot_gbs)
 }
 
+/// The cache-line ping-pong before and after the runs, for `--json`: `{"cpus": [a, b],
+/// "before_ns": x, "after_ns": y}`, or `{"why_not": "..."}` when it could not be measured.
+fn line_transfer_json(
+    before: &Result<LineTransfer, String>,
+    after: &Result<LineTransfer, String>,
+) -> serde_json::Value {
+    match (before, after) {
+        (Ok(b), Ok(a)) => json!({
+            "cpus": [b.cpus.0, b.cpus.1],
+            "before_ns": b.ns,
+            "after_ns": a.ns,
+        }),
+        (Err(why), _) | (_, Err(why)) => json!({ "why_not": why }),
+    }
+}
+
+/// The same, one line for the text report.
+fn line_transfer_line(
+    before: &Result<LineTransfer, String>,
+    after: &Result<LineTransfer, String>,
+) -> String {
+    match (before, after) {
+        (Ok(b), Ok(a)) => format!(
+            "cache line between CPU {} and CPU {}: {:.0} ns each way before the runs, {:.0} ns \
+             after (1->1 rates depend on it; 30-40 ns: cores that share a cache)",
+            b.cpus.0, b.cpus.1, b.ns, a.ns
+        ),
+        (Err(why), _) | (_, Err(why)) => {
+            format!("cache line between two CPUs: not measured ({why})")
+        }
+    }
+}
+
 /// Runs `compare`; returns the exit code.
 pub fn run(args: CompareArgs) -> Result<i32, Fail> {
     let (rounds, secs) = if args.quick {
@@ -652,6 +686,7 @@ fn measure(
     }
     let total_runs = cells.iter().filter(|c| c.skipped.is_none()).count() * rounds;
     let (cpu, vendor) = cpu_model();
+    let line_before = crate::placement::line_transfer();
     if !args.json {
         println!("cpu: {cpu} ({vendor}, {} CPUs)", procs::cpu_count());
         println!(
@@ -709,6 +744,7 @@ fn measure(
         eprintln!();
     }
     let (ring_gbs, hot_gbs) = memcpy_bandwidth(if args.quick { 0.1 } else { 0.5 });
+    let line_after = crate::placement::line_transfer();
     let interrupted = procs::interrupted() > 0;
 
     // Report.
@@ -896,6 +932,7 @@ fn measure(
         "check": if light { "light" } else { "full" },
         "memcpy_ring_gb_per_s": ring_gbs,
         "memcpy_hot_gb_per_s": hot_gbs,
+        "line_transfer": line_transfer_json(&line_before, &line_after),
         "mq_maxmsg": crate::transport::MQ_MAXMSG,
         "cpu_model": cpu,
         "cpu_vendor": vendor,
@@ -917,6 +954,7 @@ fn measure(
             "memcpy ceiling: {ring_gbs:.1} GB/s (16 KiB pieces out of a 16 MiB ring), \
              {hot_gbs:.1} GB/s (cache-hot)"
         );
+        println!("{}", line_transfer_line(&line_before, &line_after));
         for l in &large {
             println!("{l}");
         }

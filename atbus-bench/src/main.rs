@@ -13,6 +13,7 @@ mod iox_rpc;
 mod latency;
 mod limit;
 mod payload;
+mod placement;
 mod procs;
 mod report;
 mod rpc;

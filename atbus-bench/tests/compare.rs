@@ -89,9 +89,22 @@ fn quick_compare_checks_every_transport() {
             }
         }
     }
-    // The summary names the CPU.
+    // The summary names the CPU, and how long a cache line takes between two of them
+    // before and after the runs (or says why it could not tell).
     assert!(!v["cpu_model"].as_str().unwrap().is_empty(), "{v:#}");
     assert!(!v["cpu_vendor"].as_str().unwrap().is_empty(), "{v:#}");
+    let line = &v["line_transfer"];
+    match line["why_not"].as_str() {
+        Some(why) => assert!(!why.is_empty(), "{line:#}"),
+        None => {
+            let cpus = line["cpus"].as_array().unwrap();
+            assert!(cpus.len() == 2 && cpus[0] != cpus[1], "{line:#}");
+            for when in ["before_ns", "after_ns"] {
+                let ns = line[when].as_f64().unwrap();
+                assert!(ns > 0.0 && ns.is_finite(), "{line:#}");
+            }
+        }
+    }
     // atbus and the references carry every workload; skipped ones say why.
     for r in rows {
         let t = r["transport"].as_str().unwrap();
