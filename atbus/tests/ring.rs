@@ -461,6 +461,18 @@ fn refs(v: &[Vec<u8>]) -> Vec<&[u8]> {
     v.iter().map(|m| &m[..]).collect()
 }
 
+/// Receives `msgs.len()` messages (waiting up to 20 s for each) and checks that they are
+/// `msgs`, in order, byte for byte.
+fn receive_in_order(r: &mut atbus::Reader, msgs: &[Vec<u8>]) {
+    let mut buf = vec![0u8; 4096];
+    for (i, m) in msgs.iter().enumerate() {
+        let n = r
+            .recv_timeout(&mut buf, std::time::Duration::from_secs(20))
+            .unwrap();
+        assert_eq!(&buf[..n], &m[..], "message {i}");
+    }
+}
+
 #[test]
 fn a_batch_arrives_as_ordinary_messages_in_order_byte_for_byte() {
     let name = Named::new("batch");
@@ -584,13 +596,7 @@ fn send_batch_waits_for_the_reader_and_sends_everything_in_order() {
                 w.send_batch(&refs(chunk)).unwrap();
             }
         });
-        let mut buf = vec![0u8; 4096];
-        for (i, m) in msgs.iter().enumerate() {
-            let n = r
-                .recv_timeout(&mut buf, std::time::Duration::from_secs(20))
-                .unwrap();
-            assert_eq!(&buf[..n], &m[..], "message {i}");
-        }
+        receive_in_order(&mut r, msgs);
     });
     let s = ch.stats();
     assert_eq!((s.messages_sent, s.messages_received), (5000, 5000));
@@ -621,13 +627,7 @@ fn batches_over_many_laps_arrive_in_order_byte_for_byte() {
                 size = size % 20 + 1;
             }
         });
-        let mut buf = vec![0u8; 4096];
-        for (i, m) in msgs.iter().enumerate() {
-            let n = r
-                .recv_timeout(&mut buf, std::time::Duration::from_secs(20))
-                .unwrap();
-            assert_eq!(&buf[..n], &m[..], "message {i}");
-        }
+        receive_in_order(&mut r, msgs);
     });
     let s = ch.stats();
     assert_eq!((s.messages_sent, s.messages_received), (20_000, 20_000));
