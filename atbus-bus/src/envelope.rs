@@ -16,7 +16,7 @@
 //! | payload           | rest   | all                  |
 //!
 //! Plain data from endpoint `client` of generation 5 costs 1 + 1 + 6 + 1 = 9 bytes. A
-//! payload of [`ALIGN_BODY_FROM`] bytes or more gets a padded envelope, a multiple of 32
+//! payload of `ALIGN_BODY_FROM` (256) bytes or more gets a padded envelope, a multiple of 32
 //! bytes long (at most 96), so that the payload starts where the ring's payload starts, on
 //! a 32-byte boundary: its copies in and out of the ring then load and store whole
 //! aligned 32-byte words, no access split across two cache lines. The

@@ -75,7 +75,8 @@
 //! ## Request / reply
 //! [`Endpoint::request`] sends a request with a fresh correlation id and waits for the
 //! matching reply (polling for up to [`REQUEST_POLL`], 50 µs, before it sleeps: a quick
-//! answer costs no wake-up), looking at the peer's record and process every
+//! answer costs no wake-up; yielding the CPU after every poll from [`LONG_EXCHANGE`]
+//! bytes), looking at the peer's record and process every
 //! [`PEER_POLL`] (100 ms): a peer that leaves, dies or restarts gives
 //! [`Error::PeerGone`]; a missing peer [`Error::NoSuchEndpoint`] at once. Replies that
 //! come late, for another generation or from another endpoint are dropped and counted.
@@ -120,7 +121,9 @@ pub use aio::AsyncEndpoint;
 pub use atbus::Arm;
 pub use bus::{Bus, Member, OpenOptions, DEFAULT_INBOX_BYTES, SWEEP_PERIOD};
 pub use directory::{DEFAULT_CAPACITY, MAX_CAPACITY};
-pub use endpoint::{Endpoint, EndpointStats, Message, Received, PEER_POLL, REQUEST_POLL};
+pub use endpoint::{
+    Endpoint, EndpointStats, Message, Received, LONG_EXCHANGE, PEER_POLL, REQUEST_POLL,
+};
 pub use envelope::{Envelope, Kind};
 pub use error::{Error, Result};
 pub use name::{inbox_name, Name, MAX_BUS_NAME, MAX_ENDPOINT_NAME};

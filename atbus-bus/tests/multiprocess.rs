@@ -172,7 +172,12 @@ fn requests_across_processes_get_their_replies_and_data_meanwhile_is_kept_in_ord
     let mut client = bus.join("client").unwrap();
     let mut into = Vec::new();
     for i in 0..REQUESTS {
-        let request = payload::payload(7, i);
+        let mut request = payload::payload(7, i);
+        if i % 10 == 9 {
+            // A long one: its requester yields after every poll for the reply.
+            let long = atbus_bus::LONG_EXCHANGE + i as usize;
+            request.extend((request.len()..long).map(|k| (k * 13 + i as usize) as u8));
+        }
         // The three ways of waiting for a reply, in turn; the last two give its envelope.
         let (reply, envelope) = match i % 3 {
             0 => (client.request("svc", &request, WAIT).unwrap(), None),
