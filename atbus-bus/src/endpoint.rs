@@ -9,7 +9,7 @@ use atbus::{Arm, Channel, Reader, Writer};
 
 use crate::bus::{Bus, SWEEP_PERIOD};
 use crate::directory::state;
-use crate::envelope::{self, Envelope, Kind, Remembered, ALIGN_BODY_FROM, MAX_ENVELOPE};
+use crate::envelope::{self, Envelope, Kind, ALIGN_BODY_FROM, MAX_ENVELOPE};
 use crate::error::{Error, Result};
 use crate::fault::{self, CrashPoint};
 use crate::name::{self, Name, HEAD_BYTES};
@@ -29,7 +29,7 @@ pub const REQUEST_POLL: Duration = Duration::from_micros(50);
 pub const LONG_EXCHANGE: usize = 8 << 10;
 /// Destinations whose resolved writer an endpoint keeps; beyond, the oldest is dropped.
 const MAX_TARGETS: usize = 64;
-/// How many recent senders' envelopes a receive remembers (see `Endpoint::known_senders`).
+/// How many recent senders' names a receive remembers (see `Endpoint::known_senders`).
 const KNOWN_SENDERS: usize = 8;
 
 /// A received message: its envelope and its payload.
@@ -157,10 +157,9 @@ pub struct Endpoint {
     aligned_data_prefix: atbus::Prefix,
     /// The incoming message being received.
     buf: Vec<u8>,
-    /// Recent senders' envelopes and names, by their pid modulo [`KNOWN_SENDERS`]: a
-    /// data envelope seen last time is not decoded again, a name not validated again
-    /// (several senders interleave in a busy inbox).
-    known_senders: [Remembered; KNOWN_SENDERS],
+    /// Recent senders' names, by their pid modulo [`KNOWN_SENDERS`]: a name found here
+    /// is not validated again (several senders interleave in a busy inbox).
+    known_senders: [Name; KNOWN_SENDERS],
     /// Messages that arrived while a request waited, in arrival order.
     held: VecDeque<Message>,
     next_correlation: u64,
@@ -208,7 +207,7 @@ impl Endpoint {
             targets: Vec::new(),
             out: Vec::with_capacity(256),
             buf: vec![0; 4096],
-            known_senders: [Remembered::NONE; KNOWN_SENDERS],
+            known_senders: [Name::NONE; KNOWN_SENDERS],
             last_reply_len: 0,
             held: VecDeque::new(),
             next_correlation: 1,
@@ -477,7 +476,7 @@ impl Endpoint {
                     let _ = self.bus.sweep_if_due();
                 }
                 Ok(meta) => {
-                    let Some((envelope, at)) = envelope::decode_remembered(
+                    let Some((envelope, at)) = envelope::decode(
                         &self.buf,
                         meta.len,
                         meta.writer_pid,

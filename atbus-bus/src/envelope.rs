@@ -193,97 +193,6 @@ pub(crate) fn decode(
     Some((envelope, at))
 }
 
-/// Words of a message's head that [`Remembered`] compares: [`HEAD_BYTES`], which every
-/// receive buffer holds.
-const HEAD_WORDS: usize = HEAD_BYTES / 8;
-
-/// What a receive remembers of one sender (an endpoint keeps one per sender pid slot):
-/// the envelope bytes of its last message and what they decoded to. `decode` reads
-/// nothing of a message but its envelope bytes (and the pid, given apart), so a message
-/// that starts with the same bytes has the same envelope and is not decoded again: a
-/// data sender's envelope is the same on every message. (A request's or reply's
-/// correlation id differs every time: those are decoded, and forget the data envelope.)
-#[derive(Clone, Copy)]
-pub(crate) struct Remembered {
-    /// The envelope's bytes as little-endian words; the first `at` bytes count.
-    head: [u64; HEAD_WORDS],
-    /// The envelope's length (the payload's offset); 0 when nothing is remembered.
-    at: usize,
-    /// What it decoded to (its `from` also serves [`Name::from_head`] as the known
-    /// name, whatever `at` is).
-    envelope: Envelope,
-}
-
-impl Remembered {
-    /// Nothing remembered.
-    pub(crate) const NONE: Remembered = Remembered {
-        head: [0; HEAD_WORDS],
-        at: 0,
-        envelope: Envelope {
-            kind: Kind::Data,
-            from: Name::NONE,
-            from_generation: 0,
-            from_pid: 0,
-            correlation: 0,
-            to_generation: 0,
-        },
-    };
-
-    /// Whether the message `buf[..len]` starts with the remembered envelope's bytes.
-    /// Compares whole aligned words, masked, in registers (see [`Name::from_head`]).
-    #[inline(always)]
-    pub(crate) fn matches(&self, buf: &[u8], len: usize) -> bool {
-        let Some(head) = buf.get(..HEAD_BYTES) else {
-            return false;
-        };
-        if self.at == 0 || self.at > len {
-            return false;
-        }
-        let mut differs = 0;
-        for (i, want) in self.head.iter().enumerate().take(self.at.div_ceil(8)) {
-            let word = u64::from_le_bytes(head[8 * i..8 * i + 8].try_into().unwrap());
-            let counted = self.at - 8 * i; // bytes of this word that count, if under 8
-            let mask = if counted >= 8 {
-                u64::MAX
-            } else {
-                (1 << (8 * counted)) - 1
-            };
-            differs |= (word ^ want) & mask;
-        }
-        differs == 0
-    }
-}
-
-/// As [`decode`], with what was remembered of this sender: a message that starts with
-/// the remembered envelope's bytes is not decoded again; any other is, and is
-/// remembered if its envelope is data and lies within [`HEAD_BYTES`].
-#[inline(always)]
-pub(crate) fn decode_remembered(
-    buf: &[u8],
-    len: usize,
-    from_pid: u32,
-    known: &mut Remembered,
-) -> Option<(Envelope, usize)> {
-    if known.matches(buf, len) {
-        let mut envelope = known.envelope;
-        envelope.from_pid = from_pid;
-        return Some((envelope, known.at));
-    }
-    let mut name = known.envelope.from;
-    let (envelope, at) = decode(buf, len, from_pid, &mut name)?;
-    known.envelope = envelope;
-    known.at = 0;
-    if envelope.kind == Kind::Data && at <= HEAD_BYTES {
-        if let Some(head) = buf.get(..HEAD_BYTES) {
-            for (i, word) in known.head.iter_mut().enumerate() {
-                *word = u64::from_le_bytes(head[8 * i..8 * i + 8].try_into().unwrap());
-            }
-            known.at = at;
-        }
-    }
-    Some((envelope, at))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,11 +358,10 @@ mod tests {
     }
 
     #[test]
-    fn a_remembered_name_or_envelope_never_changes_what_a_message_decodes_to() {
+    fn a_remembered_name_never_changes_what_a_message_decodes_to() {
         // Envelopes from a few senders, some mutated at random (the name, its length, the
-        // bytes after it), decoded one after another with the name cache and the
-        // remembered envelope an endpoint keeps, and each also with nothing known: the
-        // answers must be the same.
+        // bytes after it), decoded one after another with the name cache an endpoint
+        // keeps, and each also with no name known: the answers must be the same.
         let names = ["a", "ab", "abc", "client-7", &"n".repeat(MAX_ENDPOINT_NAME)];
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
@@ -463,25 +371,21 @@ mod tests {
             state
         };
         let mut known = Name::NONE;
-        let mut remembered = Remembered::NONE;
-        let (mut accepted, mut not_decoded_again) = (0, 0);
-        let mut previous = (names[0], Kind::Data, 0, false);
+        let mut accepted = 0;
         for _ in 0..50_000 {
             let r = next();
-            // One message in four repeats the one before's envelope (a sender's next).
-            let (name, kind, generation, padded) = if r >> 20 & 3 == 0 {
-                previous
-            } else {
-                (
-                    names[(r % names.len() as u64) as usize],
-                    [Kind::Data, Kind::Request, Kind::Reply][(r >> 8) as usize % 3],
-                    r >> 16 & 0xffff,
-                    r & 1 << 6 != 0,
-                )
-            };
-            previous = (name, kind, generation, padded);
+            let name = names[(r % names.len() as u64) as usize];
+            let kind = [Kind::Data, Kind::Request, Kind::Reply][(r >> 8) as usize % 3];
             let mut msg = Vec::new();
-            encode(&mut msg, kind, name, generation, r >> 32, r >> 40, padded);
+            encode(
+                &mut msg,
+                kind,
+                name,
+                r >> 16 & 0xffff,
+                r >> 32,
+                r >> 40,
+                r & 1 << 6 != 0,
+            );
             msg.extend_from_slice(&r.to_le_bytes()[..(r >> 60) as usize % 8]);
             let len = msg.len();
             for _ in 0..(r >> 56) % 3 {
@@ -493,20 +397,9 @@ mod tests {
             let cached = decode(&msg, len, 9, &mut known);
             assert_eq!(cached, decode(&msg, len, 9, &mut { Name::NONE }), "{msg:?}");
             assert_eq!(cached, decode(&msg[..len], len, 9, &mut { Name::NONE }));
-            // The remembered envelope, with a pid of its own each time: the same answer
-            // (the pid given, not the remembered one).
-            let pid = r as u32 >> 4;
-            not_decoded_again += usize::from(remembered.matches(&msg, len));
-            let fresh = decode(&msg, len, pid, &mut { Name::NONE });
-            assert_eq!(
-                decode_remembered(&msg, len, pid, &mut remembered),
-                fresh,
-                "{msg:?}"
-            );
             accepted += usize::from(cached.is_some());
         }
-        // Both outcomes were exercised, and remembered envelopes often matched.
+        // Both outcomes were exercised.
         assert!((10_000..50_000).contains(&accepted), "{accepted}");
-        assert!(not_decoded_again > 300, "{not_decoded_again}");
     }
 }
