@@ -40,6 +40,15 @@ fn quick_rpc_runs_every_size_client_count_and_transport() {
                 let p50 = row["p50_us"].as_f64().unwrap();
                 let p999 = row["p999_us"].as_f64().unwrap();
                 assert!(p50 > 0.0 && p999 >= p50, "{row:#}");
+                // The mean lies between the fastest and the slowest round trip; whether the
+                // clients took turns in bursts is said for every row (never with one client).
+                let mean = row["mean_us"].as_f64().unwrap();
+                assert!(
+                    mean > 0.0 && mean <= row["max_us"].as_f64().unwrap(),
+                    "{row:#}"
+                );
+                let bursts = row["turns_in_bursts"].as_bool().unwrap();
+                assert!(clients > 1 || !bursts, "{row:#}");
                 assert!(row["round_trips_per_s"].as_f64().unwrap() > 0.0, "{row:#}");
             }
         }
