@@ -1248,8 +1248,8 @@ impl ReadState {
     /// Asks the CPU to load the nodes after a block (when writers have claimed them),
     /// each node once, before the block is read: the reader's reads of lines another core
     /// wrote otherwise wait for them one block at a time. Measured with `atbus-bench
-    /// compare`: 1 KiB messages ~1.3x; batches of 16 x 64 B 1->1 (one-node blocks)
-    /// docs/benchmarks.md, "Batches fetch their nodes ahead".
+    /// compare`: 1 KiB messages ~1.3x; for batches of 16 x 64 B at 1->1 (one-node
+    /// blocks), see docs/benchmarks.md, "Batches fetch their nodes ahead".
     #[inline(never)]
     fn prefetch_after(&mut self, seg: &Segment, ready: Ready) {
         let next = ready.pos + ready.nodes;
